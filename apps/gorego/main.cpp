@@ -1,0 +1,57 @@
+// gorego: the caching REAPI server. See README.md and docs/configuration.md.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include <gorego/config/config.hpp>
+#include <gorego/core/log.hpp>
+
+#include "server.hpp"
+
+int main(int argc, char** argv) {
+  using namespace gorego;
+  auto loaded = load_config(argc, argv, current_environment());
+  if (!loaded) {
+    fmt::print(stderr, "gorego: {}\n", loaded.error().message());
+    return 2;
+  }
+  if (loaded->exit_message) {
+    fmt::print("{}", *loaded->exit_message);
+    return 0;
+  }
+  const Config& cfg = loaded->config;
+  log::set_level(cfg.log_level);
+
+  // Signals are taken synchronously by this thread; every thread started below inherits
+  // the mask, so SIGINT/SIGTERM never interrupt I/O elsewhere.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server = start_server(cfg);
+  if (!server) {
+    log::error("cannot start", {{"error", server.error().to_string()}});
+    fmt::print(stderr, "gorego: {}\n", server.error().message());
+    return 1;
+  }
+  log::info("serving", {{"listen_addr", cfg.listen_addr},
+                        {"port", std::to_string((*server)->port())},
+                        {"data_dir", cfg.data_dir.string()},
+                        {"max_size", format_size(cfg.max_size_bytes)},
+                        {"eviction", cfg.eviction}});
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  log::info("shutting down", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
+                              {"grace", format_duration(cfg.shutdown_grace)}});
+  (*server)->shutdown(std::chrono::system_clock::now() + cfg.shutdown_grace);
+  server->reset();
+  log::info("stopped");
+  return 0;
+}

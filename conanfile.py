@@ -1,0 +1,110 @@
+"""Conan 2 recipe for gorego, a C++20 Remote Execution API v2 remote cache server.
+
+Consumers: find_package(gorego) and link gorego::core (header-only: Status, Result, Digest) or
+gorego::reapi (proto conversion, services, remote client). The target names match the ones the
+CMake install exports, so a consumer builds the same against either.
+"""
+
+import os
+
+from conan import ConanFile
+from conan.tools.build import check_min_cppstd
+from conan.tools.cmake import CMake, CMakeDeps, CMakeToolchain, cmake_layout
+from conan.tools.files import copy, rmdir
+
+required_conan_version = ">=2.0.5"  # "<host_version>" in tool_requires
+
+
+class GoregoConan(ConanFile):
+    name = "gorego"
+    version = "0.1.0"
+    license = "Apache-2.0"
+    description = "A C++20 Remote Execution API v2 remote cache server (CAS and action cache)"
+    topics = ("reapi", "remote-cache", "bazel", "grpc", "cas")
+    package_type = "static-library"
+
+    settings = "os", "arch", "compiler", "build_type"
+    options = {"fPIC": [True, False]}
+    default_options = {"fPIC": True}
+
+    exports_sources = (
+        "CMakeLists.txt",
+        "LICENSE",
+        "include/*",
+        "src/*",
+        "proto/*",
+        "apps/*",
+        "cmake/*",
+    )
+
+    def config_options(self):
+        if self.settings.os == "Windows":
+            del self.options.fPIC
+
+    def layout(self):
+        cmake_layout(self)
+
+    def requirements(self):
+        # Public: the exported components' headers include these.
+        self.requires("fmt/9.1.0", transitive_headers=True)
+        self.requires("openssl/[>=3 <4]", transitive_headers=True)
+        self.requires("grpc/1.54.3", transitive_headers=True)
+        self.requires("protobuf/3.21.12", transitive_headers=True)
+        # Private: used by the gorego server and its internal libraries only, so not part of
+        # any exported component (visible=False keeps Conan's component check and consumers'
+        # graphs free of them).
+        self.requires("zstd/[>=1.5.4 <2]", visible=False)
+        self.requires("yaml-cpp/[>=0.7 <0.9]", visible=False)
+        self.requires("cli11/[>=2.1 <3]", visible=False)
+        self.requires("prometheus-cpp/[>=1.0 <2]", visible=False)
+        self.requires("range-v3/0.12.0", visible=False)
+
+    def build_requirements(self):
+        # protoc and grpc_cpp_plugin run on the build machine; same versions as the host libs.
+        self.tool_requires("protobuf/<host_version>")
+        self.tool_requires("grpc/<host_version>")
+        self.test_requires("catch2/2.13.10")
+        self.test_requires("benchmark/[>=1.7 <2]")
+
+    def validate(self):
+        check_min_cppstd(self, 20)
+
+    def generate(self):
+        toolchain = CMakeToolchain(self)
+        # tools.build:skip_test=True builds the library and the server without tests/benchmarks.
+        toolchain.cache_variables["BUILD_TESTING"] = not self.conf.get(
+            "tools.build:skip_test", default=False, check_type=bool
+        )
+        toolchain.generate()
+        CMakeDeps(self).generate()
+
+    def build(self):
+        cmake = CMake(self)
+        cmake.configure()
+        cmake.build()
+        # The test suite drives real peers (Bazel, BuildStream); run it with ctest, not here.
+
+    def package(self):
+        copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
+        cmake = CMake(self)
+        cmake.install()
+        # Consumers get Conan's generated gorego-config.cmake (from package_info) instead.
+        rmdir(self, os.path.join(self.package_folder, "lib", "cmake"))
+        rmdir(self, os.path.join(self.package_folder, "share"))
+
+    def package_info(self):
+        self.cpp_info.set_property("cmake_file_name", "gorego")
+        self.cpp_info.set_property("cmake_target_name", "gorego::gorego")
+
+        core = self.cpp_info.components["core"]
+        core.set_property("cmake_target_name", "gorego::core")
+        core.bindirs = []
+        core.libdirs = []
+        core.requires = ["fmt::fmt", "openssl::crypto"]
+
+        reapi = self.cpp_info.components["reapi"]
+        reapi.set_property("cmake_target_name", "gorego::reapi")
+        reapi.libs = ["gorego_reapi"]
+        reapi.requires = ["core", "grpc::grpc++", "protobuf::libprotobuf"]
+        if self.settings.os in ("Linux", "FreeBSD"):
+            reapi.system_libs = ["pthread", "m"]

@@ -1,0 +1,133 @@
+#pragma once
+/// gorego's configuration: one plain struct, its parsers and the loader that layers
+///   embedded defaults < YAML file < GOREGO_* environment < command-line flags.
+///
+/// Every setting is described once (key, help text, parser) in src/config.cpp; that one table
+/// drives the YAML keys, the environment variable names, the flags, `--help` and to_yaml(), so
+/// they cannot drift apart. The environment variable of a key is "GOREGO_" + the key with dots
+/// as underscores, upper-case: `storage.janitor_interval` -> `GOREGO_STORAGE_JANITOR_INTERVAL`.
+///
+/// Nothing here touches the disk except reading the config file: whether `data_dir` is
+/// writable is the app's business.
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <gorego/core/status.hpp>
+
+namespace gorego {
+
+inline constexpr std::uint64_t kKiB = std::uint64_t{1} << 10;
+inline constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+inline constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+
+/// The effective settings of one gorego process. A plain aggregate with the embedded defaults;
+/// build it with designated initializers in tests. The comment of each field gives its YAML
+/// key; the environment variable and flag follow from it (see the file comment).
+/// load_config() only ever returns a Config that passes validate().
+struct Config {
+  /// `listen_addr`, `--listen`: HOST:PORT, IPv6 as `[::1]:50051`; port 0 picks a free port.
+  std::string listen_addr = "127.0.0.1:50051";
+  /// `data_dir`, `--data-dir`: where the CAS and AC live. Relative paths are relative to the
+  /// working directory (not to the config file).
+  std::filesystem::path data_dir = "./gorego-data";
+  /// `max_size`, `--max-size`: the size limit of the store, a SIZE (see parse_size()).
+  std::uint64_t max_size_bytes = 10 * kGiB;
+  /// `eviction`, `--eviction`: "lru" or "atime".
+  std::string eviction = "lru";
+
+  /// `storage.fsync`, `--fsync`: fsync blobs and their directory before acknowledging a write.
+  bool fsync = true;
+  /// `storage.janitor_interval`: how often the size limit is enforced (a duration, > 0).
+  std::chrono::seconds janitor_interval{60};
+  /// `storage.force_update_atime`: touch the atime on every read, for filesystems mounted
+  /// relatime/noatime when `eviction` is "atime".
+  bool force_update_atime = false;
+  /// `storage.block_size`: accounting granularity of the size limit, a power of two SIZE in
+  /// 1..1MiB; every blob counts as its size rounded up to a multiple of it.
+  std::uint32_t block_size = 4096;
+
+  /// `server.io_threads`, `--io-threads`: threads doing disk I/O (1..1024).
+  std::uint32_t io_threads = 8;
+  /// `server.max_batch_size`: max_batch_total_size_bytes advertised in GetCapabilities and
+  /// enforced by the batch calls, a SIZE in 64KiB..64MiB.
+  std::uint64_t max_batch_total_size_bytes = 4 * kMiB;
+  /// `server.max_blob_size`: the largest blob accepted, a SIZE; 0 means bounded only by
+  /// `max_size`. Must not exceed `max_size`.
+  std::uint64_t max_blob_size_bytes = 0;
+  /// `server.shutdown_grace`: how long in-flight calls may run on after SIGTERM (a duration).
+  std::chrono::seconds shutdown_grace{10};
+
+  /// `telemetry.log_level`, `--log-level`: "debug", "info", "warn" or "error".
+  std::string log_level = "info";
+
+  friend bool operator==(const Config&, const Config&) = default;
+};
+
+/// Parses a SIZE: plain bytes ("1048576"), or a number, an optional single space and a unit:
+/// B, KB/kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); units are
+/// case-sensitive. A number with a unit other than B may have a fraction ("1.5GiB"); the result
+/// is rounded down to whole bytes. INVALID_ARGUMENT naming the value when it is empty,
+/// negative, malformed, has an unknown unit (`size "12XB" has an unknown unit "XB" ...`) or
+/// does not fit in 64 bits.
+[[nodiscard]] Result<std::uint64_t> parse_size(std::string_view text);
+
+/// Formats bytes as the largest binary unit that is exact ("10GiB", "1536KiB"), else as plain
+/// bytes ("1000"). parse_size(format_size(n)) == n.
+[[nodiscard]] std::string format_size(std::uint64_t bytes);
+
+/// Parses a duration in whole seconds: "30" or "30s", "5m", "2h". INVALID_ARGUMENT naming the
+/// value when it is empty, negative, malformed, has an unknown unit or overflows.
+[[nodiscard]] Result<std::chrono::seconds> parse_duration(std::string_view text);
+
+/// Formats a duration as the largest exact unit: "1h", "90s", "5m". parse_duration() inverts it.
+[[nodiscard]] std::string format_duration(std::chrono::seconds duration);
+
+/// Checks every field against the rule its parser applies, and the rules between fields
+/// (`max_blob_size` <= `max_size`, `block_size` <= `max_size`). INVALID_ARGUMENT naming the
+/// key and the value otherwise. For a Config built in code; load_config() already calls it.
+[[nodiscard]] Status validate(const Config& config);
+
+/// The config as YAML with the keys load_config() reads; loading the output gives an equal
+/// Config (`--print-config` prints this).
+[[nodiscard]] std::string to_yaml(const Config& config);
+
+/// The process environment as (name, value) pairs, in the order of `environ`.
+using Environment = std::vector<std::pair<std::string, std::string>>;
+
+/// Reads the real process environment (`environ`) into an Environment. Not thread-safe with
+/// concurrent setenv(); call it once at startup.
+[[nodiscard]] Environment current_environment();
+
+/// What the command line asked for: run with `config`, or, when `exit_message` is set (by
+/// `--help` or `--print-config`), print it to stdout and exit with status 0. `config` is
+/// unspecified when `exit_message` is set.
+struct LoadOutcome {
+  Config config;
+  std::optional<std::string> exit_message;
+};
+
+/// Builds the effective Config: defaults, then the YAML file named by `--config FILE` (else by
+/// GOREGO_CONFIG, else none), then the GOREGO_* variables of `env`, then the flags in `argv`
+/// (argv[0] is the program name). Flags: --config, --listen, --data-dir, --max-size,
+/// --eviction, --fsync, --io-threads, --log-level, --print-config, --help; everything else is
+/// set in the file or the environment.
+///
+/// Errors are INVALID_ARGUMENT with a message naming the source and the bad value: an unknown
+/// flag, an unknown key in the file, a value of the wrong YAML type, an unreadable or
+/// unparseable file (with yaml-cpp's line and column), an unknown GOREGO_* variable (so typos
+/// do not pass silently: every GOREGO_* name in `env` must be a setting or GOREGO_CONFIG), a
+/// bad value anywhere, or a Config failing validate(). `--help` wins over every other error
+/// except a flag missing its value.
+///
+/// Thread-compatible: reads only its arguments and the config file.
+[[nodiscard]] Result<LoadOutcome> load_config(int argc, const char* const* argv,
+                                              const Environment& env);
+
+}  // namespace gorego

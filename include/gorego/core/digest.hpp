@@ -1,0 +1,125 @@
+#pragma once
+/// gorego::Digest: a validated content digest (32-byte hash + size), and ObjectKey, the
+/// index key that tells CAS blobs from ActionCache entries.
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include <gorego/core/status.hpp>
+
+namespace gorego {
+
+/// Raw bytes of a 256-bit hash (SHA-256; BLAKE3 later has the same width).
+using Hash256 = std::array<std::uint8_t, 32>;
+
+/// Largest size a digest may claim before it is rejected as absurd (1 TiB). A store's own
+/// limit (RESOURCE_EXHAUSTED) is usually far smaller.
+inline constexpr std::int64_t kMaxDigestSize = std::int64_t{1} << 40;
+
+/// Lower-case hex of `h` (64 characters).
+inline std::string to_hex(const Hash256& h) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(64, '0');
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    out[2 * i] = kHex[h[i] >> 4];
+    out[2 * i + 1] = kHex[h[i] & 0xf];
+  }
+  return out;
+}
+
+/// A blob's identity: its hash and its size in bytes. Construct through `Digest::parse`
+/// (validates wire input) or `Digest::of` (hashes data). Value type, thread-compatible.
+struct Digest {
+  Hash256 hash{};
+  std::int64_t size = 0;
+
+  /// Validates a wire digest: exactly 64 lower-case hex characters and
+  /// 0 <= size <= kMaxDigestSize. Errors are INVALID_ARGUMENT naming the bad value.
+  static Result<Digest> parse(std::string_view hex, std::int64_t size) {
+    if (hex.size() != 64) {
+      return error(Code::kInvalidArgument, "digest hash \"{}\" has {} characters; SHA-256 needs 64",
+                   truncate(hex), hex.size());
+    }
+    Digest d;
+    for (std::size_t i = 0; i < 32; ++i) {
+      const int hi = nibble(hex[2 * i]);
+      const int lo = nibble(hex[2 * i + 1]);
+      if (hi < 0 || lo < 0) {
+        return error(Code::kInvalidArgument,
+                     "digest hash \"{}\" is not lower-case hex (bad character at {})", hex,
+                     hi < 0 ? 2 * i : 2 * i + 1);
+      }
+      d.hash[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+    }
+    if (size < 0) return error(Code::kInvalidArgument, "digest size {} is negative", size);
+    if (size > kMaxDigestSize) {
+      return error(Code::kInvalidArgument, "digest size {} exceeds the maximum of {} bytes", size,
+                   kMaxDigestSize);
+    }
+    d.size = size;
+    return d;
+  }
+
+  [[nodiscard]] std::string hex() const { return to_hex(hash); }
+  [[nodiscard]] bool empty_blob() const noexcept;
+
+  friend bool operator==(const Digest&, const Digest&) = default;
+
+ private:
+  static constexpr int nibble(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  }
+  static std::string_view truncate(std::string_view s) { return s.substr(0, 80); }
+};
+
+/// SHA-256 of the empty string: always present in every CAS (REAPI).
+inline constexpr Hash256 kEmptySha256 = {
+    0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+    0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+
+inline bool Digest::empty_blob() const noexcept { return size == 0 && hash == kEmptySha256; }
+
+/// Which tree of the store a key lives in.
+enum class Tree : std::uint8_t { kCas = 0, kAc = 1 };
+
+/// Index key: a digest in one tree. For the AC the digest is the Action's.
+struct ObjectKey {
+  Digest digest;
+  Tree tree = Tree::kCas;
+  friend bool operator==(const ObjectKey&, const ObjectKey&) = default;
+};
+
+}  // namespace gorego
+
+template <>
+struct std::hash<gorego::Digest> {
+  std::size_t operator()(const gorego::Digest& d) const noexcept {
+    std::size_t h;
+    std::memcpy(&h, d.hash.data(), sizeof h);  // the hash is already uniformly distributed
+    return h ^ static_cast<std::size_t>(d.size);
+  }
+};
+
+template <>
+struct std::hash<gorego::ObjectKey> {
+  std::size_t operator()(const gorego::ObjectKey& k) const noexcept {
+    return std::hash<gorego::Digest>{}(k.digest) ^ static_cast<std::size_t>(k.tree);
+  }
+};
+
+/// Formats as "hash/size", the REAPI convention.
+template <>
+struct fmt::formatter<gorego::Digest> : fmt::formatter<std::string_view> {
+  template <class Ctx>
+  auto format(const gorego::Digest& d, Ctx& ctx) const {
+    return fmt::format_to(ctx.out(), "{}/{}", d.hex(), d.size);
+  }
+};

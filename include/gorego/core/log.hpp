@@ -1,0 +1,82 @@
+#pragma once
+/// Structured logging: one JSON object per line on stderr, with time, level, message and
+/// fields. Thread-safe; a line is written with one write(2) so lines never interleave.
+///
+///   log::info("listening", {{"addr", "127.0.0.1:50051"}});
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+namespace gorego::log {
+
+enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+
+inline std::atomic<Level>& threshold() {
+  static std::atomic<Level> level{Level::kInfo};
+  return level;
+}
+
+/// "debug", "info", "warn" or "error"; false for anything else.
+inline bool set_level(std::string_view name) {
+  if (name == "debug") threshold() = Level::kDebug;
+  else if (name == "info") threshold() = Level::kInfo;
+  else if (name == "warn") threshold() = Level::kWarn;
+  else if (name == "error") threshold() = Level::kError;
+  else return false;
+  return true;
+}
+
+using Field = std::pair<std::string_view, std::string>;
+
+namespace detail {
+inline void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (const char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
+        else out += c;
+    }
+  }
+  out += '"';
+}
+}  // namespace detail
+
+inline void write(Level level, std::string_view msg, std::initializer_list<Field> fields) {
+  if (level < threshold().load(std::memory_order_relaxed)) return;
+  static constexpr std::string_view kNames[] = {"debug", "info", "warn", "error"};
+  const auto now = std::chrono::system_clock::now();
+  std::string line = fmt::format("{{\"time\":\"{:%FT%T}Z\",\"level\":\"{}\",\"msg\":",
+                                 std::chrono::floor<std::chrono::microseconds>(now),
+                                 kNames[static_cast<int>(level)]);
+  detail::append_json_string(line, msg);
+  for (const auto& [k, v] : fields) {
+    line += ',';
+    detail::append_json_string(line, k);
+    line += ':';
+    detail::append_json_string(line, v);
+  }
+  line += "}\n";
+  [[maybe_unused]] auto n = ::write(2, line.data(), line.size());
+}
+
+inline void debug(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::kDebug, m, f); }
+inline void info(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::kInfo, m, f); }
+inline void warn(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::kWarn, m, f); }
+inline void error(std::string_view m, std::initializer_list<Field> f = {}) { write(Level::kError, m, f); }
+
+}  // namespace gorego::log

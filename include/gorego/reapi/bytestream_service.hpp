@@ -1,0 +1,216 @@
+#pragma once
+/// ByteStream service over any BlobStore: streamed reads with offset and limit, streamed
+/// uploads verified at `finish_write`, and QueryWriteStatus.
+///
+/// Each call keeps one read or one write in flight; disk and hashing work for each chunk
+/// runs on the Executor, and the reactor resumes from there. An upload of a blob that is
+/// already present finishes at once with `committed_size` = size (REAPI early return).
+/// Uploads are not resumable across calls: QueryWriteStatus reports progress of an upload
+/// in flight, completion for a stored blob, and NOT_FOUND otherwise, so clients restart
+/// from offset 0.
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "google/bytestream/bytestream.grpc.pb.h"
+
+#include <gorego/concepts/blob_store.hpp>
+#include <gorego/core/executor.hpp>
+#include <gorego/reapi/convert.hpp>
+#include <gorego/reapi/resource_name.hpp>
+#include <gorego/reapi/service_options.hpp>
+
+namespace gorego::reapi {
+
+namespace bs = google::bytestream;
+
+template <BlobStore Store>
+class ByteStreamService final : public bs::ByteStream::CallbackService {
+ public:
+  ByteStreamService(Store& store, Executor& pool, ServiceOptions opt)
+      : store_(store), pool_(pool), opt_(opt) {}
+
+  grpc::ServerWriteReactor<bs::ReadResponse>* Read(grpc::CallbackServerContext* /*ctx*/,
+                                                   const bs::ReadRequest* req) override {
+    return new ReadReactor(this, req);
+  }
+
+  grpc::ServerReadReactor<bs::WriteRequest>* Write(grpc::CallbackServerContext* /*ctx*/,
+                                                   bs::WriteResponse* resp) override {
+    return new WriteReactor(this, resp);
+  }
+
+  grpc::ServerUnaryReactor* QueryWriteStatus(grpc::CallbackServerContext* ctx,
+                                             const bs::QueryWriteStatusRequest* req,
+                                             bs::QueryWriteStatusResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    pool_.post([this, reactor, req, resp] {
+      {
+        std::lock_guard lock(uploads_mu_);
+        if (auto it = uploads_.find(req->resource_name()); it != uploads_.end()) {
+          resp->set_committed_size(it->second->load());
+          resp->set_complete(false);
+          return reactor->Finish(grpc::Status::OK);
+        }
+      }
+      auto name = parse_write_resource(req->resource_name());
+      if (!name) return reactor->Finish(to_grpc(name.error()));
+      if (store_.contains(name->digest)) {
+        resp->set_committed_size(name->digest.size);
+        resp->set_complete(true);
+        return reactor->Finish(grpc::Status::OK);
+      }
+      reactor->Finish(to_grpc(error(Code::kNotFound, "no upload in progress for \"{}\"",
+                                    req->resource_name())));
+    });
+    return reactor;
+  }
+
+ private:
+  class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
+   public:
+    ReadReactor(ByteStreamService* svc, const bs::ReadRequest* req) : svc_(svc) {
+      svc_->pool_.post([this, req] {
+        const Status s = open(*req);
+        if (!s.ok()) return Finish(to_grpc(s));
+        next();
+      });
+    }
+    void OnWriteDone(bool ok) override {
+      if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      svc_->pool_.post([this] { next(); });
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    Status open(const bs::ReadRequest& req) {
+      auto name = parse_read_resource(req.resource_name());
+      if (!name) return name.error();
+      if (req.read_offset() < 0) {
+        return error(Code::kOutOfRange, "read_offset {} is negative", req.read_offset());
+      }
+      if (req.read_limit() < 0) {
+        return error(Code::kInvalidArgument, "read_limit {} is negative", req.read_limit());
+      }
+      if (req.read_offset() > name->digest.size) {
+        return error(Code::kOutOfRange, "read_offset {} is past the end of blob {}",
+                     req.read_offset(), name->digest);
+      }
+      auto r = svc_->store_.open_read(name->digest, static_cast<std::uint64_t>(req.read_offset()));
+      if (!r) return r.error();
+      reader_.emplace(std::move(*r));
+      left_ = reader_->remaining();
+      if (req.read_limit() > 0) left_ = std::min<std::uint64_t>(left_, req.read_limit());
+      return {};
+    }
+
+    void next() {
+      if (left_ == 0) return Finish(grpc::Status::OK);
+      std::string* data = resp_.mutable_data();
+      data->resize(std::min<std::uint64_t>(left_, svc_->opt_.read_chunk_bytes));
+      auto n = reader_->read({data->data(), data->size()});
+      if (!n) return Finish(to_grpc(n.error()));
+      if (*n == 0) return Finish(grpc::Status::OK);
+      data->resize(*n);
+      left_ -= *n;
+      StartWrite(&resp_);
+    }
+
+    ByteStreamService* svc_;
+    std::optional<typename Store::Reader> reader_;
+    std::uint64_t left_ = 0;
+    bs::ReadResponse resp_;
+  };
+
+  class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
+   public:
+    WriteReactor(ByteStreamService* svc, bs::WriteResponse* resp) : svc_(svc), resp_(resp) {
+      StartRead(&req_);
+    }
+    ~WriteReactor() override {
+      if (!name_.empty()) {
+        std::lock_guard lock(svc_->uploads_mu_);
+        svc_->uploads_.erase(name_);
+      }
+    }
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        return Finish(to_grpc(error(Code::kInvalidArgument,
+                                    "upload \"{}\" ended after {} bytes without finish_write",
+                                    name_, writer_ ? writer_->written() : 0)));
+      }
+      svc_->pool_.post([this] {
+        const auto step = handle();
+        if (!step) return Finish(to_grpc(step.error()));
+        if (*step == Step::kDone) {
+          resp_->set_committed_size(committed_);
+          return Finish(grpc::Status::OK);
+        }
+        StartRead(&req_);
+      });
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    enum class Step { kMore, kDone };
+
+    Result<Step> handle() {
+      if (!writer_) {
+        auto name = parse_write_resource(req_.resource_name());
+        if (!name) return name.error();
+        digest_ = name->digest;
+        if (store().contains(digest_)) {
+          committed_ = digest_.size;  // early return: the blob is already here
+          return Step::kDone;
+        }
+        auto w = store().open_write(digest_);
+        if (!w) return w.error();
+        writer_.emplace(std::move(*w));
+        name_ = req_.resource_name();
+        progress_ = std::make_shared<std::atomic<std::int64_t>>(0);
+        std::lock_guard lock(svc_->uploads_mu_);
+        svc_->uploads_[name_] = progress_;
+      } else if (!req_.resource_name().empty() && req_.resource_name() != name_) {
+        return error(Code::kInvalidArgument, "resource_name \"{}\" changed mid-upload from \"{}\"",
+                     req_.resource_name(), name_);
+      }
+      const auto written = static_cast<std::int64_t>(writer_->written());
+      if (req_.write_offset() != written) {
+        return error(Code::kInvalidArgument,
+                     "write_offset {} does not match the {} bytes received so far for {}",
+                     req_.write_offset(), written, digest_);
+      }
+      GOREGO_RETURN_IF_ERROR(writer_->append(req_.data()));
+      progress_->store(static_cast<std::int64_t>(writer_->written()));
+      if (!req_.finish_write()) return Step::kMore;
+      GOREGO_RETURN_IF_ERROR(writer_->commit());
+      committed_ = static_cast<std::int64_t>(writer_->written());
+      return Step::kDone;
+    }
+
+    Store& store() { return svc_->store_; }
+
+    ByteStreamService* svc_;
+    bs::WriteResponse* resp_;
+    bs::WriteRequest req_;
+    std::string name_;
+    Digest digest_;
+    std::optional<typename Store::Writer> writer_;
+    std::shared_ptr<std::atomic<std::int64_t>> progress_;
+    std::int64_t committed_ = 0;
+  };
+
+  Store& store_;
+  Executor& pool_;
+  ServiceOptions opt_;
+  std::mutex uploads_mu_;
+  std::unordered_map<std::string, std::shared_ptr<std::atomic<std::int64_t>>> uploads_;
+};
+
+}  // namespace gorego::reapi

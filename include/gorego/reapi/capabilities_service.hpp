@@ -1,0 +1,47 @@
+#pragma once
+/// Capabilities service: tells clients truthfully what this server supports.
+
+#include <grpcpp/grpcpp.h>
+
+#include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+
+#include <gorego/reapi/convert.hpp>
+#include <gorego/reapi/service_options.hpp>
+
+namespace gorego::reapi {
+
+class CapabilitiesService final : public re::Capabilities::CallbackService {
+ public:
+  explicit CapabilitiesService(ServiceOptions opt) : opt_(opt) {}
+
+  /// What GetCapabilities answers, for any instance name.
+  [[nodiscard]] re::ServerCapabilities capabilities() const {
+    re::ServerCapabilities caps;
+    auto* cache = caps.mutable_cache_capabilities();
+    cache->add_digest_functions(re::DigestFunction::SHA256);
+    cache->mutable_action_cache_update_capabilities()->set_update_enabled(true);
+    cache->set_max_batch_total_size_bytes(static_cast<std::int64_t>(opt_.max_batch_total_size_bytes));
+    cache->set_symlink_absolute_path_strategy(re::SymlinkAbsolutePathStrategy::ALLOWED);
+    cache->add_supported_compressors(re::Compressor::IDENTITY);
+    cache->add_supported_batch_update_compressors(re::Compressor::IDENTITY);
+    cache->set_max_cas_blob_size_bytes(static_cast<std::int64_t>(opt_.max_cas_blob_size_bytes));
+    caps.mutable_low_api_version()->set_major(2);
+    caps.mutable_high_api_version()->set_major(2);
+    caps.mutable_high_api_version()->set_minor(3);
+    return caps;
+  }
+
+  grpc::ServerUnaryReactor* GetCapabilities(grpc::CallbackServerContext* ctx,
+                                            const re::GetCapabilitiesRequest* /*req*/,
+                                            re::ServerCapabilities* resp) override {
+    *resp = capabilities();
+    auto* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  ServiceOptions opt_;
+};
+
+}  // namespace gorego::reapi

@@ -1,0 +1,217 @@
+#pragma once
+/// ContentAddressableStorage service over any BlobStore: FindMissingBlobs,
+/// BatchUpdateBlobs, BatchReadBlobs and GetTree. Every handler validates on the gRPC
+/// thread (cheap) and runs store work on the Executor.
+
+#include <grpcpp/grpcpp.h>
+
+#include <charconv>
+#include <deque>
+#include <unordered_set>
+#include <vector>
+
+#include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+
+#include <gorego/concepts/blob_store.hpp>
+#include <gorego/core/executor.hpp>
+#include <gorego/reapi/convert.hpp>
+#include <gorego/reapi/service_options.hpp>
+
+namespace gorego::reapi {
+
+template <BlobStore Store>
+class CasService final : public re::ContentAddressableStorage::CallbackService {
+ public:
+  CasService(Store& store, Executor& pool, ServiceOptions opt)
+      : store_(store), pool_(pool), opt_(opt) {}
+
+  grpc::ServerUnaryReactor* FindMissingBlobs(grpc::CallbackServerContext* ctx,
+                                             const re::FindMissingBlobsRequest* req,
+                                             re::FindMissingBlobsResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    pool_.post([this, reactor, req, resp] {
+      GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
+      std::vector<Digest> digests;
+      digests.reserve(static_cast<std::size_t>(req->blob_digests_size()));
+      for (int i = 0; i < req->blob_digests_size(); ++i) {
+        auto d = from_proto(req->blob_digests(i), fmt::format("blob_digests[{}]", i));
+        if (!d) return reactor->Finish(to_grpc(d.error()));
+        digests.push_back(*d);
+      }
+      for (const Digest& d : store_.find_missing(digests)) *resp->add_missing_blob_digests() = to_proto(d);
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* BatchUpdateBlobs(grpc::CallbackServerContext* ctx,
+                                             const re::BatchUpdateBlobsRequest* req,
+                                             re::BatchUpdateBlobsResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    pool_.post([this, reactor, req, resp] {
+      GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
+      std::uint64_t total = 0;
+      for (const auto& r : req->requests()) total += r.data().size();
+      if (total > opt_.max_batch_total_size_bytes) {
+        return reactor->Finish(to_grpc(error(
+            Code::kInvalidArgument,
+            "BatchUpdateBlobs carries {} bytes, over max_batch_total_size_bytes {}; use ByteStream",
+            total, opt_.max_batch_total_size_bytes)));
+      }
+      for (int i = 0; i < req->requests_size(); ++i) {
+        const auto& r = req->requests(i);
+        auto* out = resp->add_responses();
+        *out->mutable_digest() = r.digest();
+        *out->mutable_status() = to_rpc_status(update_one(r, i));
+      }
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* BatchReadBlobs(grpc::CallbackServerContext* ctx,
+                                           const re::BatchReadBlobsRequest* req,
+                                           re::BatchReadBlobsResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    pool_.post([this, reactor, req, resp] {
+      GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
+      std::vector<Digest> digests;
+      std::uint64_t total = 0;
+      for (int i = 0; i < req->digests_size(); ++i) {
+        auto d = from_proto(req->digests(i), fmt::format("digests[{}]", i));
+        if (!d) return reactor->Finish(to_grpc(d.error()));
+        total += static_cast<std::uint64_t>(d->size);
+        digests.push_back(*d);
+      }
+      if (total > opt_.max_batch_total_size_bytes) {
+        return reactor->Finish(to_grpc(error(
+            Code::kInvalidArgument,
+            "BatchReadBlobs asks for {} bytes, over max_batch_total_size_bytes {}; use ByteStream",
+            total, opt_.max_batch_total_size_bytes)));
+      }
+      for (const Digest& d : digests) {
+        auto* out = resp->add_responses();
+        *out->mutable_digest() = to_proto(d);
+        out->set_compressor(re::Compressor::IDENTITY);
+        auto data = store_.get(d);
+        if (data) {
+          out->set_data(std::move(*data));
+        } else {
+          *out->mutable_status() = to_rpc_status(data.error());
+        }
+      }
+      reactor->Finish(grpc::Status::OK);
+    });
+    return reactor;
+  }
+
+  grpc::ServerWriteReactor<re::GetTreeResponse>* GetTree(grpc::CallbackServerContext* /*ctx*/,
+                                                         const re::GetTreeRequest* req) override {
+    return new TreeReactor(this, req);
+  }
+
+ private:
+  Status update_one(const re::BatchUpdateBlobsRequest::Request& r, int i) {
+    if (r.compressor() != re::Compressor::IDENTITY) {
+      return error(Code::kInvalidArgument, "requests[{}]: compressor {} is not supported", i,
+                   re::Compressor::Value_Name(r.compressor()));
+    }
+    auto d = from_proto(r.digest(), fmt::format("requests[{}].digest", i));
+    if (!d) return d.error();
+    if (opt_.max_cas_blob_size_bytes != 0 &&
+        static_cast<std::uint64_t>(d->size) > opt_.max_cas_blob_size_bytes) {
+      return error(Code::kInvalidArgument, "requests[{}]: blob {} is larger than max_cas_blob_size_bytes {}", i,
+                   *d, opt_.max_cas_blob_size_bytes);
+    }
+    return store_.put(*d, r.data());
+  }
+
+  /// One GetTree page: breadth-first from the root, skipping directories already seen;
+  /// the page token is the number of directories returned before.
+  class TreeReactor final : public grpc::ServerWriteReactor<re::GetTreeResponse> {
+   public:
+    TreeReactor(CasService* svc, const re::GetTreeRequest* req) : svc_(svc) {
+      svc_->pool_.post([this, req] {
+        const Status s = build(*req);
+        if (!s.ok()) return Finish(to_grpc(s));
+        next();
+      });
+    }
+    void OnWriteDone(bool ok) override {
+      if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      next();
+    }
+    void OnDone() override { delete this; }
+
+   private:
+    void next() {
+      if (sent_ == pages_.size()) return Finish(grpc::Status::OK);
+      StartWrite(&pages_[sent_++]);
+    }
+
+    Status build(const re::GetTreeRequest& req) {
+      GOREGO_RETURN_IF_ERROR(check_digest_function(req.digest_function()));
+      auto root = from_proto(req.root_digest(), "root_digest");
+      if (!root) return root.error();
+      std::uint64_t offset = 0;
+      if (!req.page_token().empty()) {
+        const auto& t = req.page_token();
+        auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), offset);
+        if (ec != std::errc() || p != t.data() + t.size()) {
+          return error(Code::kInvalidArgument, "page_token \"{}\" was not issued by this server", t);
+        }
+      }
+      if (req.page_size() < 0) return error(Code::kInvalidArgument, "page_size {} is negative", req.page_size());
+      const int max = svc_->opt_.max_tree_page_size;
+      const std::uint64_t page = req.page_size() == 0 ? max : std::min(req.page_size(), max);
+
+      std::deque<Digest> queue{*root};
+      std::unordered_set<Digest> seen{*root};
+      std::uint64_t index = 0;
+      std::uint64_t emitted = 0;
+      std::size_t bytes = 0;
+      pages_.emplace_back();
+      while (!queue.empty()) {
+        const Digest d = queue.front();
+        queue.pop_front();
+        auto blob = svc_->store_.get(d);
+        if (!blob) {
+          if (index == 0) return error(Code::kNotFound, "root directory {} not found", d);
+          continue;  // REAPI: return the part of the tree that is present
+        }
+        re::Directory dir;
+        if (!dir.ParseFromString(*blob)) {
+          return error(Code::kInvalidArgument, "blob {} in the tree is not a Directory", d);
+        }
+        for (const auto& sub : dir.directories()) {
+          auto sd = from_proto(sub.digest(), fmt::format("directory {} entry \"{}\"", d.hex(), sub.name()));
+          if (!sd) return sd.error();
+          if (seen.insert(*sd).second) queue.push_back(*sd);
+        }
+        if (index++ < offset) continue;
+        if (emitted == page) {
+          pages_.back().set_next_page_token(std::to_string(offset + emitted));
+          return {};
+        }
+        if (bytes + blob->size() > (std::size_t{2} << 20) && pages_.back().directories_size() > 0) {
+          pages_.emplace_back();
+          bytes = 0;
+        }
+        bytes += blob->size();
+        *pages_.back().add_directories() = std::move(dir);
+        ++emitted;
+      }
+      return {};
+    }
+
+    CasService* svc_;
+    std::vector<re::GetTreeResponse> pages_;
+    std::size_t sent_ = 0;
+  };
+
+  Store& store_;
+  Executor& pool_;
+  ServiceOptions opt_;
+};
+
+}  // namespace gorego::reapi

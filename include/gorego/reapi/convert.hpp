@@ -1,0 +1,69 @@
+#pragma once
+/// Conversions between the wire (generated protobuf types, grpc::Status) and gorego's
+/// vocabulary (Digest, Status). The only place where the two meet.
+
+#include <grpcpp/support/status.h>
+
+#include <string>
+
+#include "build/bazel/remote/execution/v2/remote_execution.pb.h"
+#include "google/rpc/status.pb.h"
+
+#include <gorego/core/digest.hpp>
+#include <gorego/core/status.hpp>
+
+namespace gorego::reapi {
+
+namespace re = build::bazel::remote::execution::v2;
+
+inline grpc::Status to_grpc(const Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return {static_cast<grpc::StatusCode>(s.code()), s.message()};
+}
+
+inline google::rpc::Status to_rpc_status(const Status& s) {
+  google::rpc::Status out;
+  out.set_code(static_cast<int>(s.code()));
+  out.set_message(s.message());
+  return out;
+}
+
+/// Validates a wire digest; errors are INVALID_ARGUMENT naming the value.
+inline Result<Digest> from_proto(const re::Digest& d) { return Digest::parse(d.hash(), d.size_bytes()); }
+
+/// As `from_proto`, with the field named in the error ("blob_digests[3]: ...").
+inline Result<Digest> from_proto(const re::Digest& d, std::string_view field) {
+  auto r = from_proto(d);
+  if (!r) return Status(r.error().code(), fmt::format("{}: {}", field, r.error().message()));
+  return r;
+}
+
+inline re::Digest to_proto(const Digest& d) {
+  re::Digest out;
+  out.set_hash(d.hex());
+  out.set_size_bytes(d.size);
+  return out;
+}
+
+/// OK for SHA256 and for UNKNOWN (which REAPI defines as "the server's default").
+inline Status check_digest_function(int f) {
+  if (f == re::DigestFunction::UNKNOWN || f == re::DigestFunction::SHA256) return {};
+  const std::string name = re::DigestFunction::Value_IsValid(f)
+                               ? re::DigestFunction::Value_Name(static_cast<re::DigestFunction::Value>(f))
+                               : std::to_string(f);
+  return error(Code::kInvalidArgument,
+               "digest_function {} is not supported; this server supports SHA256", name);
+}
+
+}  // namespace gorego::reapi
+
+/// Finishes a unary reactor with `status` and returns from the enclosing lambda if the
+/// status is not OK.
+#define GOREGO_FINISH_IF_ERROR(reactor, expr)                    \
+  do {                                                           \
+    ::gorego::Status gorego_s_ = (expr);                         \
+    if (!gorego_s_.ok()) {                                       \
+      (reactor)->Finish(::gorego::reapi::to_grpc(gorego_s_));    \
+      return;                                                    \
+    }                                                            \
+  } while (0)

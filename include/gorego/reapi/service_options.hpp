@@ -1,0 +1,20 @@
+#pragma once
+/// Limits shared by the gRPC services; Capabilities advertises the same numbers.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace gorego::reapi {
+
+struct ServiceOptions {
+  /// Largest sum of blob sizes in one BatchUpdateBlobs/BatchReadBlobs call.
+  std::uint64_t max_batch_total_size_bytes = std::uint64_t{4} << 20;
+  /// Largest single blob accepted (0: bounded only by the store's size limit).
+  std::uint64_t max_cas_blob_size_bytes = 0;
+  /// Bytes per ByteStream ReadResponse.
+  std::size_t read_chunk_bytes = std::size_t{1} << 20;
+  /// Largest GetTree page (directories).
+  int max_tree_page_size = 10000;
+};
+
+}  // namespace gorego::reapi

@@ -1,0 +1,428 @@
+#pragma once
+/// Local<Backend, Eviction>: the local tier. A size-bounded store that keeps an in-memory
+/// index (key → bytes on disk) in front of a StorageBackend and lets an EvictionPolicy
+/// choose what to drop when a write needs room.
+///
+/// Start-up: `start()` returns at once; the index is loaded by a background walk of the
+/// backend. Until the walk is done an index miss falls back to asking the backend, so
+/// answers are correct from the first request. The size limit is enforced from the moment
+/// the walk completes (writes before that are counted, and eviction catches up).
+/// Integrity: a blob the backend reports missing or corrupt is dropped from the index
+/// (and, when corrupt, from the backend) and answered as a miss.
+/// Thread safety: every public member may be called concurrently.
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <gorego/concepts/blob_store.hpp>
+#include <gorego/concepts/eviction_policy.hpp>
+#include <gorego/concepts/storage_backend.hpp>
+#include <gorego/core/name.hpp>
+#include <gorego/eviction/lru.hpp>
+#include <gorego/hash/sha256.hpp>
+
+namespace gorego {
+
+template <StorageBackend Backend, EvictionPolicy Eviction = Lru>
+class Local {
+ public:
+  static constexpr std::string_view kLocal = "local";
+  static constexpr std::string_view kName =
+      detail::JoinNames<kLocal, detail::kOpen, Backend::kName, detail::kComma, Eviction::kName,
+                        detail::kClose>::value;
+
+  struct Options {
+    std::uint64_t max_bytes = std::uint64_t{10} << 30;  ///< limit on backend footprint
+  };
+
+  Local(typename Backend::Options backend, typename Eviction::Options eviction, Options o)
+      : backend_(std::move(backend)), eviction_(std::move(eviction)), opt_(o) {}
+  Local(typename Backend::Options backend, Options o)
+      : Local(std::move(backend), typename Eviction::Options{}, o) {}
+  Local(const Local&) = delete;
+  Local& operator=(const Local&) = delete;
+  ~Local() { stop(); }
+
+  /// Prepares the backend and starts loading the index in the background.
+  Status start() {
+    if constexpr (requires { backend_.init(); }) GOREGO_RETURN_IF_ERROR(backend_.init());
+    loader_ = std::jthread([this](std::stop_token st) { load(st); });
+    if constexpr (requires { eviction_.scan_interval(); }) {
+      janitor_ = std::jthread([this](std::stop_token st) { janitor_loop(st); });
+    }
+    return {};
+  }
+
+  /// Stops background work; called by the destructor.
+  void stop() {
+    for (std::jthread* t : {&janitor_, &loader_}) {
+      if (t->joinable()) {
+        t->request_stop();
+        wake_.notify_all();
+        t->join();
+      }
+    }
+  }
+
+  /// Blocks until the background index load is complete (tests, benchmarks).
+  void wait_loaded() {
+    std::unique_lock lock(wake_mu_);
+    wake_.wait(lock, [&] { return loaded_.load(); });
+  }
+
+  [[nodiscard]] bool loaded() const { return loaded_.load(); }
+  [[nodiscard]] std::uint64_t usage_bytes() const {
+    std::shared_lock lock(mu_);
+    return usage_;
+  }
+  [[nodiscard]] std::size_t index_size() const {
+    std::shared_lock lock(mu_);
+    return index_.size();
+  }
+  [[nodiscard]] std::uint64_t max_bytes() const { return opt_.max_bytes; }
+  Backend& backend() { return backend_; }
+
+  // ---- BlobStore -------------------------------------------------------------------
+
+  class Reader {
+   public:
+    Reader() = default;  // the empty blob
+    Reader(typename Backend::Reader inner, Local* owner, ObjectKey key)
+        : inner_(std::move(inner)), owner_(owner), key_(key) {}
+    Result<std::size_t> read(std::span<char> buf) {
+      if (!inner_) return std::size_t{0};
+      auto r = inner_->read(buf);
+      if (!r && r.error().code() == Code::kDataLoss) owner_->drop(key_, /*corrupt=*/true);
+      return r;
+    }
+    [[nodiscard]] std::uint64_t remaining() const { return inner_ ? inner_->remaining() : 0; }
+
+   private:
+    std::optional<typename Backend::Reader> inner_;
+    Local* owner_ = nullptr;
+    ObjectKey key_;
+  };
+
+  class Writer {
+   public:
+    Writer() = default;  // the empty blob
+    Writer(typename Backend::Writer inner, Local* owner, ObjectKey key, std::uint64_t reserved)
+        : inner_(std::move(inner)), owner_(owner), key_(key), reserved_(reserved) {}
+    Writer(Writer&& o) noexcept { *this = std::move(o); }
+    Writer& operator=(Writer&& o) noexcept {
+      if (this != &o) {
+        release();
+        inner_ = std::move(o.inner_);
+        o.inner_.reset();
+        owner_ = o.owner_;
+        key_ = o.key_;
+        reserved_ = std::exchange(o.reserved_, 0);
+      }
+      return *this;
+    }
+    ~Writer() { release(); }
+
+    Status append(std::string_view data) {
+      if (!inner_) {
+        if (data.empty()) return {};
+        return error(Code::kInvalidArgument, "{} bytes written to the empty blob", data.size());
+      }
+      return inner_->append(data);
+    }
+    Status commit() {
+      if (!inner_) return {};
+      GOREGO_RETURN_IF_ERROR(inner_->commit());
+      owner_->commit_index(key_, std::exchange(reserved_, 0));
+      return {};
+    }
+    [[nodiscard]] std::uint64_t written() const { return inner_ ? inner_->written() : 0; }
+
+   private:
+    void release() {
+      if (reserved_ != 0) owner_->unreserve(std::exchange(reserved_, 0));
+    }
+    std::optional<typename Backend::Writer> inner_;
+    Local* owner_ = nullptr;
+    ObjectKey key_;
+    std::uint64_t reserved_ = 0;
+  };
+
+  bool contains(const Digest& d) { return d.empty_blob() || present({d, Tree::kCas}); }
+
+  std::vector<Digest> find_missing(std::span<const Digest> ds) {
+    std::vector<Digest> out;
+    for (const Digest& d : ds) {
+      if (!contains(d)) out.push_back(d);
+    }
+    return out;
+  }
+
+  Result<std::string> get(const Digest& d) {
+    if (d.empty_blob()) return std::string();
+    const ObjectKey key{d, Tree::kCas};
+    if (!present(key)) return error(Code::kNotFound, "blob {} not found", d);
+    auto r = backend_.get(d);
+    if (!r) return on_read_error(key, r.error());
+    after_read(key);
+    return r;
+  }
+
+  Status put(const Digest& d, std::string_view data) {
+    if (d.empty_blob() && data.empty()) return {};
+    const ObjectKey key{d, Tree::kCas};
+    if (indexed(key)) return verify_blob(d, data);  // a client sending wrong bytes must hear it
+    const std::uint64_t fp = backend_.footprint(data.size());
+    GOREGO_RETURN_IF_ERROR(reserve(fp, d));
+    if (Status s = backend_.put(d, data); !s.ok()) {
+      unreserve(fp);
+      return s;
+    }
+    commit_index(key, fp);
+    return {};
+  }
+
+  Result<Reader> open_read(const Digest& d, std::uint64_t offset) {
+    if (d.empty_blob()) {
+      if (offset > 0) return error(Code::kOutOfRange, "read offset {} is past the end of blob {}", offset, d);
+      return Reader();
+    }
+    const ObjectKey key{d, Tree::kCas};
+    if (!present(key)) return error(Code::kNotFound, "blob {} not found", d);
+    auto r = backend_.open_read(d, offset);
+    if (!r) {
+      if (r.error().code() == Code::kOutOfRange) return r.error();
+      return on_read_error(key, r.error());
+    }
+    after_read(key);
+    return Reader(std::move(*r), this, key);
+  }
+
+  Result<Writer> open_write(const Digest& d) {
+    if (d.empty_blob()) return Writer();
+    const std::uint64_t fp = backend_.footprint(static_cast<std::uint64_t>(d.size));
+    GOREGO_RETURN_IF_ERROR(reserve(fp, d));
+    auto w = backend_.open_write(d);
+    if (!w) {
+      unreserve(fp);
+      return w.error();
+    }
+    return Writer(std::move(*w), this, ObjectKey{d, Tree::kCas}, fp);
+  }
+
+  // ---- ActionStore -----------------------------------------------------------------
+
+  Result<std::string> get_action(const Digest& d) {
+    const ObjectKey key{d, Tree::kAc};
+    if (!present(key)) return error(Code::kNotFound, "action {} not in the action cache", d);
+    auto r = backend_.get_action(d);
+    if (!r) return on_read_error(key, r.error());
+    after_read(key);
+    return r;
+  }
+
+  Status put_action(const Digest& d, std::string_view bytes) {
+    const ObjectKey key{d, Tree::kAc};
+    const std::uint64_t fp = backend_.footprint(bytes.size());
+    GOREGO_RETURN_IF_ERROR(reserve(fp, d));
+    if (Status s = backend_.put_action(d, bytes); !s.ok()) {
+      unreserve(fp);
+      return s;
+    }
+    commit_index(key, fp);
+    return {};
+  }
+
+  /// One eviction pass now: frees down to the policy's low watermark if above the limit
+  /// or, for scanning policies, above their high watermark. Returns keys evicted.
+  std::size_t maintain() {
+    if (!loaded_) return 0;
+    const std::uint64_t used = usage_bytes();
+    const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_bytes) * low_watermark());
+    if (used <= opt_.max_bytes && !(periodic() && used > high_watermark_bytes())) return 0;
+    return used > low ? evict(used - low) : 0;
+  }
+
+ private:
+  static constexpr bool periodic() {
+    return requires(Eviction& e) { e.scan_interval(); };
+  }
+  double low_watermark() const {
+    if constexpr (requires { eviction_.low_watermark(); }) return eviction_.low_watermark();
+    return 1.0;
+  }
+  std::uint64_t high_watermark_bytes() const {
+    return opt_.max_bytes - (opt_.max_bytes - static_cast<std::uint64_t>(static_cast<double>(
+                                                  opt_.max_bytes) * low_watermark())) / 2;
+  }
+
+  bool indexed(const ObjectKey& key) const {
+    std::shared_lock lock(mu_);
+    return index_.contains(key);
+  }
+
+  /// Index lookup; during the initial load a miss asks the backend. Counts as an access.
+  bool present(const ObjectKey& key) {
+    if (indexed(key)) {
+      eviction_.on_access(key);
+      return true;
+    }
+    if (loaded_) return false;
+    auto bytes = backend_.stat(key);
+    if (!bytes) return false;
+    insert_if_absent(key, backend_.footprint(*bytes));
+    return true;
+  }
+
+  void after_read(const ObjectKey& key) {
+    if constexpr (requires { eviction_.touch_on_read(); backend_.touch(key); }) {
+      if (eviction_.touch_on_read()) backend_.touch(key);
+    }
+  }
+
+  Status on_read_error(const ObjectKey& key, const Status& s) {
+    if (s.code() == Code::kNotFound || s.code() == Code::kDataLoss) {
+      drop(key, s.code() == Code::kDataLoss);
+      return error(Code::kNotFound, "{} {} not found ({})", key.tree == Tree::kCas ? "blob" : "action",
+                   key.digest, s.message());
+    }
+    return s;
+  }
+
+  void drop(const ObjectKey& key, bool corrupt) {
+    {
+      std::unique_lock lock(mu_);
+      if (auto it = index_.find(key); it != index_.end()) {
+        usage_ -= it->second;
+        index_.erase(it);
+      }
+    }
+    eviction_.on_erase(key);
+    if (corrupt) backend_.remove(key);
+  }
+
+  void insert_if_absent(const ObjectKey& key, std::uint64_t fp) {
+    {
+      std::unique_lock lock(mu_);
+      if (!index_.emplace(key, fp).second) return;
+      usage_ += fp;
+    }
+    eviction_.on_insert(key, fp);
+  }
+
+  /// Records a published object whose footprint was reserved.
+  void commit_index(const ObjectKey& key, std::uint64_t fp) {
+    {
+      std::unique_lock lock(mu_);
+      auto [it, fresh] = index_.emplace(key, fp);
+      if (!fresh) {
+        usage_ -= it->second;  // replaced (AC update) or raced with another writer
+        it->second = fp;
+      }
+    }
+    eviction_.on_insert(key, fp);
+  }
+
+  Status reserve(std::uint64_t fp, const Digest& d) {
+    if (fp > opt_.max_bytes) {
+      return error(Code::kResourceExhausted,
+                   "blob {} needs {} bytes on disk, more than the cache limit of {} bytes", d, fp,
+                   opt_.max_bytes);
+    }
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      std::uint64_t used;
+      {
+        std::unique_lock lock(mu_);
+        if (!loaded_ || usage_ + fp <= opt_.max_bytes) {
+          usage_ += fp;
+          return {};
+        }
+        used = usage_;
+      }
+      const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_bytes) * low_watermark());
+      if (evict(used + fp - std::min(low, used + fp)) == 0 && attempt > 0) break;
+    }
+    return error(Code::kResourceExhausted,
+                 "cache is full: storing blob {} needs {} bytes, {} of {} are in use by writes in "
+                 "progress or recent objects",
+                 d, fp, usage_bytes(), opt_.max_bytes);
+  }
+
+  void unreserve(std::uint64_t fp) {
+    std::unique_lock lock(mu_);
+    usage_ -= fp;
+  }
+
+  /// Removes victims worth at least `bytes`; returns how many objects were removed.
+  std::size_t evict(std::uint64_t bytes) {
+    std::lock_guard evicting(evict_mu_);
+    const std::vector<ObjectKey> victims = eviction_.select_victims(bytes, backend_);
+    for (const ObjectKey& k : victims) {
+      {
+        std::unique_lock lock(mu_);
+        if (auto it = index_.find(k); it != index_.end()) {
+          usage_ -= it->second;
+          index_.erase(it);
+        }
+      }
+      backend_.remove(k);
+    }
+    if constexpr (requires { eviction_.on_evicted(victims); }) eviction_.on_evicted(victims);
+    return victims.size();
+  }
+
+  void load(const std::stop_token& st) {
+    struct Stopped {};
+    try {
+      backend_.for_each_entry([&](const ObjectKey& k, std::uint64_t bytes, std::int64_t) {
+        if (st.stop_requested()) throw Stopped{};
+        insert_if_absent(k, backend_.footprint(bytes));
+      });
+    } catch (const Stopped&) {
+      return;
+    }
+    {
+      std::lock_guard lock(wake_mu_);
+      loaded_ = true;
+    }
+    wake_.notify_all();
+    maintain();
+  }
+
+  void janitor_loop(const std::stop_token& st) {
+    if constexpr (periodic()) {
+      while (!st.stop_requested()) {
+        {
+          std::unique_lock lock(wake_mu_);
+          wake_.wait_for(lock, eviction_.scan_interval(), [&] { return st.stop_requested(); });
+        }
+        if (st.stop_requested()) return;
+        maintain();
+      }
+    }
+  }
+
+  Backend backend_;
+  Eviction eviction_;
+  Options opt_;
+
+  mutable std::shared_mutex mu_;  // guards index_ and usage_
+  std::unordered_map<ObjectKey, std::uint64_t> index_;
+  std::uint64_t usage_ = 0;
+  std::mutex evict_mu_;  // one eviction pass at a time
+  std::atomic<bool> loaded_{false};
+  std::mutex wake_mu_;
+  std::condition_variable wake_;
+  std::jthread loader_;
+  std::jthread janitor_;
+};
+
+}  // namespace gorego

@@ -1,0 +1,450 @@
+#pragma once
+/// ShardedDisk: a StorageBackend on a local filesystem.
+///
+/// Layout under `root`:
+///   cas/ab/cd/<hash>          CAS blobs, named by their lower-case hex SHA-256
+///   ac/ab/cd/<hash>-<size>    serialized ActionResults, keyed by the Action digest
+///   tmp/                      uploads in progress (same filesystem, so publish is a rename)
+///   LOCK                      flock()ed by the one process that owns the directory
+/// Writes go to a temporary file while hashing; `commit` verifies the digest, optionally
+/// fsyncs file and directory, and renames into place. A crash at any point leaves either
+/// no file or a complete, verified one at the final name; leftovers in tmp/ are deleted at
+/// start. Reads from offset 0 re-hash what they return and fail with DATA_LOSS rather than
+/// complete on bytes that do not match (`verify_reads`).
+/// Thread safety: every member may be called concurrently.
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <gorego/concepts/storage_backend.hpp>
+#include <gorego/hash/sha256.hpp>
+
+namespace gorego {
+
+namespace detail {
+
+/// Owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { reset(); }
+  [[nodiscard]] int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+inline std::string errno_text(int e) { return std::strerror(e); }
+
+/// Writes all of `data` at the current position, retrying short writes and EINTR.
+inline Status write_all(int fd, std::string_view data, const std::string& what) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted
+                                                          : Code::kInternal;
+      return error(c, "writing {}: {}", what, errno_text(errno));
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+}  // namespace detail
+
+class ShardedDisk {
+ public:
+  static constexpr std::string_view kName = "disk";
+
+  struct Options {
+    std::filesystem::path root = "gorego-data";
+    bool fsync = true;               ///< fsync file and directory before acknowledging a write
+    bool verify_reads = true;        ///< re-hash full reads; corrupt files fail with DATA_LOSS
+    std::uint64_t block_size = 4096; ///< accounting granularity of `footprint`
+  };
+
+  explicit ShardedDisk(Options o) : opt_(std::move(o)) {}
+  ShardedDisk(const ShardedDisk&) = delete;
+  ShardedDisk& operator=(const ShardedDisk&) = delete;
+
+  /// Creates the layout, takes the directory lock and deletes leftovers of interrupted
+  /// uploads. Errors name the directory and the system error.
+  Status init() {
+    std::error_code ec;
+    for (const char* sub : {"cas", "ac", "tmp"}) {
+      std::filesystem::create_directories(opt_.root / sub, ec);
+      if (ec) {
+        return error(Code::kFailedPrecondition, "cannot create data directory {}: {}",
+                     (opt_.root / sub).string(), ec.message());
+      }
+    }
+    lock_ = detail::Fd(::open((opt_.root / "LOCK").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+    if (!lock_) {
+      return error(Code::kFailedPrecondition, "data directory {} is not writable: {}",
+                   opt_.root.string(), detail::errno_text(errno));
+    }
+    if (::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+      return error(Code::kFailedPrecondition,
+                   "data directory {} is in use by another gorego process", opt_.root.string());
+    }
+    for (const auto& e : std::filesystem::directory_iterator(opt_.root / "tmp", ec)) {
+      std::filesystem::remove(e.path(), ec);
+    }
+    // Probe that we can really write there (a read-only mount passes the checks above).
+    detail::Fd probe(::open((opt_.root / "tmp").c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644));
+    if (!probe && errno != EOPNOTSUPP && errno != EISDIR) {
+      return error(Code::kFailedPrecondition, "data directory {} is not writable: {}",
+                   opt_.root.string(), detail::errno_text(errno));
+    }
+    return {};
+  }
+
+  [[nodiscard]] const Options& options() const { return opt_; }
+
+  class Reader {
+   public:
+    Reader(detail::Fd fd, Digest d, std::uint64_t offset, bool verify)
+        : fd_(std::move(fd)), digest_(d), pos_(offset), verify_(verify && offset == 0) {}
+    Result<std::size_t> read(std::span<char> buf) {
+      const std::size_t want = std::min<std::uint64_t>(buf.size(), remaining());
+      if (want == 0) return finish();
+      std::size_t got = 0;
+      while (got < want) {
+        const ssize_t n = ::pread(fd_.get(), buf.data() + got, want - got,
+                                  static_cast<off_t>(pos_ + got));
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          return error(Code::kInternal, "reading blob {}: {}", digest_, detail::errno_text(errno));
+        }
+        if (n == 0) {
+          return error(Code::kDataLoss, "blob {} is shorter on disk than its digest", digest_);
+        }
+        got += static_cast<std::size_t>(n);
+      }
+      if (verify_) hasher_.update({buf.data(), got});
+      pos_ += got;
+      if (remaining() == 0) GOREGO_RETURN_IF_ERROR(finish().status());
+      return got;
+    }
+    [[nodiscard]] std::uint64_t remaining() const {
+      return static_cast<std::uint64_t>(digest_.size) - pos_;
+    }
+
+   private:
+    Result<std::size_t> finish() {
+      if (verify_) {
+        verify_ = false;
+        if (const Hash256 h = hasher_.finish(); h != digest_.hash) {
+          return error(Code::kDataLoss, "blob {} on disk hashes to {}", digest_, to_hex(h));
+        }
+      }
+      return std::size_t{0};
+    }
+
+    detail::Fd fd_;
+    Digest digest_;
+    std::uint64_t pos_;
+    bool verify_;
+    Sha256 hasher_;
+  };
+
+  class Writer {
+   public:
+    Writer(ShardedDisk* owner, ObjectKey key, detail::Fd fd, std::string tmp)
+        : owner_(owner), key_(key), fd_(std::move(fd)), tmp_(std::move(tmp)) {}
+    Writer(Writer&& o) noexcept
+        : owner_(o.owner_),
+          key_(o.key_),
+          fd_(std::move(o.fd_)),
+          tmp_(std::exchange(o.tmp_, {})),
+          hasher_(std::move(o.hasher_)),
+          written_(o.written_) {}
+    Writer& operator=(Writer&& o) noexcept {
+      if (this != &o) {
+        abort();
+        owner_ = o.owner_;
+        key_ = o.key_;
+        fd_ = std::move(o.fd_);
+        tmp_ = std::exchange(o.tmp_, {});
+        hasher_ = std::move(o.hasher_);
+        written_ = o.written_;
+      }
+      return *this;
+    }
+    ~Writer() { abort(); }
+
+    Status append(std::string_view data) {
+      if (tmp_.empty()) return error(Code::kFailedPrecondition, "write of {} already finished", key_.digest);
+      const auto size = static_cast<std::uint64_t>(key_.digest.size);
+      if (key_.tree == Tree::kCas && written_ + data.size() > size) {
+        return error(Code::kInvalidArgument, "{} bytes written exceed the size of blob {}",
+                     written_ + data.size(), key_.digest);
+      }
+      GOREGO_RETURN_IF_ERROR(detail::write_all(fd_.get(), data, tmp_));
+      if (key_.tree == Tree::kCas) hasher_.update(data);
+      written_ += data.size();
+      return {};
+    }
+
+    Status commit() {
+      if (tmp_.empty()) return error(Code::kFailedPrecondition, "write of {} already finished", key_.digest);
+      if (key_.tree == Tree::kCas) {
+        if (written_ != static_cast<std::uint64_t>(key_.digest.size)) {
+          return error(Code::kInvalidArgument, "blob {} received {} bytes, expected {}",
+                       key_.digest, written_, key_.digest.size);
+        }
+        if (const Hash256 h = hasher_.finish(); h != key_.digest.hash) {
+          return error(Code::kInvalidArgument, "data hashes to {}, not to the digest's {}",
+                       to_hex(h), key_.digest.hex());
+        }
+      }
+      if (owner_->opt_.fsync && ::fdatasync(fd_.get()) != 0) {
+        return error(Code::kInternal, "fsync of {}: {}", tmp_, detail::errno_text(errno));
+      }
+      fd_.reset();
+      GOREGO_RETURN_IF_ERROR(owner_->publish(tmp_, key_));
+      tmp_.clear();
+      return {};
+    }
+
+    [[nodiscard]] std::uint64_t written() const { return written_; }
+
+   private:
+    void abort() {
+      fd_.reset();
+      if (!tmp_.empty()) ::unlink(tmp_.c_str());
+      tmp_.clear();
+    }
+
+    ShardedDisk* owner_;
+    ObjectKey key_;
+    detail::Fd fd_;
+    std::string tmp_;
+    Sha256 hasher_;
+    std::uint64_t written_ = 0;
+  };
+
+  Result<std::string> get(const Digest& d) {
+    auto r = open_read(d, 0);
+    if (!r) return r.error();
+    std::string out(static_cast<std::size_t>(d.size), '\0');
+    std::size_t off = 0;
+    while (true) {
+      auto n = r->read({out.data() + off, out.size() - off});
+      if (!n) return n.error();
+      if (*n == 0) break;
+      off += *n;
+    }
+    return out;
+  }
+
+  Status put(const Digest& d, std::string_view data) { return write_object({d, Tree::kCas}, data); }
+
+  Result<Reader> open_read(const Digest& d, std::uint64_t offset) {
+    const std::string p = path({d, Tree::kCas});
+    detail::Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT) return error(Code::kNotFound, "blob {} not found", d);
+      return error(Code::kInternal, "opening {}: {}", p, detail::errno_text(errno));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) {
+      return error(Code::kInternal, "stat of {}: {}", p, detail::errno_text(errno));
+    }
+    if (st.st_size != d.size) {
+      return error(Code::kDataLoss, "blob {} has {} bytes on disk", d, st.st_size);
+    }
+    if (offset > static_cast<std::uint64_t>(d.size)) {
+      return error(Code::kOutOfRange, "read offset {} is past the end of blob {}", offset, d);
+    }
+    return Reader(std::move(fd), d, offset, opt_.verify_reads);
+  }
+
+  Result<Writer> open_write(const Digest& d) { return open_writer({d, Tree::kCas}); }
+
+  Result<std::string> get_action(const Digest& d) {
+    const std::string p = path({d, Tree::kAc});
+    detail::Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT) return error(Code::kNotFound, "action {} not in the action cache", d);
+      return error(Code::kInternal, "opening {}: {}", p, detail::errno_text(errno));
+    }
+    std::string out;
+    char buf[16384];
+    while (true) {
+      const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return error(Code::kInternal, "reading {}: {}", p, detail::errno_text(errno));
+      }
+      if (n == 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
+  Status put_action(const Digest& d, std::string_view bytes) {
+    return write_object({d, Tree::kAc}, bytes);
+  }
+
+  std::optional<std::uint64_t> stat(const ObjectKey& k) {
+    struct stat st {};
+    if (::stat(path(k).c_str(), &st) != 0) return std::nullopt;
+    if (k.tree == Tree::kCas && st.st_size != k.digest.size) return std::nullopt;
+    return static_cast<std::uint64_t>(st.st_size);
+  }
+
+  void remove(const ObjectKey& k) { ::unlink(path(k).c_str()); }
+
+  /// Marks an object as just used, for the atime janitor on noatime/relatime mounts.
+  void touch(const ObjectKey& k) {
+    const struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+    ::utimensat(AT_FDCWD, path(k).c_str(), times, 0);
+  }
+
+  /// Walks cas/ and ac/; safe to run while the store is in use (entries that appear or
+  /// vanish during the walk may or may not be reported).
+  template <class F>
+  void for_each_entry(F&& fn) {
+    for (const Tree tree : {Tree::kCas, Tree::kAc}) {
+      const std::filesystem::path top = opt_.root / (tree == Tree::kCas ? "cas" : "ac");
+      for_each_dir(top, [&](const std::filesystem::path& l1) {
+        for_each_dir(l1, [&](const std::filesystem::path& l2) { scan_leaf(l2, tree, fn); });
+      });
+    }
+  }
+
+  [[nodiscard]] std::uint64_t footprint(std::uint64_t bytes) const {
+    const std::uint64_t bs = opt_.block_size;
+    return std::max<std::uint64_t>(1, (bytes + bs - 1) / bs) * bs;
+  }
+
+  /// The final path of an object.
+  [[nodiscard]] std::string path(const ObjectKey& k) const {
+    const std::string hex = k.digest.hex();
+    std::string p = opt_.root.string();
+    p += k.tree == Tree::kCas ? "/cas/" : "/ac/";
+    p.append(hex, 0, 2).append("/").append(hex, 2, 2).append("/").append(hex);
+    if (k.tree == Tree::kAc) p += fmt::format("-{}", k.digest.size);
+    return p;
+  }
+
+ private:
+  Result<Writer> open_writer(const ObjectKey& k) {
+    std::string tmp = fmt::format("{}/tmp/{}.{}.tmp", opt_.root.string(), k.digest.hex(),
+                                  counter_.fetch_add(1, std::memory_order_relaxed));
+    detail::Fd fd(::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
+    if (!fd) {
+      return error(Code::kInternal, "creating {}: {}", tmp, detail::errno_text(errno));
+    }
+    return Writer(this, k, std::move(fd), std::move(tmp));
+  }
+
+  Status write_object(const ObjectKey& k, std::string_view data) {
+    if (k.tree == Tree::kCas && static_cast<std::uint64_t>(k.digest.size) != data.size()) {
+      return error(Code::kInvalidArgument, "blob {} has {} bytes, not the {} of its digest",
+                   k.digest, data.size(), k.digest.size);
+    }
+    auto w = open_writer(k);
+    if (!w) return w.error();
+    GOREGO_RETURN_IF_ERROR(w->append(data));
+    return w->commit();
+  }
+
+  Status publish(const std::string& tmp, const ObjectKey& k) {
+    const std::string final_path = path(k);
+    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+      if (errno != ENOENT) {
+        return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
+      }
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(final_path).parent_path(), ec);
+      if (ec || ::rename(tmp.c_str(), final_path.c_str()) != 0) {
+        return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
+      }
+    }
+    if (opt_.fsync) {
+      detail::Fd dir(::open(std::filesystem::path(final_path).parent_path().c_str(),
+                            O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (dir) ::fsync(dir.get());
+    }
+    return {};
+  }
+
+  struct CloseDir {
+    void operator()(DIR* d) const noexcept { ::closedir(d); }
+  };
+  using DirPtr = std::unique_ptr<DIR, CloseDir>;
+
+  template <class F>
+  static void for_each_dir(const std::filesystem::path& dir, F&& fn) {
+    const DirPtr d(::opendir(dir.c_str()));
+    if (!d) return;
+    while (const dirent* e = ::readdir(d.get())) {
+      if (e->d_name[0] == '.' || std::strlen(e->d_name) != 2) continue;
+      fn(dir / e->d_name);
+    }
+  }
+
+  template <class F>
+  static void scan_leaf(const std::filesystem::path& dir, Tree tree, F& fn) {
+    const DirPtr d(::opendir(dir.c_str()));
+    if (!d) return;
+    const int dfd = ::dirfd(d.get());
+    while (const dirent* e = ::readdir(d.get())) {
+      const std::string_view name = e->d_name;
+      if (name.size() < 64 || name[0] == '.') continue;
+      struct stat st {};
+      if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+        continue;
+      }
+      std::int64_t size = st.st_size;
+      if (tree == Tree::kAc) {
+        if (name.size() < 66 || name[64] != '-') continue;
+        size = std::strtoll(e->d_name + 65, nullptr, 10);
+      } else if (name.size() != 64) {
+        continue;
+      }
+      auto digest = Digest::parse(name.substr(0, 64), size);
+      if (!digest) continue;
+      const std::int64_t atime = std::int64_t{st.st_atim.tv_sec} * 1'000'000'000 + st.st_atim.tv_nsec;
+      fn(ObjectKey{*digest, tree}, static_cast<std::uint64_t>(st.st_size), atime);
+    }
+  }
+
+  Options opt_;
+  detail::Fd lock_;
+  std::atomic<std::uint64_t> counter_{0};
+};
+static_assert(StorageBackend<ShardedDisk>);
+
+}  // namespace gorego

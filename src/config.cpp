@@ -1,0 +1,690 @@
+#include <gorego/config/config.hpp>
+
+#include <unistd.h>  // environ
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <system_error>
+#include <type_traits>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+namespace gorego {
+namespace {
+
+constexpr std::string_view kEnvPrefix = "GOREGO_";
+constexpr std::string_view kConfigEnv = "GOREGO_CONFIG";
+
+__extension__ using Uint128 = unsigned __int128;  // exact size arithmetic; GCC and Clang
+
+Status invalid(std::string message) { return Status(Code::kInvalidArgument, std::move(message)); }
+
+/// Prefixes a parser's message with where the value came from: "flag --max-size: size ...".
+Status in_context(const Status& status, std::string_view context) {
+  return Status(status.code(), fmt::format("{}: {}", context, status.message()));
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+std::size_t count_digits(std::string_view text) {
+  return static_cast<std::size_t>(std::find_if_not(text.begin(), text.end(), is_digit) -
+                                  text.begin());
+}
+
+std::string to_lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+// ---- value parsers: each names the value in its message and leaves the key to the caller ----
+
+Result<bool> parse_bool(std::string_view text) {
+  const std::string word = to_lower(text);
+  if (word == "true" || word == "yes" || word == "on" || word == "1") return true;
+  if (word == "false" || word == "no" || word == "off" || word == "0") return false;
+  return invalid(fmt::format("\"{}\" is not a boolean (expected true or false)", text));
+}
+
+template <std::uint64_t Min, std::uint64_t Max>
+Result<std::uint64_t> parse_uint_in(std::string_view text) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || !is_digit(text.front()) || end != text.data() + text.size()) {
+    return invalid(fmt::format("\"{}\" is not a whole number", text));
+  }
+  if (ec == std::errc::result_out_of_range || value < Min || value > Max) {
+    return invalid(fmt::format("\"{}\" is out of range {}..{}", text, Min, Max));
+  }
+  return value;
+}
+
+Result<std::uint64_t> parse_max_size(std::string_view text) {
+  auto size = parse_size(text);
+  if (size && *size == 0) return invalid(fmt::format("size \"{}\" must be greater than 0", text));
+  return size;
+}
+
+Result<std::uint64_t> parse_batch_size(std::string_view text) {
+  constexpr std::uint64_t kMin = 64 * kKiB;
+  constexpr std::uint64_t kMax = 64 * kMiB;
+  auto size = parse_size(text);
+  if (size && (*size < kMin || *size > kMax)) {
+    return invalid(fmt::format("size \"{}\" is out of range {}..{}", text, format_size(kMin),
+                               format_size(kMax)));
+  }
+  return size;
+}
+
+Result<std::uint64_t> parse_block_size(std::string_view text) {
+  constexpr std::uint64_t kMax = kMiB;
+  auto size = parse_size(text);
+  if (size && (*size == 0 || *size > kMax || (*size & (*size - 1)) != 0)) {
+    return invalid(
+        fmt::format("size \"{}\" is not a power of two in 1..{}", text, format_size(kMax)));
+  }
+  return size;
+}
+
+Result<std::chrono::seconds> parse_positive_duration(std::string_view text) {
+  auto duration = parse_duration(text);
+  if (duration && duration->count() == 0) {
+    return invalid(fmt::format("duration \"{}\" must be greater than 0", text));
+  }
+  return duration;
+}
+
+template <std::size_t N>
+Result<std::string> parse_one_of(std::string_view what, std::string_view text,
+                                 const std::array<std::string_view, N>& names) {
+  if (std::find(names.begin(), names.end(), text) != names.end()) return std::string(text);
+  return invalid(fmt::format("{} \"{}\" is not one of: {}", what, text, fmt::join(names, ", ")));
+}
+
+Result<std::string> parse_eviction(std::string_view text) {
+  static constexpr std::array<std::string_view, 2> kNames{"lru", "atime"};
+  return parse_one_of("eviction", text, kNames);
+}
+
+Result<std::string> parse_log_level(std::string_view text) {
+  static constexpr std::array<std::string_view, 4> kNames{"debug", "info", "warn", "error"};
+  return parse_one_of("log level", text, kNames);
+}
+
+Result<std::string> parse_data_dir(std::string_view text) {
+  if (text.empty()) return invalid("data directory \"\" is empty");
+  return std::string(text);
+}
+
+/// HOST:PORT with an IPv6 host in brackets ("[::1]:50051"); port 0..65535 (0: pick one).
+Result<std::string> parse_listen_addr(std::string_view text) {
+  const auto malformed = [&] {
+    return invalid(fmt::format("listen address \"{}\" is not HOST:PORT", text));
+  };
+  std::string_view host;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return malformed();
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    const bool ipv6_chars = std::all_of(host.begin(), host.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == ':' || c == '.' || c == '%' ||
+             c == '_' || c == '-';
+    });
+    if (host.find(':') == std::string_view::npos || !ipv6_chars) {
+      return invalid(fmt::format(
+          "listen address \"{}\" has \"{}\" in brackets, not an IPv6 address", text, host));
+    }
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) return malformed();
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return invalid(fmt::format(
+          "listen address \"{}\" has an IPv6 host without brackets; write [HOST]:PORT", text));
+    }
+    const bool host_chars = std::all_of(host.begin(), host.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' || c == '_';
+    });
+    if (host.empty() || !host_chars) {
+      return invalid(fmt::format("listen address \"{}\" has an invalid host \"{}\"", text, host));
+    }
+  }
+  if (port.empty() || port.size() > 5 || count_digits(port) != port.size()) {
+    return invalid(
+        fmt::format("listen address \"{}\" has a port \"{}\" that is not a number", text, port));
+  }
+  unsigned value = 0;
+  std::from_chars(port.data(), port.data() + port.size(), value);
+  if (value > 65535) {
+    return invalid(fmt::format("listen address \"{}\" has port {} outside 0..65535", text, value));
+  }
+  return std::string(text);
+}
+
+// ---- formatters: the inverse of the parsers, used by to_yaml() and validate() ----
+
+std::string format_bool(bool value) { return value ? "true" : "false"; }
+std::string format_uint(std::uint64_t value) { return fmt::format("{}", value); }
+std::string format_string(const std::string& value) { return value; }
+std::string format_path(const std::filesystem::path& value) { return value.string(); }
+
+// ---- the settings table ----
+
+/// One setting: its YAML key (the environment variable follows from it), its optional flag,
+/// and how to parse text into the Config and render it back.
+struct Setting {
+  std::string_view key;         ///< YAML key path: "storage.fsync"
+  std::string_view flag;        ///< long flag without "--", empty when there is none
+  std::string_view value_name;  ///< placeholder in --help: "SIZE"
+  std::string_view help;
+  Status (*assign)(Config&, std::string_view);
+  std::string (*render)(const Config&);
+};
+
+template <auto Member, auto Parse>
+Status assign(Config& config, std::string_view text) {
+  auto parsed = Parse(text);
+  if (!parsed) return parsed.error();
+  using Field = std::remove_reference_t<decltype(config.*Member)>;
+  config.*Member = static_cast<Field>(*std::move(parsed));
+  return ok_status();
+}
+
+template <auto Member, auto Format>
+std::string render(const Config& config) {
+  return Format(config.*Member);
+}
+
+template <auto Member, auto Parse, auto Format>
+constexpr Setting setting(std::string_view key, std::string_view flag, std::string_view value_name,
+                          std::string_view help) {
+  return {key, flag, value_name, help, &assign<Member, Parse>, &render<Member, Format>};
+}
+
+constexpr std::array kSettings{
+    setting<&Config::listen_addr, &parse_listen_addr, &format_string>(
+        "listen_addr", "listen", "HOST:PORT",
+        "address to serve gRPC on; IPv6 as [::1]:50051, port 0 picks a free one"),
+    setting<&Config::data_dir, &parse_data_dir, &format_path>(
+        "data_dir", "data-dir", "DIR", "directory holding the CAS and the action cache"),
+    setting<&Config::max_size_bytes, &parse_max_size, &format_size>(
+        "max_size", "max-size", "SIZE", "size limit of the store, e.g. 10GiB, 500GB"),
+    setting<&Config::eviction, &parse_eviction, &format_string>("eviction", "eviction", "NAME",
+                                                                "eviction policy: lru or atime"),
+    setting<&Config::fsync, &parse_bool, &format_bool>("storage.fsync", "fsync", "BOOL",
+                                                       "fsync each blob before acknowledging it"),
+    setting<&Config::janitor_interval, &parse_positive_duration, &format_duration>(
+        "storage.janitor_interval", "", "DURATION",
+        "how often the size limit is enforced: 60s, 5m, 1h"),
+    setting<&Config::force_update_atime, &parse_bool, &format_bool>(
+        "storage.force_update_atime", "", "BOOL",
+        "touch a blob's atime on every read (for relatime/noatime mounts)"),
+    setting<&Config::block_size, &parse_block_size, &format_size>(
+        "storage.block_size", "", "SIZE",
+        "accounting granularity of the size limit, a power of two up to 1MiB"),
+    setting<&Config::io_threads, &parse_uint_in<1, 1024>, &format_uint>(
+        "server.io_threads", "io-threads", "N", "threads doing disk I/O, 1..1024"),
+    setting<&Config::max_batch_total_size_bytes, &parse_batch_size, &format_size>(
+        "server.max_batch_size", "", "SIZE", "largest total size of a batch request, 64KiB..64MiB"),
+    setting<&Config::max_blob_size_bytes, &parse_size, &format_size>(
+        "server.max_blob_size", "", "SIZE", "largest blob accepted; 0: bounded only by max_size"),
+    setting<&Config::shutdown_grace, &parse_duration, &format_duration>(
+        "server.shutdown_grace", "", "DURATION",
+        "how long in-flight calls may finish after SIGTERM"),
+    setting<&Config::log_level, &parse_log_level, &format_string>(
+        "telemetry.log_level", "log-level", "LEVEL", "debug, info, warn or error"),
+};
+
+constexpr std::string_view section_of(std::string_view key) {
+  const std::size_t dot = key.rfind('.');
+  return dot == std::string_view::npos ? std::string_view{} : key.substr(0, dot);
+}
+
+constexpr std::string_view leaf_of(std::string_view key) {
+  const std::size_t dot = key.rfind('.');
+  return dot == std::string_view::npos ? key : key.substr(dot + 1);
+}
+
+/// to_yaml() writes one mapping per section, so the keys of a section must be adjacent and
+/// the top-level keys come first.
+constexpr bool sections_are_grouped() {
+  for (std::size_t i = 1; i < kSettings.size(); ++i) {
+    const std::string_view section = section_of(kSettings[i].key);
+    if (section == section_of(kSettings[i - 1].key)) continue;
+    if (section.empty() || section.find('.') != std::string_view::npos) return false;
+    for (std::size_t j = 0; j + 1 < i; ++j) {
+      if (section_of(kSettings[j].key) == section) return false;
+    }
+  }
+  return true;
+}
+static_assert(sections_are_grouped());
+
+std::string env_name(std::string_view key) {
+  std::string name(kEnvPrefix);
+  for (const char c : key) {
+    name += c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return name;
+}
+
+const Setting* find_by_key(std::string_view key) {
+  for (const Setting& s : kSettings) {
+    if (s.key == key) return &s;
+  }
+  return nullptr;
+}
+
+const Setting* find_by_env(std::string_view name) {
+  for (const Setting& s : kSettings) {
+    if (env_name(s.key) == name) return &s;
+  }
+  return nullptr;
+}
+
+bool is_section(std::string_view path) {
+  return std::any_of(kSettings.begin(), kSettings.end(), [&](const Setting& s) {
+    return s.key.size() > path.size() && s.key.starts_with(path) && s.key[path.size()] == '.';
+  });
+}
+
+// ---- YAML file ----
+
+std::string_view node_kind(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Sequence: return "a sequence";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Null: return "empty";
+    case YAML::NodeType::Scalar: return "a single value";
+    case YAML::NodeType::Undefined: break;
+  }
+  return "undefined";
+}
+
+std::string position(const YAML::Mark& mark) {
+  if (mark.is_null()) return {};
+  return fmt::format(" (line {}, column {})", mark.line + 1, mark.column + 1);
+}
+
+/// Applies the settings of `node` (the mapping at `path`, "" for the root) to `config`.
+Status apply_yaml_map(const YAML::Node& node, const std::string& path, const std::string& file,
+                      std::set<std::string>& seen, Config& config) {
+  for (const auto& entry : node) {
+    const YAML::Node& key_node = entry.first;
+    const YAML::Node& value = entry.second;
+    if (!key_node.IsScalar()) {
+      return invalid(fmt::format("config file {} has a key that is not a name{}", file,
+                                 position(key_node.Mark())));
+    }
+    const std::string key = path.empty() ? key_node.Scalar() : path + "." + key_node.Scalar();
+    const std::string where = fmt::format("{}{}", file, position(key_node.Mark()));
+    const std::string value_where = fmt::format("{}{}", file, position(value.Mark()));
+    if (!seen.insert(key).second) {
+      return invalid(fmt::format("config key \"{}\" appears twice in {}", key, where));
+    }
+    if (const Setting* setting = find_by_key(key)) {
+      if (!value.IsScalar()) {
+        return invalid(fmt::format("config key \"{}\" in {} must be a single value, not {}", key,
+                                   where, node_kind(value)));
+      }
+      const Status status = setting->assign(config, value.Scalar());
+      if (!status.ok()) {
+        return in_context(status, fmt::format("config key \"{}\" in {}", key, value_where));
+      }
+    } else if (is_section(key)) {
+      if (value.IsNull()) continue;  // "storage:" with nothing under it
+      if (!value.IsMap()) {
+        return invalid(fmt::format("config key \"{}\" in {} must be a mapping of keys, not {}", key,
+                                   where, node_kind(value)));
+      }
+      GOREGO_RETURN_IF_ERROR(apply_yaml_map(value, key, file, seen, config));
+    } else {
+      return invalid(fmt::format("unknown config key \"{}\" in {}", key, where));
+    }
+  }
+  return ok_status();
+}
+
+Status apply_yaml_file(const std::string& file, Config& config) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) {
+    return invalid(fmt::format("cannot read config file \"{}\": it is a directory", file));
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return invalid(fmt::format("cannot read config file \"{}\": {}", file, std::strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return invalid(fmt::format("cannot read config file \"{}\": {}", file, std::strerror(errno)));
+  }
+  try {
+    const YAML::Node root = YAML::Load(text.str());
+    if (root.IsNull()) return ok_status();  // an empty file changes nothing
+    if (!root.IsMap()) {
+      return invalid(fmt::format("config file \"{}\" must be a mapping of keys, not {}", file,
+                                 node_kind(root)));
+    }
+    std::set<std::string> seen;
+    return apply_yaml_map(root, "", file, seen, config);
+  } catch (const YAML::Exception& e) {
+    return invalid(
+        fmt::format("cannot parse config file \"{}\"{}: {}", file, position(e.mark), e.msg));
+  }
+}
+
+// ---- command line ----
+
+std::string settings_footer() {
+  const Config defaults;
+  std::string out =
+      "Every setting can be given in the YAML file named by --config FILE (or GOREGO_CONFIG),\n"
+      "in an environment variable, and some by a flag. Later sources win:\n"
+      "  defaults < config file < environment < flags\n"
+      "Unknown config keys and unknown GOREGO_* environment variables are errors.\n\n"
+      "Settings (config key, environment variable, default):\n";
+  for (const Setting& s : kSettings) {
+    out += fmt::format("  {:<28}{:<34}{}\n      {}\n", s.key, env_name(s.key), s.render(defaults),
+                       s.help);
+  }
+  return out;
+}
+
+struct CommandLine {
+  std::optional<std::string> config_file;
+  bool print_config = false;
+  /// (setting, value) in the order of kSettings, for the flags that were given.
+  std::vector<std::pair<const Setting*, std::string>> values;
+  std::optional<std::string> help;
+};
+
+Result<CommandLine> parse_command_line(int argc, const char* const* argv) {
+  const Config defaults;
+  CLI::App app{"gorego: a Remote Execution API v2 remote cache server.", "gorego"};
+  app.footer(settings_footer());
+
+  CommandLine result;
+  std::string config_file;
+  CLI::Option* config_option =
+      app.add_option("--config", config_file, "YAML config file (also GOREGO_CONFIG)")
+          ->type_name("FILE");
+  app.add_flag("--print-config", result.print_config,
+               "print the effective config as YAML and exit");
+
+  std::array<std::string, kSettings.size()> values;
+  std::array<CLI::Option*, kSettings.size()> options{};
+  for (std::size_t i = 0; i < kSettings.size(); ++i) {
+    const Setting& s = kSettings[i];
+    if (s.flag.empty()) continue;
+    options[i] = app.add_option(fmt::format("--{}", s.flag), values[i],
+                                fmt::format("{} [{}, default {}]", s.help, env_name(s.key),
+                                            s.render(defaults)))
+                     ->type_name(std::string(s.value_name))
+                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
+
+  static constexpr std::array<const char*, 1> kNoArgs{"gorego"};
+  try {
+    if (argc < 1 || argv == nullptr) {
+      app.parse(static_cast<int>(kNoArgs.size()), kNoArgs.data());
+    } else {
+      app.parse(argc, argv);
+    }
+  } catch (const CLI::CallForHelp&) {
+    result.help = app.help();
+    return result;
+  } catch (const CLI::Error& e) {
+    return invalid(fmt::format("command line: {}", e.what()));
+  }
+
+  if (config_option->count() > 0) result.config_file = config_file;
+  for (std::size_t i = 0; i < kSettings.size(); ++i) {
+    if (options[i] != nullptr && options[i]->count() > 0) {
+      result.values.emplace_back(&kSettings[i], values[i]);
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+// ---- public API ----
+
+Result<std::uint64_t> parse_size(std::string_view text) {
+  struct Unit {
+    std::string_view name;
+    std::uint64_t bytes;
+  };
+  static constexpr std::array<Unit, 11> kUnits{{
+      {"", 1},
+      {"B", 1},
+      {"KB", 1'000},
+      {"kB", 1'000},
+      {"MB", 1'000'000},
+      {"GB", 1'000'000'000},
+      {"TB", 1'000'000'000'000},
+      {"KiB", kKiB},
+      {"MiB", kMiB},
+      {"GiB", kGiB},
+      {"TiB", kGiB * kKiB},
+  }};
+  constexpr std::size_t kMaxFractionDigits = 18;
+
+  if (text.empty()) return invalid("size \"\" is empty");
+  if (text.front() == '-') return invalid(fmt::format("size \"{}\" is negative", text));
+  const std::size_t whole_digits = count_digits(text);
+  if (whole_digits == 0) {
+    return invalid(fmt::format("size \"{}\" does not start with a number", text));
+  }
+  const std::string_view whole = text.substr(0, whole_digits);
+  std::string_view rest = text.substr(whole_digits);
+  std::string_view fraction;
+  if (!rest.empty() && rest.front() == '.') {
+    fraction = rest.substr(1, count_digits(rest.substr(1)));
+    if (fraction.empty()) {
+      return invalid(fmt::format("size \"{}\" has no digits after the decimal point", text));
+    }
+    if (fraction.size() > kMaxFractionDigits) {
+      return invalid(
+          fmt::format("size \"{}\" has more than {} decimal places", text, kMaxFractionDigits));
+    }
+    rest.remove_prefix(1 + fraction.size());
+  }
+  if (!rest.empty() && rest.front() == ' ') {
+    rest.remove_prefix(1);
+    if (rest.empty()) return invalid(fmt::format("size \"{}\" has a space but no unit", text));
+  }
+  std::uint64_t unit_bytes = 0;
+  for (const Unit& unit : kUnits) {
+    if (unit.name == rest) unit_bytes = unit.bytes;
+  }
+  if (unit_bytes == 0) {
+    return invalid(fmt::format(
+        "size \"{}\" has an unknown unit \"{}\" (expected B, KB, MB, GB, TB, KiB, MiB, GiB or "
+        "TiB)",
+        text, rest));
+  }
+  if (!fraction.empty() && unit_bytes == 1) {
+    return invalid(fmt::format("size \"{}\" is not a whole number of bytes", text));
+  }
+
+  constexpr Uint128 kMax = std::numeric_limits<std::uint64_t>::max();
+  const auto too_large = [&] {
+    return invalid(fmt::format("size \"{}\" is too large (more than {} bytes)", text,
+                               std::numeric_limits<std::uint64_t>::max()));
+  };
+  Uint128 number = 0;
+  for (const char c : whole) {
+    number = number * 10 + static_cast<unsigned>(c - '0');
+    if (number > kMax) return too_large();
+  }
+  Uint128 bytes = number * unit_bytes;
+  if (!fraction.empty()) {
+    Uint128 numerator = 0;
+    Uint128 denominator = 1;
+    for (const char c : fraction) {
+      numerator = numerator * 10 + static_cast<unsigned>(c - '0');
+      denominator *= 10;
+    }
+    bytes += numerator * unit_bytes / denominator;  // rounds down to whole bytes
+  }
+  if (bytes > kMax) return too_large();
+  return static_cast<std::uint64_t>(bytes);
+}
+
+std::string format_size(std::uint64_t bytes) {
+  static constexpr std::array<std::pair<std::string_view, std::uint64_t>, 4> kUnits{{
+      {"TiB", kGiB * kKiB},
+      {"GiB", kGiB},
+      {"MiB", kMiB},
+      {"KiB", kKiB},
+  }};
+  for (const auto& [name, size] : kUnits) {
+    if (bytes != 0 && bytes % size == 0) return fmt::format("{}{}", bytes / size, name);
+  }
+  return fmt::format("{}", bytes);
+}
+
+Result<std::chrono::seconds> parse_duration(std::string_view text) {
+  if (text.empty()) return invalid("duration \"\" is empty");
+  if (text.front() == '-') return invalid(fmt::format("duration \"{}\" is negative", text));
+  const std::size_t digits = count_digits(text);
+  if (digits == 0) {
+    return invalid(fmt::format("duration \"{}\" does not start with a number", text));
+  }
+  const std::string_view unit = text.substr(digits);
+  std::int64_t scale = 0;
+  if (unit.empty() || unit == "s") {
+    scale = 1;
+  } else if (unit == "m") {
+    scale = 60;
+  } else if (unit == "h") {
+    scale = 3600;
+  } else if (unit.front() == '.') {
+    return invalid(fmt::format("duration \"{}\" is not a whole number", text));
+  } else {
+    return invalid(
+        fmt::format("duration \"{}\" has an unknown unit \"{}\" (expected s, m or h)", text, unit));
+  }
+  std::int64_t count = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + digits, count);
+  if (ec == std::errc::result_out_of_range ||
+      count > std::numeric_limits<std::chrono::seconds::rep>::max() / scale) {
+    return invalid(fmt::format("duration \"{}\" is too long", text));
+  }
+  return std::chrono::seconds(count * scale);
+}
+
+std::string format_duration(std::chrono::seconds duration) {
+  const auto count = duration.count();
+  if (count != 0 && count % 3600 == 0) return fmt::format("{}h", count / 3600);
+  if (count != 0 && count % 60 == 0) return fmt::format("{}m", count / 60);
+  return fmt::format("{}s", count);
+}
+
+Status validate(const Config& config) {
+  // A value is valid when it survives its own parser: one rule per setting, kept in one place.
+  for (const Setting& s : kSettings) {
+    Config scratch;
+    const Status status = s.assign(scratch, s.render(config));
+    if (!status.ok()) return in_context(status, fmt::format("config key \"{}\"", s.key));
+  }
+  if (config.max_blob_size_bytes > config.max_size_bytes) {
+    return invalid(fmt::format("server.max_blob_size {} is larger than max_size {}",
+                               format_size(config.max_blob_size_bytes),
+                               format_size(config.max_size_bytes)));
+  }
+  if (config.block_size > config.max_size_bytes) {
+    return invalid(fmt::format("storage.block_size {} is larger than max_size {}",
+                               format_size(config.block_size), format_size(config.max_size_bytes)));
+  }
+  return ok_status();
+}
+
+std::string to_yaml(const Config& config) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  std::string_view section;
+  for (const Setting& s : kSettings) {
+    if (section_of(s.key) != section) {
+      if (!section.empty()) out << YAML::EndMap;
+      section = section_of(s.key);
+      out << YAML::Key << std::string(section) << YAML::Value << YAML::BeginMap;
+    }
+    out << YAML::Key << std::string(leaf_of(s.key)) << YAML::Value << s.render(config);
+  }
+  if (!section.empty()) out << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+Environment current_environment() {
+  Environment env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const std::size_t eq = text.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace_back(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
+  }
+  return env;
+}
+
+Result<LoadOutcome> load_config(int argc, const char* const* argv, const Environment& env) {
+  auto command_line = parse_command_line(argc, argv);
+  if (!command_line) return command_line.error();
+  if (command_line->help) return LoadOutcome{Config{}, std::move(command_line->help)};
+
+  // Check every GOREGO_* name before using any, so a typo is never silently ignored.
+  std::optional<std::string> config_file = command_line->config_file;
+  std::optional<std::string> config_env;
+  std::vector<std::pair<const Setting*, const std::string*>> env_values;
+  for (const auto& [name, value] : env) {
+    if (!name.starts_with(kEnvPrefix)) continue;
+    if (name == kConfigEnv) {
+      config_env = value;
+    } else if (const Setting* setting = find_by_env(name)) {
+      env_values.emplace_back(setting, &value);
+    } else {
+      std::string known(kConfigEnv);
+      for (const Setting& s : kSettings) known += ", " + env_name(s.key);
+      return invalid(fmt::format("unknown environment variable {} (known: {})", name, known));
+    }
+  }
+  if (!config_file) config_file = std::move(config_env);
+
+  Config config;
+  if (config_file) GOREGO_RETURN_IF_ERROR(apply_yaml_file(*config_file, config));
+  for (const auto& [setting, value] : env_values) {
+    const Status status = setting->assign(config, *value);
+    if (!status.ok()) {
+      return in_context(status, fmt::format("environment variable {}", env_name(setting->key)));
+    }
+  }
+  for (const auto& [setting, value] : command_line->values) {
+    const Status status = setting->assign(config, value);
+    if (!status.ok()) return in_context(status, fmt::format("flag --{}", setting->flag));
+  }
+  GOREGO_RETURN_IF_ERROR(validate(config));
+
+  if (command_line->print_config) return LoadOutcome{config, to_yaml(config)};
+  return LoadOutcome{std::move(config), std::nullopt};
+}
+
+}  // namespace gorego

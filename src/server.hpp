@@ -1,0 +1,32 @@
+#pragma once
+/// The gorego server: the shipped store stack behind the four REAPI cache services and
+/// grpc.health.v1, configured from a Config. Used by apps/gorego and by the in-process
+/// gRPC tests, so both exercise the same instantiation.
+
+#include <chrono>
+#include <memory>
+
+#include <gorego/config/config.hpp>
+#include <gorego/core/status.hpp>
+
+namespace gorego {
+
+class Server {
+ public:
+  virtual ~Server() = default;
+  /// The TCP port actually bound (useful with port 0).
+  [[nodiscard]] virtual int port() const = 0;
+  /// Graceful stop: health goes NOT_SERVING, new calls are refused, calls in flight may
+  /// finish until `deadline` and are cancelled after it; then background work stops.
+  virtual void shutdown(std::chrono::system_clock::time_point deadline) = 0;
+  /// Index load state and usage, for logs and tests.
+  [[nodiscard]] virtual std::uint64_t usage_bytes() const = 0;
+  [[nodiscard]] virtual bool index_loaded() const = 0;
+};
+
+/// Opens the data directory, starts the index load and begins serving. Errors name the
+/// problem: an unusable data directory (FAILED_PRECONDITION), an address that cannot be
+/// bound (UNAVAILABLE).
+Result<std::unique_ptr<Server>> start_server(const Config& config);
+
+}  // namespace gorego

@@ -1,0 +1,515 @@
+#include <gorego/config/config.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+
+namespace {
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using gorego::Code;
+using gorego::Config;
+using gorego::Environment;
+using gorego::kGiB;
+using gorego::kKiB;
+using gorego::kMiB;
+
+/// A fresh directory under the system temp directory, removed with its contents at scope exit.
+class TempDir {
+ public:
+  TempDir() : path_(fs::temp_directory_path() / unique_name()) { fs::create_directories(path_); }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  TempDir(TempDir&&) = delete;
+  TempDir& operator=(TempDir&&) = delete;
+
+  [[nodiscard]] const fs::path& path() const { return path_; }
+
+  /// Writes `text` to a file `name` in the directory and returns its path.
+  [[nodiscard]] fs::path write(std::string_view name, std::string_view text) const {
+    fs::path file = path_ / name;
+    std::ofstream out(file, std::ios::binary);
+    out << text;
+    REQUIRE(out.good());
+    return file;
+  }
+
+ private:
+  static std::string unique_name() {
+    static std::atomic<unsigned> counter{0};
+    std::random_device random;
+    return fmt::format("gorego-config-test-{:08x}{:08x}-{}", random(), random(), counter++);
+  }
+
+  fs::path path_;
+};
+
+/// load_config() with argv = {"gorego", args...}.
+gorego::Result<gorego::LoadOutcome> load(const std::vector<std::string>& args,
+                                         const Environment& env = {}) {
+  std::vector<const char*> argv{"gorego"};
+  for (const std::string& arg : args) argv.push_back(arg.c_str());
+  return gorego::load_config(static_cast<int>(argv.size()), argv.data(), env);
+}
+
+/// The Config of a load that must succeed and must not ask to exit.
+Config load_ok(const std::vector<std::string>& args, const Environment& env = {}) {
+  auto result = load(args, env);
+  INFO(result.status().to_string());
+  REQUIRE(result.ok());
+  REQUIRE_FALSE(result->exit_message.has_value());
+  return result->config;
+}
+
+/// The message of a load that must fail with INVALID_ARGUMENT.
+std::string load_error(const std::vector<std::string>& args, const Environment& env = {}) {
+  auto result = load(args, env);
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().code() == Code::kInvalidArgument);
+  return result.error().message();
+}
+
+}  // namespace
+
+TEST_CASE("Config: defaults apply with no file, environment or flags") {
+  const Config config = load_ok({}, {{"PATH", "/usr/bin"}, {"HOME", "/root"}});
+  CHECK(config == Config{});
+  CHECK(config.listen_addr == "127.0.0.1:50051");
+  CHECK(config.data_dir == fs::path("./gorego-data"));
+  CHECK(config.max_size_bytes == 10 * kGiB);
+  CHECK(config.eviction == "lru");
+  CHECK(config.fsync);
+  CHECK(config.janitor_interval == std::chrono::seconds(60));
+  CHECK_FALSE(config.force_update_atime);
+  CHECK(config.block_size == 4096);
+  CHECK(config.io_threads == 8);
+  CHECK(config.max_batch_total_size_bytes == 4 * kMiB);
+  CHECK(config.max_blob_size_bytes == 0);
+  CHECK(config.shutdown_grace == std::chrono::seconds(10));
+  CHECK(config.log_level == "info");
+  CHECK(gorego::validate(config).ok());
+}
+
+TEST_CASE("Config: parse_size reads plain bytes, SI and IEC units") {
+  const std::vector<std::pair<std::string, std::uint64_t>> cases{
+      {"0", 0},
+      {"100", 100},
+      {"1048576", kMiB},
+      {"7B", 7},
+      {"1kB", 1000},
+      {"1KB", 1000},
+      {"2MB", 2'000'000},
+      {"3GB", 3'000'000'000},
+      {"1TB", 1'000'000'000'000},
+      {"1KiB", kKiB},
+      {"512MiB", 512 * kMiB},
+      {"512 MiB", 512 * kMiB},
+      {"10GiB", 10 * kGiB},
+      {"1.5GiB", 3 * kGiB / 2},
+      {"1.5KiB", 1536},
+      {"0.3KiB", 307},  // 307.2 rounds down
+      {"2.5MB", 2'500'000},
+      {"1TiB", 1024 * kGiB},
+      {"18446744073709551615", UINT64_MAX},
+  };
+  for (const auto& [text, bytes] : cases) {
+    INFO("size \"" << text << "\"");
+    const auto parsed = gorego::parse_size(text);
+    REQUIRE(parsed.ok());
+    CHECK(*parsed == bytes);
+  }
+}
+
+TEST_CASE("Config: parse_size rejects bad sizes naming the value") {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"12XB", "size \"12XB\" has an unknown unit \"XB\""},
+      {"1kb", "unknown unit \"kb\""},
+      {"1gib", "unknown unit \"gib\""},
+      {"", "size \"\" is empty"},
+      {"-5", "size \"-5\" is negative"},
+      {"-1GiB", "size \"-1GiB\" is negative"},
+      {"abc", "size \"abc\" does not start with a number"},
+      {"1.5", "size \"1.5\" is not a whole number of bytes"},
+      {"1.5B", "size \"1.5B\" is not a whole number of bytes"},
+      {"5.GiB", "size \"5.GiB\" has no digits after the decimal point"},
+      {"5 ", "size \"5 \" has a space but no unit"},
+      {"5  MiB", "unknown unit \" MiB\""},
+      {"18446744073709551616", "size \"18446744073709551616\" is too large"},
+      {"20000000TiB", "size \"20000000TiB\" is too large"},
+      {"99999999999999999999999", "is too large"},
+  };
+  for (const auto& [text, message] : cases) {
+    INFO("size \"" << text << "\"");
+    const auto parsed = gorego::parse_size(text);
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().code() == Code::kInvalidArgument);
+    CHECK_THAT(parsed.error().message(), Contains(message));
+  }
+}
+
+TEST_CASE("Config: format_size is exact and parse_size inverts it") {
+  CHECK(gorego::format_size(0) == "0");
+  CHECK(gorego::format_size(1000) == "1000");
+  CHECK(gorego::format_size(4096) == "4KiB");
+  CHECK(gorego::format_size(10 * kGiB) == "10GiB");
+  CHECK(gorego::format_size(3 * kGiB / 2) == "1536MiB");
+  for (const std::uint64_t bytes : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{1023}, kKiB,
+                                    3 * kGiB / 2, 5 * kGiB * kKiB, std::uint64_t{UINT64_MAX}}) {
+    INFO(bytes);
+    const auto parsed = gorego::parse_size(gorego::format_size(bytes));
+    REQUIRE(parsed.ok());
+    CHECK(*parsed == bytes);
+  }
+}
+
+TEST_CASE("Config: parse_duration reads seconds, minutes and hours") {
+  using std::chrono::seconds;
+  CHECK(*gorego::parse_duration("30") == seconds(30));
+  CHECK(*gorego::parse_duration("30s") == seconds(30));
+  CHECK(*gorego::parse_duration("5m") == seconds(300));
+  CHECK(*gorego::parse_duration("2h") == seconds(7200));
+  CHECK(*gorego::parse_duration("0") == seconds(0));
+  CHECK(gorego::format_duration(seconds(60)) == "1m");
+  CHECK(gorego::format_duration(seconds(90)) == "90s");
+  CHECK(gorego::format_duration(seconds(7200)) == "2h");
+  CHECK(gorego::format_duration(seconds(0)) == "0s");
+
+  const std::vector<std::pair<std::string, std::string>> bad{
+      {"", "duration \"\" is empty"},
+      {"-5s", "duration \"-5s\" is negative"},
+      {"5x", "duration \"5x\" has an unknown unit \"x\""},
+      {"500ms", "duration \"500ms\" has an unknown unit \"ms\""},
+      {"1.5h", "duration \"1.5h\" is not a whole number"},
+      {"s", "duration \"s\" does not start with a number"},
+      {"9999999999999999999h", "duration \"9999999999999999999h\" is too long"},
+      {"9223372036854775807h", "is too long"},
+  };
+  for (const auto& [text, message] : bad) {
+    INFO("duration \"" << text << "\"");
+    const auto parsed = gorego::parse_duration(text);
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().code() == Code::kInvalidArgument);
+    CHECK_THAT(parsed.error().message(), Contains(message));
+  }
+}
+
+TEST_CASE("Config: the file sets values, the environment overrides it, flags override both") {
+  const TempDir dir;
+  const fs::path file = dir.write("gorego.yaml",
+                                  "listen_addr: 0.0.0.0:9000\n"
+                                  "max_size: 1GiB\n"
+                                  "eviction: atime\n"
+                                  "storage:\n"
+                                  "  fsync: false\n"
+                                  "  janitor_interval: 5m\n"
+                                  "server:\n"
+                                  "  io_threads: 4\n"
+                                  "telemetry:\n"
+                                  "  log_level: warn\n");
+  const Environment env{
+      {"GOREGO_MAX_SIZE", "2GiB"}, {"GOREGO_EVICTION", "lru"}, {"GOREGO_SERVER_IO_THREADS", "16"}};
+
+  SECTION("file alone") {
+    const Config config = load_ok({"--config", file.string()});
+    CHECK(config.listen_addr == "0.0.0.0:9000");
+    CHECK(config.max_size_bytes == kGiB);
+    CHECK(config.eviction == "atime");
+    CHECK_FALSE(config.fsync);
+    CHECK(config.janitor_interval == std::chrono::minutes(5));
+    CHECK(config.io_threads == 4);
+    CHECK(config.log_level == "warn");
+    CHECK(config.data_dir == Config{}.data_dir);  // not in the file: the default
+  }
+  SECTION("environment over file") {
+    const Config config = load_ok({"--config", file.string()}, env);
+    CHECK(config.listen_addr == "0.0.0.0:9000");
+    CHECK(config.max_size_bytes == 2 * kGiB);
+    CHECK(config.eviction == "lru");
+    CHECK(config.io_threads == 16);
+  }
+  SECTION("flags over environment and file") {
+    const Config config = load_ok({"--config", file.string(), "--eviction", "atime",
+                                   "--io-threads=32", "--listen", "[::1]:0"},
+                                  env);
+    CHECK(config.listen_addr == "[::1]:0");
+    CHECK(config.max_size_bytes == 2 * kGiB);  // environment
+    CHECK(config.eviction == "atime");
+    CHECK(config.io_threads == 32);
+    CHECK(config.log_level == "warn");  // file
+  }
+  SECTION("a flag given twice: the last wins") {
+    const Config config = load_ok({"--log-level", "debug", "--log-level", "error"});
+    CHECK(config.log_level == "error");
+  }
+}
+
+TEST_CASE("Config: GOREGO_CONFIG names the file and --config overrides it") {
+  const TempDir dir;
+  const fs::path from_env = dir.write("env.yaml", "eviction: atime\n");
+  const fs::path from_flag = dir.write("flag.yaml", "log_level_is_not_here: 1\n");
+  const fs::path good_flag = dir.write("good.yaml", "max_size: 3GiB\n");
+
+  const Config config = load_ok({}, {{"GOREGO_CONFIG", from_env.string()}});
+  CHECK(config.eviction == "atime");
+
+  // --config wins: the env file is not read at all, the flag file is.
+  const Config overridden =
+      load_ok({"--config", good_flag.string()}, {{"GOREGO_CONFIG", from_env.string()}});
+  CHECK(overridden.eviction == "lru");
+  CHECK(overridden.max_size_bytes == 3 * kGiB);
+  CHECK_THAT(load_error({"--config", from_flag.string()}, {{"GOREGO_CONFIG", from_env.string()}}),
+             Contains("unknown config key \"log_level_is_not_here\""));
+}
+
+TEST_CASE("Config: every setting has an environment variable") {
+  const Environment env{
+      {"GOREGO_LISTEN_ADDR", "localhost:1234"},
+      {"GOREGO_DATA_DIR", "/var/cache/gorego"},
+      {"GOREGO_MAX_SIZE", "500GB"},
+      {"GOREGO_EVICTION", "atime"},
+      {"GOREGO_STORAGE_FSYNC", "off"},
+      {"GOREGO_STORAGE_JANITOR_INTERVAL", "1h"},
+      {"GOREGO_STORAGE_FORCE_UPDATE_ATIME", "yes"},
+      {"GOREGO_STORAGE_BLOCK_SIZE", "512"},
+      {"GOREGO_SERVER_IO_THREADS", "2"},
+      {"GOREGO_SERVER_MAX_BATCH_SIZE", "64KiB"},
+      {"GOREGO_SERVER_MAX_BLOB_SIZE", "1GiB"},
+      {"GOREGO_SERVER_SHUTDOWN_GRACE", "30"},
+      {"GOREGO_TELEMETRY_LOG_LEVEL", "debug"},
+      {"NOT_GOREGO_EVICTION", "ignored"},
+  };
+  const Config expected{
+      .listen_addr = "localhost:1234",
+      .data_dir = "/var/cache/gorego",
+      .max_size_bytes = 500'000'000'000,
+      .eviction = "atime",
+      .fsync = false,
+      .janitor_interval = std::chrono::hours(1),
+      .force_update_atime = true,
+      .block_size = 512,
+      .io_threads = 2,
+      .max_batch_total_size_bytes = 64 * kKiB,
+      .max_blob_size_bytes = kGiB,
+      .shutdown_grace = std::chrono::seconds(30),
+      .log_level = "debug",
+  };
+  CHECK(load_ok({}, env) == expected);
+}
+
+TEST_CASE("Config: an empty file or an empty section changes nothing") {
+  const TempDir dir;
+  CHECK(load_ok({"--config", dir.write("empty.yaml", "").string()}) == Config{});
+  CHECK(load_ok({"--config", dir.write("comment.yaml", "# nothing\n").string()}) == Config{});
+  CHECK(load_ok({"--config", dir.write("section.yaml", "storage:\n").string()}) == Config{});
+}
+
+TEST_CASE("Config: errors in the config file are INVALID_ARGUMENT naming file, key and value") {
+  struct Case {
+    std::string yaml;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases{
+      {"storage:\n  fsnyc: false\n",
+       {"unknown config key \"storage.fsnyc\" in ", "line 2, column 3"}},
+      {"colour: red\n", {"unknown config key \"colour\""}},
+      {"storage:\n  fsync: [true]\n",
+       {"config key \"storage.fsync\"", "must be a single value, not a sequence"}},
+      {"max_size: {a: 1}\n", {"config key \"max_size\"", "not a mapping"}},
+      {"eviction:\n", {"config key \"eviction\"", "not empty"}},
+      {"storage: 5\n", {"config key \"storage\"", "must be a mapping of keys, not a single value"}},
+      {"- a\n- b\n", {"must be a mapping of keys"}},
+      {"storage:\n  fsync: maybe\n",
+       {"config key \"storage.fsync\"", "\"maybe\" is not a boolean"}},
+      {"max_size: 12XB\n",
+       {"config key \"max_size\"", "line 1, column 11",
+        "size \"12XB\" has an unknown unit \"XB\""}},
+      {"storage:\n  janitor_interval: 5x\n", {"duration \"5x\" has an unknown unit \"x\""}},
+      {"storage:\n  janitor_interval: 0s\n", {"duration \"0s\" must be greater than 0"}},
+      {"storage:\n  block_size: 3000\n", {"size \"3000\" is not a power of two"}},
+      {"eviction: lru\neviction: atime\n", {"config key \"eviction\" appears twice"}},
+      {"server: [1,\n  io_threads: 2\n", {"cannot parse config file \"", "line 3, column 1"}},
+  };
+  for (const Case& c : cases) {
+    INFO("config file:\n" << c.yaml);
+    const TempDir dir;
+    const std::string file = dir.write("gorego.yaml", c.yaml).string();
+    const std::string message = load_error({"--config", file});
+    CHECK_THAT(message, Contains(file));
+    for (const std::string& part : c.expected) CHECK_THAT(message, Contains(part));
+  }
+
+  CHECK_THAT(load_error({"--config", "/nonexistent/gorego.yaml"}),
+             Contains("cannot read config file \"/nonexistent/gorego.yaml\": No such file"));
+  CHECK_THAT(load_error({"--config", "/"}),
+             Contains("cannot read config file \"/\": it is a directory"));
+  CHECK_THAT(load_error({}, {{"GOREGO_CONFIG", "/nonexistent/env.yaml"}}),
+             Contains("cannot read config file \"/nonexistent/env.yaml\""));
+}
+
+TEST_CASE("Config: errors in the environment are INVALID_ARGUMENT naming variable and value") {
+  struct Case {
+    Environment env;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases{
+      {{{"GOREGO_MAX_SIZ", "1GiB"}},
+       {"unknown environment variable GOREGO_MAX_SIZ ", "GOREGO_MAX_SIZE"}},
+      {{{"GOREGO_EVICTION", "lfu"}},
+       {"environment variable GOREGO_EVICTION", "eviction \"lfu\" is not one of: lru, atime"}},
+      {{{"GOREGO_SERVER_MAX_BATCH_SIZE", "128MiB"}},
+       {"size \"128MiB\" is out of range 64KiB..64MiB"}},
+      {{{"GOREGO_SERVER_MAX_BATCH_SIZE", "1KiB"}}, {"size \"1KiB\" is out of range 64KiB..64MiB"}},
+      {{{"GOREGO_MAX_SIZE", "1GiB"}, {"GOREGO_SERVER_MAX_BLOB_SIZE", "2GiB"}},
+       {"server.max_blob_size 2GiB is larger than max_size 1GiB"}},
+      {{{"GOREGO_SERVER_SHUTDOWN_GRACE", "soon"}},
+       {"GOREGO_SERVER_SHUTDOWN_GRACE", "duration \"soon\" does not start with a number"}},
+      {{{"GOREGO_STORAGE_FORCE_UPDATE_ATIME", "sure"}}, {"\"sure\" is not a boolean"}},
+  };
+  for (const Case& c : cases) {
+    INFO("environment: " << c.env.front().first << "=" << c.env.front().second);
+    const std::string message = load_error({}, c.env);
+    for (const std::string& part : c.expected) CHECK_THAT(message, Contains(part));
+  }
+}
+
+TEST_CASE("Config: errors on the command line are INVALID_ARGUMENT naming flag and value") {
+  struct Case {
+    std::vector<std::string> args;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases{
+      {{"--max-sise", "1GiB"}, {"--max-sise"}},
+      {{"serve"}, {"serve"}},
+      {{"--max-size"}, {"--max-size"}},
+      {{"--max-size", "12XB"}, {"flag --max-size: size \"12XB\" has an unknown unit \"XB\""}},
+      {{"--max-size", "0"}, {"size \"0\" must be greater than 0"}},
+      {{"--log-level", "verbose"},
+       {"log level \"verbose\" is not one of: debug, info, warn, error"}},
+      {{"--io-threads", "2000"}, {"flag --io-threads: \"2000\" is out of range 1..1024"}},
+      {{"--io-threads", "many"}, {"\"many\" is not a whole number"}},
+      {{"--fsync", "sometimes"}, {"\"sometimes\" is not a boolean"}},
+      {{"--data-dir", ""}, {"data directory \"\" is empty"}},
+      {{"--listen", "localhost"}, {"listen address \"localhost\" is not HOST:PORT"}},
+      {{"--listen", "localhost:70000"},
+       {"listen address \"localhost:70000\" has port 70000 outside 0..65535"}},
+      {{"--listen", "localhost:http"},
+       {"listen address \"localhost:http\" has a port \"http\" that is not a number"}},
+      {{"--listen", "localhost:"}, {"listen address \"localhost:\" has a port \"\""}},
+      {{"--listen", ":50051"}, {"listen address \":50051\" has an invalid host \"\""}},
+      {{"--listen", "::1:50051"},
+       {"listen address \"::1:50051\" has an IPv6 host without brackets"}},
+      {{"--listen", "[::1]"}, {"listen address \"[::1]\" is not HOST:PORT"}},
+      {{"--listen", "[localhost]:1"}, {"\"[localhost]:1\"", "not an IPv6 address"}},
+  };
+  for (const Case& c : cases) {
+    INFO("flags: " << fmt::format("{}", fmt::join(c.args, " ")));
+    const std::string message = load_error(c.args);
+    for (const std::string& part : c.expected) CHECK_THAT(message, Contains(part));
+  }
+}
+
+TEST_CASE("Config: --help returns the usage as an exit message") {
+  // --help is answered even when other input is bad.
+  auto result = load({"--help", "--max-size", "bogus"}, {{"GOREGO_TYPO", "1"}});
+  REQUIRE(result.ok());
+  REQUIRE(result->exit_message.has_value());
+  const std::string& help = *result->exit_message;
+  for (const std::string_view part :
+       {"--config FILE", "--listen HOST:PORT", "--data-dir DIR", "--max-size SIZE",
+        "--eviction NAME", "--log-level LEVEL", "--io-threads N", "--fsync BOOL", "--print-config",
+        "GOREGO_CONFIG", "GOREGO_LISTEN_ADDR", "GOREGO_STORAGE_JANITOR_INTERVAL",
+        "server.max_batch_size", "storage.block_size"}) {
+    CHECK_THAT(help, Contains(std::string(part)));
+  }
+}
+
+TEST_CASE("Config: --print-config returns the effective config as YAML") {
+  auto result = load({"--print-config", "--max-size", "2GiB"}, {{"GOREGO_EVICTION", "atime"}});
+  REQUIRE(result.ok());
+  REQUIRE(result->exit_message.has_value());
+  CHECK_THAT(*result->exit_message, Contains("max_size: 2GiB"));
+  CHECK_THAT(*result->exit_message, Contains("eviction: atime"));
+  CHECK(*result->exit_message == gorego::to_yaml(result->config));
+
+  // Invalid input is still an error, not printed.
+  CHECK_THAT(load_error({"--print-config", "--eviction", "lfu"}), Contains("\"lfu\""));
+}
+
+TEST_CASE("Config: to_yaml round-trips through load_config") {
+  const Config custom{
+      .listen_addr = "[::1]:0",
+      .data_dir = "/tmp/gorego data: #1",
+      .max_size_bytes = 3 * kGiB / 2 + 7,
+      .eviction = "atime",
+      .fsync = false,
+      .janitor_interval = std::chrono::seconds(90),
+      .force_update_atime = true,
+      .block_size = 1,
+      .io_threads = 1024,
+      .max_batch_total_size_bytes = 64 * kMiB,
+      .max_blob_size_bytes = 1000,
+      .shutdown_grace = std::chrono::seconds(0),
+      .log_level = "error",
+  };
+  REQUIRE(gorego::validate(custom).ok());
+  const Config config = GENERATE_COPY(Config{}, custom);
+  const TempDir dir;
+  const fs::path file = dir.write("round-trip.yaml", gorego::to_yaml(config));
+  INFO(gorego::to_yaml(config));
+  CHECK(load_ok({"--config", file.string()}) == config);
+}
+
+TEST_CASE("Config: to_yaml uses the nested keys and readable units") {
+  const std::string yaml = gorego::to_yaml(Config{});
+  CHECK_THAT(yaml, Contains("listen_addr: 127.0.0.1:50051\n"));
+  CHECK_THAT(yaml, Contains("max_size: 10GiB\n"));
+  CHECK_THAT(yaml, Contains("storage:\n  fsync: true\n  janitor_interval: 1m\n"));
+  CHECK_THAT(yaml, Contains("server:\n  io_threads: 8\n  max_batch_size: 4MiB\n"));
+  CHECK_THAT(yaml, Contains("telemetry:\n  log_level: info\n"));
+}
+
+TEST_CASE("Config: validate checks a Config built in code") {
+  CHECK(gorego::validate(Config{}).ok());
+
+  const auto message = [](const Config& config) {
+    const gorego::Status status = gorego::validate(config);
+    REQUIRE_FALSE(status.ok());
+    CHECK(status.code() == Code::kInvalidArgument);
+    return status.message();
+  };
+  CHECK_THAT(message(Config{.io_threads = 0}),
+             Contains("config key \"server.io_threads\": \"0\" is out of range 1..1024"));
+  CHECK_THAT(message(Config{.eviction = "lfu"}), Contains("eviction \"lfu\" is not one of"));
+  CHECK_THAT(message(Config{.listen_addr = "nope"}), Contains("\"nope\" is not HOST:PORT"));
+  CHECK_THAT(message(Config{.max_size_bytes = 0}), Contains("max_size"));
+  CHECK_THAT(message(Config{.block_size = 3}), Contains("\"3\" is not a power of two"));
+  CHECK_THAT(message(Config{.max_size_bytes = kKiB,
+                            .max_batch_total_size_bytes = 64 * kKiB,
+                            .max_blob_size_bytes = 2 * kKiB}),
+             Contains("server.max_blob_size 2KiB is larger than max_size 1KiB"));
+}
+
+TEST_CASE("Config: current_environment reads the process environment") {
+  REQUIRE(::setenv("GORECONFIG_TEST_PROBE", "a=b", 1) == 0);
+  const Environment env = gorego::current_environment();
+  ::unsetenv("GORECONFIG_TEST_PROBE");
+  CHECK(std::count(env.begin(), env.end(),
+                   std::pair<std::string, std::string>{"GORECONFIG_TEST_PROBE", "a=b"}) == 1);
+}
