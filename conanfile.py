@@ -12,7 +12,7 @@ from conan.tools.build import check_min_cppstd
 from conan.tools.cmake import CMake, CMakeDeps, CMakeToolchain, cmake_layout
 from conan.tools.files import copy, rmdir
 
-required_conan_version = ">=2.0.5"  # "<host_version>" in tool_requires
+required_conan_version = ">=2.1"  # "<host_version>"; components check skipping visible=False
 
 
 class GoregoConan(ConanFile):
@@ -71,10 +71,12 @@ class GoregoConan(ConanFile):
 
     def generate(self):
         toolchain = CMakeToolchain(self)
-        # tools.build:skip_test=True builds the library and the server without tests/benchmarks.
-        toolchain.cache_variables["BUILD_TESTING"] = not self.conf.get(
-            "tools.build:skip_test", default=False, check_type=bool
-        )
+        # tools.build:skip_test=True builds the libraries and the server without tests and
+        # benchmarks (options of the top-level CMakeLists.txt).
+        build_tests = not self.conf.get("tools.build:skip_test", default=False, check_type=bool)
+        toolchain.cache_variables["GOREGO_BUILD_TESTS"] = build_tests
+        toolchain.cache_variables["GOREGO_BUILD_BENCHMARKS"] = build_tests
+        toolchain.cache_variables["GOREGO_BUILD_APP"] = True
         toolchain.generate()
         CMakeDeps(self).generate()
 
@@ -89,22 +91,25 @@ class GoregoConan(ConanFile):
         cmake = CMake(self)
         cmake.install()
         # Consumers get Conan's generated gorego-config.cmake (from package_info) instead.
+        # share/gorego/proto (remote_execution.proto for clients) stays.
         rmdir(self, os.path.join(self.package_folder, "lib", "cmake"))
-        rmdir(self, os.path.join(self.package_folder, "share"))
 
     def package_info(self):
         self.cpp_info.set_property("cmake_file_name", "gorego")
         self.cpp_info.set_property("cmake_target_name", "gorego::gorego")
 
+        # Mirrors the CMake export (CMakeLists.txt, goregoTargets): gorego_core INTERFACE and
+        # gorego_reapi STATIC, with the generated *.pb.h under include/gorego/proto.
         core = self.cpp_info.components["core"]
         core.set_property("cmake_target_name", "gorego::core")
         core.bindirs = []
         core.libdirs = []
         core.requires = ["fmt::fmt", "openssl::crypto"]
+        if self.settings.os in ("Linux", "FreeBSD"):
+            core.system_libs = ["pthread"]
 
         reapi = self.cpp_info.components["reapi"]
         reapi.set_property("cmake_target_name", "gorego::reapi")
         reapi.libs = ["gorego_reapi"]
+        reapi.includedirs = ["include", os.path.join("include", "gorego", "proto")]
         reapi.requires = ["core", "grpc::grpc++", "protobuf::libprotobuf"]
-        if self.settings.os in ("Linux", "FreeBSD"):
-            reapi.system_libs = ["pthread", "m"]

@@ -10,7 +10,6 @@ from conan.tools.cmake import CMake, cmake_layout
 class GoregoTestPackageConan(ConanFile):
     settings = "os", "arch", "compiler", "build_type"
     generators = "CMakeDeps", "CMakeToolchain"
-    test_type = "explicit"
 
     def requirements(self):
         self.requires(self.tested_reference_str)

@@ -1,13 +1,11 @@
 #include <gorego/config/config.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,6 +13,8 @@
 
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
+
+#include <gorego/testing/temp_dir.hpp>
 
 namespace {
 
@@ -26,40 +26,16 @@ using gorego::Environment;
 using gorego::kGiB;
 using gorego::kKiB;
 using gorego::kMiB;
+using gorego::testing::TempDir;
 
-/// A fresh directory under the system temp directory, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() : path_(fs::temp_directory_path() / unique_name()) { fs::create_directories(path_); }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  TempDir(TempDir&&) = delete;
-  TempDir& operator=(TempDir&&) = delete;
-
-  [[nodiscard]] const fs::path& path() const { return path_; }
-
-  /// Writes `text` to a file `name` in the directory and returns its path.
-  [[nodiscard]] fs::path write(std::string_view name, std::string_view text) const {
-    fs::path file = path_ / name;
-    std::ofstream out(file, std::ios::binary);
-    out << text;
-    REQUIRE(out.good());
-    return file;
-  }
-
- private:
-  static std::string unique_name() {
-    static std::atomic<unsigned> counter{0};
-    std::random_device random;
-    return fmt::format("gorego-config-test-{:08x}{:08x}-{}", random(), random(), counter++);
-  }
-
-  fs::path path_;
-};
+/// Writes `text` to a file `name` in `dir` and returns its path.
+fs::path write_file(const TempDir& dir, std::string_view name, std::string_view text) {
+  fs::path file = dir.path() / name;
+  std::ofstream out(file, std::ios::binary);
+  out << text;
+  REQUIRE(out.good());
+  return file;
+}
 
 /// load_config() with argv = {"gorego", args...}.
 gorego::Result<gorego::LoadOutcome> load(const std::vector<std::string>& args,
@@ -211,18 +187,18 @@ TEST_CASE("Config: parse_duration reads seconds, minutes and hours") {
 }
 
 TEST_CASE("Config: the file sets values, the environment overrides it, flags override both") {
-  const TempDir dir;
-  const fs::path file = dir.write("gorego.yaml",
-                                  "listen_addr: 0.0.0.0:9000\n"
-                                  "max_size: 1GiB\n"
-                                  "eviction: atime\n"
-                                  "storage:\n"
-                                  "  fsync: false\n"
-                                  "  janitor_interval: 5m\n"
-                                  "server:\n"
-                                  "  io_threads: 4\n"
-                                  "telemetry:\n"
-                                  "  log_level: warn\n");
+  const TempDir dir("gorego-config-test");
+  const fs::path file = write_file(dir, "gorego.yaml",
+                                   "listen_addr: 0.0.0.0:9000\n"
+                                   "max_size: 1GiB\n"
+                                   "eviction: atime\n"
+                                   "storage:\n"
+                                   "  fsync: false\n"
+                                   "  janitor_interval: 5m\n"
+                                   "server:\n"
+                                   "  io_threads: 4\n"
+                                   "telemetry:\n"
+                                   "  log_level: warn\n");
   const Environment env{
       {"GOREGO_MAX_SIZE", "2GiB"}, {"GOREGO_EVICTION", "lru"}, {"GOREGO_SERVER_IO_THREADS", "16"}};
 
@@ -261,10 +237,10 @@ TEST_CASE("Config: the file sets values, the environment overrides it, flags ove
 }
 
 TEST_CASE("Config: GOREGO_CONFIG names the file and --config overrides it") {
-  const TempDir dir;
-  const fs::path from_env = dir.write("env.yaml", "eviction: atime\n");
-  const fs::path from_flag = dir.write("flag.yaml", "log_level_is_not_here: 1\n");
-  const fs::path good_flag = dir.write("good.yaml", "max_size: 3GiB\n");
+  const TempDir dir("gorego-config-test");
+  const fs::path from_env = write_file(dir, "env.yaml", "eviction: atime\n");
+  const fs::path from_flag = write_file(dir, "flag.yaml", "log_level_is_not_here: 1\n");
+  const fs::path good_flag = write_file(dir, "good.yaml", "max_size: 3GiB\n");
 
   const Config config = load_ok({}, {{"GOREGO_CONFIG", from_env.string()}});
   CHECK(config.eviction == "atime");
@@ -314,10 +290,10 @@ TEST_CASE("Config: every setting has an environment variable") {
 }
 
 TEST_CASE("Config: an empty file or an empty section changes nothing") {
-  const TempDir dir;
-  CHECK(load_ok({"--config", dir.write("empty.yaml", "").string()}) == Config{});
-  CHECK(load_ok({"--config", dir.write("comment.yaml", "# nothing\n").string()}) == Config{});
-  CHECK(load_ok({"--config", dir.write("section.yaml", "storage:\n").string()}) == Config{});
+  const TempDir dir("gorego-config-test");
+  CHECK(load_ok({"--config", write_file(dir, "empty.yaml", "").string()}) == Config{});
+  CHECK(load_ok({"--config", write_file(dir, "comment.yaml", "# nothing\n").string()}) == Config{});
+  CHECK(load_ok({"--config", write_file(dir, "section.yaml", "storage:\n").string()}) == Config{});
 }
 
 TEST_CASE("Config: errors in the config file are INVALID_ARGUMENT naming file, key and value") {
@@ -348,8 +324,8 @@ TEST_CASE("Config: errors in the config file are INVALID_ARGUMENT naming file, k
   };
   for (const Case& c : cases) {
     INFO("config file:\n" << c.yaml);
-    const TempDir dir;
-    const std::string file = dir.write("gorego.yaml", c.yaml).string();
+    const TempDir dir("gorego-config-test");
+    const std::string file = write_file(dir, "gorego.yaml", c.yaml).string();
     const std::string message = load_error({"--config", file});
     CHECK_THAT(message, Contains(file));
     for (const std::string& part : c.expected) CHECK_THAT(message, Contains(part));
@@ -470,8 +446,8 @@ TEST_CASE("Config: to_yaml round-trips through load_config") {
   };
   REQUIRE(gorego::validate(custom).ok());
   const Config config = GENERATE_COPY(Config{}, custom);
-  const TempDir dir;
-  const fs::path file = dir.write("round-trip.yaml", gorego::to_yaml(config));
+  const TempDir dir("gorego-config-test");
+  const fs::path file = write_file(dir, "round-trip.yaml", gorego::to_yaml(config));
   INFO(gorego::to_yaml(config));
   CHECK(load_ok({"--config", file.string()}) == config);
 }

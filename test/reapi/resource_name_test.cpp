@@ -1,1 +1,49 @@
-// placeholder
+#include <catch2/catch.hpp>
+
+#include <gorego/hash/sha256.hpp>
+#include <gorego/reapi/resource_name.hpp>
+
+using namespace gorego;
+using namespace gorego::reapi;
+
+namespace {
+const std::string kHash = Sha256::digest_of("abc").hex();
+}
+
+TEST_CASE("ResourceName: read names with and without instance and digest function", "[resource]") {
+  auto r = parse_read_resource("blobs/" + kHash + "/3");
+  REQUIRE(r.ok());
+  CHECK(r->instance.empty());
+  CHECK(r->digest == Sha256::digest_of("abc"));
+  r = parse_read_resource("a/b/c/blobs/" + kHash + "/3");
+  REQUIRE(r.ok());
+  CHECK(r->instance == "a/b/c");
+  r = parse_read_resource("main/blobs/sha256/" + kHash + "/3");
+  REQUIRE(r.ok());
+  CHECK(r->instance == "main");
+}
+
+TEST_CASE("ResourceName: write names carry an upload id and optional metadata", "[resource]") {
+  auto w = parse_write_resource("inst/uploads/abc-123/blobs/" + kHash + "/3/some/metadata");
+  REQUIRE(w.ok());
+  CHECK(w->instance == "inst");
+  CHECK(w->uuid == "abc-123");
+  CHECK(w->digest.size == 3);
+}
+
+TEST_CASE("ResourceName: malformed names name the problem", "[resource]") {
+  auto bad = [](Result<ResourceName> r, std::string_view needle) {
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code() == Code::kInvalidArgument);
+    CHECK_THAT(r.error().message(), Catch::Matchers::Contains(std::string(needle)));
+  };
+  bad(parse_read_resource(""), "not of the form");
+  bad(parse_read_resource("blobs/" + kHash), "lacks");
+  bad(parse_read_resource("blobs/" + kHash + "/-3"), "size \"-3\"");
+  bad(parse_read_resource("blobs/" + kHash + "/3/extra"), "trailing");
+  bad(parse_read_resource("blobs/blake3/" + kHash + "/3"), "digest function \"blake3\"");
+  bad(parse_read_resource("blobs/" + kHash + "/99999999999999999999"), "is not a number");
+  bad(parse_write_resource("uploads//blobs/" + kHash + "/3"), "empty upload id");
+  bad(parse_write_resource("uploads/x/nope/" + kHash + "/3"), "not of the form");
+  bad(parse_write_resource("uploads/x/compressed-blobs/zstd/" + kHash + "/3"), "compressor \"zstd\"");
+}

@@ -44,6 +44,7 @@ class ProxyStore {
 
   /// Forwards `args` to the local tier's constructor.
   template <class... Args>
+    requires std::constructible_from<LocalT, Args...>
   explicit ProxyStore(Args&&... args) : local_(std::forward<Args>(args)...) {}
 
   Status start() {
