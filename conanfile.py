@@ -1,7 +1,7 @@
 """Conan 2 recipe for gorego, a C++20 Remote Execution API v2 remote cache server.
 
 Consumers: find_package(gorego) and link gorego::core (header-only: Status, Result, Digest) or
-gorego::reapi (proto conversion, services, remote client). The target names match the ones the
+gorego::reapi (generated protocol code, proto conversion, gRPC services). The target names match the ones the
 CMake install exports, so a consumer builds the same against either.
 """
 
@@ -29,7 +29,6 @@ class GoregoConan(ConanFile):
 
     exports_sources = (
         "CMakeLists.txt",
-        "LICENSE",
         "include/*",
         "src/*",
         "proto/*",
@@ -53,29 +52,23 @@ class GoregoConan(ConanFile):
         # Private: used by the gorego server and its internal libraries only, so not part of
         # any exported component (visible=False keeps Conan's component check and consumers'
         # graphs free of them).
-        self.requires("zstd/[>=1.5.4 <2]", visible=False)
         self.requires("yaml-cpp/[>=0.7 <0.9]", visible=False)
         self.requires("cli11/[>=2.1 <3]", visible=False)
-        self.requires("prometheus-cpp/[>=1.0 <2]", visible=False)
-        self.requires("range-v3/0.12.0", visible=False)
 
     def build_requirements(self):
         # protoc and grpc_cpp_plugin run on the build machine; same versions as the host libs.
         self.tool_requires("protobuf/<host_version>")
         self.tool_requires("grpc/<host_version>")
-        self.test_requires("catch2/2.13.10")
-        self.test_requires("benchmark/[>=1.7 <2]")
 
     def validate(self):
         check_min_cppstd(self, 20)
 
     def generate(self):
         toolchain = CMakeToolchain(self)
-        # tools.build:skip_test=True builds the libraries and the server without tests and
-        # benchmarks (options of the top-level CMakeLists.txt).
-        build_tests = not self.conf.get("tools.build:skip_test", default=False, check_type=bool)
-        toolchain.cache_variables["GOREGO_BUILD_TESTS"] = build_tests
-        toolchain.cache_variables["GOREGO_BUILD_BENCHMARKS"] = build_tests
+        # The package is the libraries and the server; the test suite (which drives real
+        # Bazel and BuildStream peers) and the benchmarks are not exported sources.
+        toolchain.cache_variables["GOREGO_BUILD_TESTS"] = False
+        toolchain.cache_variables["GOREGO_BUILD_BENCHMARKS"] = False
         toolchain.cache_variables["GOREGO_BUILD_APP"] = True
         toolchain.generate()
         CMakeDeps(self).generate()
@@ -87,7 +80,6 @@ class GoregoConan(ConanFile):
         # The test suite drives real peers (Bazel, BuildStream); run it with ctest, not here.
 
     def package(self):
-        copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
         cmake = CMake(self)
         cmake.install()
         # Consumers get Conan's generated gorego-config.cmake (from package_info) instead.

@@ -231,7 +231,7 @@ constexpr std::array kSettings{
                                                        "fsync each blob before acknowledging it"),
     setting<&Config::janitor_interval, &parse_positive_duration, &format_duration>(
         "storage.janitor_interval", "", "DURATION",
-        "how often the size limit is enforced: 60s, 5m, 1h"),
+        "how often the atime janitor scans (eviction: atime): 60s, 5m, 1h"),
     setting<&Config::force_update_atime, &parse_bool, &format_bool>(
         "storage.force_update_atime", "", "BOOL",
         "touch a blob's atime on every read (for relatime/noatime mounts)"),
@@ -646,6 +646,16 @@ Environment current_environment() {
   return env;
 }
 
+namespace {
+/// Kubernetes injects GOREGO_SERVICE_HOST, GOREGO_PORT_50051_TCP_ADDR and the like into
+/// every pod when a Service is named "gorego"; they are not settings and must not be
+/// mistaken for typos. No setting's key starts with "service" or "port".
+bool is_kubernetes_service_link(std::string_view name) {
+  const std::string_view rest = name.substr(kEnvPrefix.size());
+  return rest.starts_with("SERVICE_") || rest == "PORT" || rest.starts_with("PORT_");
+}
+}  // namespace
+
 Result<LoadOutcome> load_config(int argc, const char* const* argv, const Environment& env) {
   auto command_line = parse_command_line(argc, argv);
   if (!command_line) return command_line.error();
@@ -656,7 +666,7 @@ Result<LoadOutcome> load_config(int argc, const char* const* argv, const Environ
   std::optional<std::string> config_env;
   std::vector<std::pair<const Setting*, const std::string*>> env_values;
   for (const auto& [name, value] : env) {
-    if (!name.starts_with(kEnvPrefix)) continue;
+    if (!name.starts_with(kEnvPrefix) || is_kubernetes_service_link(name)) continue;
     if (name == kConfigEnv) {
       config_env = value;
     } else if (const Setting* setting = find_by_env(name)) {

@@ -16,6 +16,9 @@ class Server {
   virtual ~Server() = default;
   /// The TCP port actually bound (useful with port 0).
   [[nodiscard]] virtual int port() const = 0;
+  /// First step of a graceful stop: grpc.health.v1 answers NOT_SERVING so load balancers
+  /// and clients move away, while calls are still served.
+  virtual void begin_shutdown() = 0;
   /// Graceful stop: health goes NOT_SERVING, new calls are refused, calls in flight may
   /// finish until `deadline` and are cancelled after it; then background work stops.
   virtual void shutdown(std::chrono::system_clock::time_point deadline) = 0;

@@ -68,9 +68,13 @@ class ServerImpl final : public Server {
 
   [[nodiscard]] int port() const override { return port_; }
 
+  void begin_shutdown() override {
+    if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+  }
+
   void shutdown(std::chrono::system_clock::time_point deadline) override {
     if (server_) {
-      server_->GetHealthCheckService()->SetServingStatus(false);
+      begin_shutdown();
       server_->Shutdown(deadline);
       server_->Wait();
       server_.reset();

@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &sig);
   log::info("shutting down", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
                               {"grace", format_duration(cfg.shutdown_grace)}});
+  (*server)->begin_shutdown();
   (*server)->shutdown(std::chrono::system_clock::now() + cfg.shutdown_grace);
   server->reset();
   log::info("stopped");

@@ -365,6 +365,19 @@ TEST_CASE("Config: errors in the environment are INVALID_ARGUMENT naming variabl
   }
 }
 
+TEST_CASE("Config: Kubernetes service-link variables are not mistaken for settings") {
+  const Environment env{{"GOREGO_SERVICE_HOST", "10.0.0.1"},
+                        {"GOREGO_SERVICE_PORT", "50051"},
+                        {"GOREGO_PORT", "tcp://10.0.0.1:50051"},
+                        {"GOREGO_PORT_50051_TCP_ADDR", "10.0.0.1"},
+                        {"GOREGO_EVICTION", "atime"}};
+  const char* argv[] = {"gorego"};
+  auto loaded = gorego::load_config(1, argv, env);
+  REQUIRE(loaded.ok());
+  CHECK(loaded->config.eviction == "atime");
+  CHECK(loaded->config.listen_addr == "127.0.0.1:50051");
+}
+
 TEST_CASE("Config: errors on the command line are INVALID_ARGUMENT naming flag and value") {
   struct Case {
     std::vector<std::string> args;

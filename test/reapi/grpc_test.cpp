@@ -22,7 +22,7 @@ using gorego::testing::make_blob;
 namespace {
 
 struct Fixture {
-  explicit Fixture(std::string eviction = "lru") {
+  explicit Fixture(std::string eviction = "lru", std::uint64_t max_blob = 0) {
     Config c;
     c.listen_addr = "127.0.0.1:0";
     c.data_dir = dir.path();
@@ -31,6 +31,7 @@ struct Fixture {
     c.io_threads = 4;
     c.max_batch_total_size_bytes = std::uint64_t{1} << 20;
     c.eviction = std::move(eviction);
+    c.max_blob_size_bytes = max_blob;
     auto s = start_server(c);
     REQUIRE(s.ok());
     server = std::move(*s);
@@ -238,6 +239,30 @@ TEST_CASE("CAS: batches over max_batch_total_size_bytes are INVALID_ARGUMENT", "
   grpc::ClientContext ctx2;
   CHECK_STATUS(f.cas->BatchReadBlobs(&ctx2, rr, &rresp), grpc::StatusCode::INVALID_ARGUMENT,
                "over max_batch_total_size_bytes");
+}
+
+TEST_CASE("CAS and ByteStream: blobs over max_cas_blob_size_bytes are refused", "[grpc]") {
+  Fixture f("lru", 1000);
+  const std::string big(1001, 'z');
+  const auto d = reapi::to_proto(Sha256::digest_of(big));
+  re::BatchUpdateBlobsRequest req;
+  auto* r = req.add_requests();
+  *r->mutable_digest() = d;
+  r->set_data(big);
+  re::BatchUpdateBlobsResponse resp;
+  grpc::ClientContext ctx;
+  REQUIRE(f.cas->BatchUpdateBlobs(&ctx, req, &resp).ok());
+  CHECK(resp.responses(0).status().code() == static_cast<int>(Code::kInvalidArgument));
+  CHECK_THAT(resp.responses(0).status().message(),
+             Catch::Matchers::Contains("larger than max_cas_blob_size_bytes 1000"));
+  bs::WriteResponse wr;
+  CHECK_STATUS(f.write(upload_name(d), big, wr), grpc::StatusCode::INVALID_ARGUMENT,
+               "larger than max_cas_blob_size_bytes 1000");
+  re::GetCapabilitiesRequest creq;
+  re::ServerCapabilities caps;
+  grpc::ClientContext ctx2;
+  REQUIRE(f.caps->GetCapabilities(&ctx2, creq, &caps).ok());
+  CHECK(caps.cache_capabilities().max_cas_blob_size_bytes() == 1000);
 }
 
 TEST_CASE("CAS: BatchReadBlobs returns data or NOT_FOUND per blob", "[grpc]") {
@@ -525,6 +550,10 @@ TEST_CASE("Health: SERVING while up, NOT_SERVING once shutdown begins", "[grpc]"
   grpc::ClientContext ctx;
   REQUIRE(health->Check(&ctx, req, &resp).ok());
   CHECK(resp.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+  f.server->begin_shutdown();
+  grpc::ClientContext ctx1;
+  REQUIRE(health->Check(&ctx1, req, &resp).ok());
+  CHECK(resp.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   f.server->shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   grpc::ClientContext ctx2;
   ctx2.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));

@@ -44,7 +44,8 @@ struct Config {
 
   /// `storage.fsync`, `--fsync`: fsync blobs and their directory before acknowledging a write.
   bool fsync = true;
-  /// `storage.janitor_interval`: how often the size limit is enforced (a duration, > 0).
+  /// `storage.janitor_interval`: how often the atime janitor scans when `eviction` is
+  /// "atime" (a duration, > 0); LRU evicts on demand and ignores it.
   std::chrono::seconds janitor_interval{60};
   /// `storage.force_update_atime`: touch the atime on every read, for filesystems mounted
   /// relatime/noatime when `eviction` is "atime".

@@ -8,12 +8,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 namespace gorego::log {
@@ -60,9 +60,14 @@ inline void write(Level level, std::string_view msg, std::initializer_list<Field
   if (level < threshold().load(std::memory_order_relaxed)) return;
   static constexpr std::string_view kNames[] = {"debug", "info", "warn", "error"};
   const auto now = std::chrono::system_clock::now();
-  std::string line = fmt::format("{{\"time\":\"{:%FT%T}Z\",\"level\":\"{}\",\"msg\":",
-                                 std::chrono::floor<std::chrono::microseconds>(now),
-                                 kNames[static_cast<int>(level)]);
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
+  std::tm utc{};
+  ::gmtime_r(&secs, &utc);
+  std::string line = fmt::format(
+      "{{\"time\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\",\"level\":\"{}\",\"msg\":",
+      utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+      us % 1'000'000, kNames[static_cast<int>(level)]);
   detail::append_json_string(line, msg);
   for (const auto& [k, v] : fields) {
     line += ',';

@@ -165,6 +165,7 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
         auto name = parse_write_resource(req_.resource_name());
         if (!name) return name.error();
         digest_ = name->digest;
+        GOREGO_RETURN_IF_ERROR(svc_->opt_.check_blob_size(digest_));
         if (store().contains(digest_)) {
           committed_ = digest_.size;  // early return: the blob is already here
           return Step::kDone;

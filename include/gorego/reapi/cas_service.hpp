@@ -1,7 +1,7 @@
 #pragma once
 /// ContentAddressableStorage service over any BlobStore: FindMissingBlobs,
-/// BatchUpdateBlobs, BatchReadBlobs and GetTree. Every handler validates on the gRPC
-/// thread (cheap) and runs store work on the Executor.
+/// BatchUpdateBlobs, BatchReadBlobs and GetTree. Every handler returns to gRPC at once
+/// and does its validation and store work on the Executor.
 
 #include <grpcpp/grpcpp.h>
 
@@ -118,10 +118,8 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     }
     auto d = from_proto(r.digest(), fmt::format("requests[{}].digest", i));
     if (!d) return d.error();
-    if (opt_.max_cas_blob_size_bytes != 0 &&
-        static_cast<std::uint64_t>(d->size) > opt_.max_cas_blob_size_bytes) {
-      return error(Code::kInvalidArgument, "requests[{}]: blob {} is larger than max_cas_blob_size_bytes {}", i,
-                   *d, opt_.max_cas_blob_size_bytes);
+    if (Status s = opt_.check_blob_size(*d); !s.ok()) {
+      return error(s.code(), "requests[{}]: {}", i, s.message());
     }
     return store_.put(*d, r.data());
   }

@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <gorego/core/digest.hpp>
+
 namespace gorego::reapi {
 
 struct ServiceOptions {
@@ -15,6 +17,16 @@ struct ServiceOptions {
   std::size_t read_chunk_bytes = std::size_t{1} << 20;
   /// Largest GetTree page (directories).
   int max_tree_page_size = 10000;
+
+  /// INVALID_ARGUMENT when `d` is larger than `max_cas_blob_size_bytes` (a configured
+  /// limit: retrying cannot help, unlike a full cache's RESOURCE_EXHAUSTED).
+  [[nodiscard]] Status check_blob_size(const Digest& d) const {
+    if (max_cas_blob_size_bytes != 0 && static_cast<std::uint64_t>(d.size) > max_cas_blob_size_bytes) {
+      return error(Code::kInvalidArgument, "blob {} is larger than max_cas_blob_size_bytes {}", d,
+                   max_cas_blob_size_bytes);
+    }
+    return {};
+  }
 };
 
 }  // namespace gorego::reapi

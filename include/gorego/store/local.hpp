@@ -26,6 +26,7 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/concepts/eviction_policy.hpp>
 #include <gorego/concepts/storage_backend.hpp>
+#include <gorego/core/log.hpp>
 #include <gorego/core/name.hpp>
 #include <gorego/eviction/lru.hpp>
 #include <gorego/hash/sha256.hpp>
@@ -101,7 +102,10 @@ class Local {
     Result<std::size_t> read(std::span<char> buf) {
       if (!inner_) return std::size_t{0};
       auto r = inner_->read(buf);
-      if (!r && r.error().code() == Code::kDataLoss) owner_->drop(key_, /*corrupt=*/true);
+      if (!r && r.error().code() == Code::kDataLoss) {
+        log::warn("dropped a corrupt object", {{"digest", fmt::format("{}", key_.digest)}, {"error", r.error().message()}});
+        owner_->drop(key_, /*corrupt=*/true);
+      }
       return r;
     }
     [[nodiscard]] std::uint64_t remaining() const { return inner_ ? inner_->remaining() : 0; }
@@ -290,6 +294,9 @@ class Local {
 
   Status on_read_error(const ObjectKey& key, const Status& s) {
     if (s.code() == Code::kNotFound || s.code() == Code::kDataLoss) {
+      if (s.code() == Code::kDataLoss) {
+        log::warn("dropped a corrupt object", {{"digest", fmt::format("{}", key.digest)}, {"error", s.message()}});
+      }
       drop(key, s.code() == Code::kDataLoss);
       return error(Code::kNotFound, "{} {} not found ({})", key.tree == Tree::kCas ? "blob" : "action",
                    key.digest, s.message());
@@ -376,10 +383,14 @@ class Local {
       backend_.remove(k);
     }
     if constexpr (requires { eviction_.on_evicted(victims); }) eviction_.on_evicted(victims);
+    log::debug("evicted", {{"policy", std::string(Eviction::kName)},
+                           {"objects", std::to_string(victims.size())},
+                           {"requested_bytes", std::to_string(bytes)}});
     return victims.size();
   }
 
   void load(const std::stop_token& st) {
+    const auto started = std::chrono::steady_clock::now();
     struct Stopped {};
     try {
       backend_.for_each_entry([&](const ObjectKey& k, std::uint64_t bytes, std::int64_t) {
@@ -394,6 +405,11 @@ class Local {
       loaded_ = true;
     }
     wake_.notify_all();
+    const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    log::info("index loaded", {{"store", std::string(kName)},
+                               {"objects", std::to_string(index_size())},
+                               {"bytes", std::to_string(usage_bytes())},
+                               {"seconds", fmt::format("{:.3f}", seconds)}});
     maintain();
   }
 

@@ -228,7 +228,8 @@ class ShardedDisk {
         }
       }
       if (owner_->opt_.fsync && ::fdatasync(fd_.get()) != 0) {
-        return error(Code::kInternal, "fsync of {}: {}", tmp_, detail::errno_text(errno));
+        const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
+        return error(c, "fsync of {}: {}", tmp_, detail::errno_text(errno));
       }
       fd_.reset();
       GOREGO_RETURN_IF_ERROR(owner_->publish(tmp_, key_));
@@ -323,7 +324,16 @@ class ShardedDisk {
     return static_cast<std::uint64_t>(st.st_size);
   }
 
-  void remove(const ObjectKey& k) { ::unlink(path(k).c_str()); }
+  /// Deletes the object. A CAS file whose size is not the key's is left alone: it is a
+  /// different (damaged or since rewritten) file at the same path.
+  void remove(const ObjectKey& k) {
+    const std::string p = path(k);
+    if (k.tree == Tree::kCas) {
+      struct stat st {};
+      if (::stat(p.c_str(), &st) != 0 || st.st_size != k.digest.size) return;
+    }
+    ::unlink(p.c_str());
+  }
 
   /// Marks an object as just used, for the atime janitor on noatime/relatime mounts.
   void touch(const ObjectKey& k) {
@@ -382,20 +392,35 @@ class ShardedDisk {
 
   Status publish(const std::string& tmp, const ObjectKey& k) {
     const std::string final_path = path(k);
+    const std::filesystem::path leaf = std::filesystem::path(final_path).parent_path();
+    bool created_dirs = false;
     if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
       if (errno != ENOENT) {
         return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
       }
       std::error_code ec;
-      std::filesystem::create_directories(std::filesystem::path(final_path).parent_path(), ec);
+      std::filesystem::create_directories(leaf, ec);
       if (ec || ::rename(tmp.c_str(), final_path.c_str()) != 0) {
         return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
       }
+      created_dirs = true;
     }
     if (opt_.fsync) {
-      detail::Fd dir(::open(std::filesystem::path(final_path).parent_path().c_str(),
-                            O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (dir) ::fsync(dir.get());
+      // The rename is durable once the leaf directory is; new shard directories need their
+      // parents synced too.
+      GOREGO_RETURN_IF_ERROR(sync_dir(leaf));
+      if (created_dirs) {
+        GOREGO_RETURN_IF_ERROR(sync_dir(leaf.parent_path()));
+        GOREGO_RETURN_IF_ERROR(sync_dir(leaf.parent_path().parent_path()));
+      }
+    }
+    return {};
+  }
+
+  static Status sync_dir(const std::filesystem::path& dir) {
+    detail::Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd || ::fsync(fd.get()) != 0) {
+      return error(Code::kInternal, "fsync of directory {}: {}", dir.string(), detail::errno_text(errno));
     }
     return {};
   }
