@@ -2,6 +2,7 @@
 // Run: build/benchmark/gorego_bench_store (see docs/performance.md).
 #include <benchmark/benchmark.h>
 
+#include <gorego/core/log.hpp>
 #include <gorego/eviction/atime_janitor.hpp>
 #include <gorego/eviction/lru.hpp>
 #include <gorego/store/local.hpp>
@@ -15,6 +16,9 @@ namespace {
 
 using namespace gorego;
 using gorego::testing::make_blob;
+
+// Index-load lines would drown the table.
+const bool kQuiet = gorego::log::set_level("warn");
 
 void BM_Sha256OneShot(benchmark::State& st) {
   const std::string data = make_blob(1, static_cast<std::size_t>(st.range(0)));
