@@ -24,6 +24,9 @@ namespace {
 
 constexpr std::string_view kEnvPrefix = "GOREGO_";
 constexpr std::string_view kConfigEnv = "GOREGO_CONFIG";
+/// What to_yaml() prints for a secret; the parsers of secrets reject it, so a printed config
+/// with a secret in it cannot be loaded back by mistake.
+constexpr std::string_view kRedacted = "<redacted>";
 
 __extension__ using Uint128 = unsigned __int128;  // exact size arithmetic; GCC and Clang
 
@@ -64,7 +67,11 @@ Result<std::uint64_t> parse_uint_in(std::string_view text) {
   if (text.empty() || !is_digit(text.front()) || end != text.data() + text.size()) {
     return invalid(fmt::format("\"{}\" is not a whole number", text));
   }
-  if (ec == std::errc::result_out_of_range || value < Min || value > Max) {
+  const bool below = [&] {
+    if constexpr (Min > 0) return value < Min;
+    return false;
+  }();
+  if (ec == std::errc::result_out_of_range || below || value > Max) {
     return invalid(fmt::format("\"{}\" is out of range {}..{}", text, Min, Max));
   }
   return value;
@@ -127,52 +134,199 @@ Result<std::string> parse_data_dir(std::string_view text) {
   return std::string(text);
 }
 
-/// HOST:PORT with an IPv6 host in brackets ("[::1]:50051"); port 0..65535 (0: pick one).
-Result<std::string> parse_listen_addr(std::string_view text) {
+/// Checks `address`, the HOST:PORT part of the value `text` of the setting `what` (`scheme`
+/// is what precedes it in `text`, for the messages): an IPv6 host in brackets ("[::1]:50051"),
+/// a port in min_port..65535.
+Status check_host_port(std::string_view what, std::string_view text, std::string_view scheme,
+                       std::string_view address, unsigned min_port) {
   const auto malformed = [&] {
-    return invalid(fmt::format("listen address \"{}\" is not HOST:PORT", text));
+    return invalid(fmt::format("{} \"{}\" is not {}HOST:PORT", what, text, scheme));
   };
   std::string_view host;
   std::string_view port;
-  if (!text.empty() && text.front() == '[') {
-    const std::size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+  if (!address.empty() && address.front() == '[') {
+    const std::size_t close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
       return malformed();
     }
-    host = text.substr(1, close - 1);
-    port = text.substr(close + 2);
+    host = address.substr(1, close - 1);
+    port = address.substr(close + 2);
     const bool ipv6_chars = std::all_of(host.begin(), host.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == ':' || c == '.' || c == '%' ||
              c == '_' || c == '-';
     });
     if (host.find(':') == std::string_view::npos || !ipv6_chars) {
-      return invalid(fmt::format(
-          "listen address \"{}\" has \"{}\" in brackets, not an IPv6 address", text, host));
+      return invalid(
+          fmt::format("{} \"{}\" has \"{}\" in brackets, not an IPv6 address", what, text, host));
     }
   } else {
-    const std::size_t colon = text.rfind(':');
+    const std::size_t colon = address.rfind(':');
     if (colon == std::string_view::npos) return malformed();
-    host = text.substr(0, colon);
-    port = text.substr(colon + 1);
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
     if (host.find(':') != std::string_view::npos) {
-      return invalid(fmt::format(
-          "listen address \"{}\" has an IPv6 host without brackets; write [HOST]:PORT", text));
+      return invalid(fmt::format("{} \"{}\" has an IPv6 host without brackets; write {}[HOST]:PORT",
+                                 what, text, scheme));
     }
     const bool host_chars = std::all_of(host.begin(), host.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' || c == '_';
     });
     if (host.empty() || !host_chars) {
-      return invalid(fmt::format("listen address \"{}\" has an invalid host \"{}\"", text, host));
+      return invalid(fmt::format("{} \"{}\" has an invalid host \"{}\"", what, text, host));
     }
   }
   if (port.empty() || port.size() > 5 || count_digits(port) != port.size()) {
     return invalid(
-        fmt::format("listen address \"{}\" has a port \"{}\" that is not a number", text, port));
+        fmt::format("{} \"{}\" has a port \"{}\" that is not a number", what, text, port));
   }
   unsigned value = 0;
   std::from_chars(port.data(), port.data() + port.size(), value);
-  if (value > 65535) {
-    return invalid(fmt::format("listen address \"{}\" has port {} outside 0..65535", text, value));
+  if (value < min_port || value > 65535) {
+    return invalid(
+        fmt::format("{} \"{}\" has port {} outside {}..65535", what, text, value, min_port));
+  }
+  return ok_status();
+}
+
+/// HOST:PORT with an IPv6 host in brackets ("[::1]:50051"); port 0..65535 (0: pick one).
+Result<std::string> parse_listen_addr(std::string_view text) {
+  GOREGO_RETURN_IF_ERROR(check_host_port("listen address", text, "", text, 0));
+  return std::string(text);
+}
+
+/// "" (no upstream), or grpc://HOST:PORT or grpcs://HOST:PORT with a port 1..65535.
+Result<std::string> parse_remote_target(std::string_view text) {
+  if (text.empty()) return std::string();
+  static constexpr std::array<std::string_view, 2> kSchemes{"grpc://", "grpcs://"};
+  const auto scheme = std::find_if(kSchemes.begin(), kSchemes.end(),
+                                   [&](std::string_view s) { return text.starts_with(s); });
+  if (scheme == kSchemes.end()) {
+    return invalid(fmt::format("remote.target \"{}\" must start with grpc:// or grpcs://", text));
+  }
+  GOREGO_RETURN_IF_ERROR(
+      check_host_port("remote.target", text, *scheme, text.substr(scheme->size()), 1));
+  return std::string(text);
+}
+
+/// A space or a control character (or DEL): never part of a name, a token or a path segment.
+bool is_space_or_control(char c) {
+  const auto byte = static_cast<unsigned char>(c);
+  return byte <= 0x20 || byte == 0x7f;
+}
+
+/// Printable ASCII, the characters gRPC allows in a text metadata value.
+bool is_printable_ascii(char c) { return c >= 0x20 && c <= 0x7e; }
+
+/// "" or a '/'-separated path of non-empty segments, none of them a REAPI resource-name
+/// keyword (those would make ByteStream resource names ambiguous).
+Result<std::string> parse_remote_instance_name(std::string_view text) {
+  static constexpr std::array<std::string_view, 7> kReserved{
+      "blobs",      "uploads",      "actions",         "actionResults",
+      "operations", "capabilities", "compressed-blobs"};
+  if (text.empty()) return std::string();
+  if (std::any_of(text.begin(), text.end(), is_space_or_control)) {
+    return invalid(
+        fmt::format("remote.instance_name \"{}\" has a space or a control character", text));
+  }
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t slash = text.find('/', begin);
+    const std::string_view segment = text.substr(
+        begin, slash == std::string_view::npos ? std::string_view::npos : slash - begin);
+    if (segment.empty()) {
+      return invalid(fmt::format(
+          "remote.instance_name \"{}\" has an empty path segment (a leading, trailing or "
+          "doubled '/')",
+          text));
+    }
+    if (std::find(kReserved.begin(), kReserved.end(), segment) != kReserved.end()) {
+      return invalid(fmt::format(
+          "remote.instance_name \"{}\" has the segment \"{}\", a reserved word of REAPI "
+          "resource names",
+          text, segment));
+    }
+    if (slash == std::string_view::npos) break;
+    begin = slash + 1;
+  }
+  return std::string(text);
+}
+
+Result<std::string> parse_remote_mode(std::string_view text) {
+  static constexpr std::array<std::string_view, 2> kNames{"through", "back"};
+  return parse_one_of("remote.mode", text, kNames);
+}
+
+/// Any path, empty meaning "not given"; whether the file exists is checked where it is read.
+Result<std::string> parse_optional_path(std::string_view text) { return std::string(text); }
+
+/// "" (none) or a token of visible ASCII. A secret: messages never quote it.
+Result<std::string> parse_bearer_token(std::string_view text) {
+  if (text == kRedacted) {
+    return invalid(fmt::format(
+        "remote.bearer_token is \"{}\", the placeholder --print-config prints for a secret; "
+        "give the real token",
+        kRedacted));
+  }
+  const auto bad = std::find_if(text.begin(), text.end(), [](char c) {
+    return is_space_or_control(c) || !is_printable_ascii(c);
+  });
+  if (bad != text.end()) {
+    return invalid(fmt::format(
+        "remote.bearer_token has a space, a control or a non-ASCII character at position {} "
+        "(the token is not shown)",
+        bad - text.begin() + 1));
+  }
+  return std::string(text);
+}
+
+/// The name of a "Name: value" header: the text before the first ':'.
+std::string_view header_name(std::string_view header) { return header.substr(0, header.find(':')); }
+
+/// "" (none) or "Name: value": a name of letters, digits, '-', '_' and '.' (sent lower-cased,
+/// as gRPC metadata keys are) not starting with "grpc-", then ':', optional spaces or tabs,
+/// and a non-empty value of printable ASCII without trailing whitespace. The value may be a
+/// secret (an API key): messages quote the name only, and only once it is known to be a name.
+Result<std::string> parse_remote_header(std::string_view text) {
+  if (text.empty()) return std::string();
+  const std::size_t colon = text.find(':');
+  if (colon == std::string_view::npos) {
+    return invalid("remote.header is not \"Name: value\": it has no ':' (the header is not shown)");
+  }
+  const std::string_view name = text.substr(0, colon);
+  if (name.empty()) return invalid("remote.header has an empty name before the ':'");
+  const auto bad_name = std::find_if_not(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_' || c == '.';
+  });
+  if (bad_name != name.end()) {
+    return invalid(fmt::format(
+        "remote.header has a name with a character other than a letter, a digit, '-', '_' or "
+        "'.' at position {} (the header is not shown)",
+        bad_name - name.begin() + 1));
+  }
+  if (to_lower(name).starts_with("grpc-")) {
+    return invalid(fmt::format("remote.header name \"{}\" is reserved by gRPC (grpc-*)", name));
+  }
+  std::string_view value = text.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  if (value.empty()) {
+    return invalid(fmt::format("remote.header \"{}\" has an empty value", name));
+  }
+  if (value == kRedacted) {
+    return invalid(fmt::format(
+        "remote.header \"{}\" has the value \"{}\", the placeholder --print-config prints for a "
+        "secret; give the real value",
+        name, kRedacted));
+  }
+  const auto bad_value = std::find_if_not(value.begin(), value.end(), is_printable_ascii);
+  if (bad_value != value.end()) {
+    return invalid(fmt::format(
+        "remote.header \"{}\" has a control or a non-ASCII character at position {} of its "
+        "value (the value is not shown)",
+        name, bad_value - value.begin() + 1));
+  }
+  if (value.back() == ' ') {
+    return invalid(fmt::format("remote.header \"{}\" has a value ending in a space", name));
   }
   return std::string(text);
 }
@@ -184,6 +338,19 @@ std::string format_uint(std::uint64_t value) { return fmt::format("{}", value); 
 std::string format_string(const std::string& value) { return value; }
 std::string format_path(const std::filesystem::path& value) { return value.string(); }
 
+// ---- redactors: what to_yaml() and --help show of a secret instead of its text ----
+
+std::string redact_all(const std::string& text) {
+  return text.empty() ? text : std::string(kRedacted);
+}
+
+/// Keeps the name of a "Name: value" header, hides the value.
+std::string redact_header_value(const std::string& text) {
+  if (text.empty()) return text;
+  if (text.find(':') == std::string::npos) return std::string(kRedacted);
+  return fmt::format("{}: {}", header_name(text), kRedacted);
+}
+
 // ---- the settings table ----
 
 /// One setting: its YAML key (the environment variable follows from it), its optional flag,
@@ -194,7 +361,8 @@ struct Setting {
   std::string_view value_name;  ///< placeholder in --help: "SIZE"
   std::string_view help;
   Status (*assign)(Config&, std::string_view);
-  std::string (*render)(const Config&);
+  std::string (*render)(const Config&);  ///< the exact text; parsing it gives the field back
+  std::string (*show)(const Config&);    ///< what to_yaml() and --help print: secrets redacted
 };
 
 template <auto Member, auto Parse>
@@ -211,10 +379,20 @@ std::string render(const Config& config) {
   return Format(config.*Member);
 }
 
-template <auto Member, auto Parse, auto Format>
+template <auto Member, auto Format, auto Redact>
+std::string render_redacted(const Config& config) {
+  return Redact(Format(config.*Member));
+}
+
+/// A setting; with a Redact function it is a secret, shown only through Redact.
+template <auto Member, auto Parse, auto Format, auto Redact = nullptr>
 constexpr Setting setting(std::string_view key, std::string_view flag, std::string_view value_name,
                           std::string_view help) {
-  return {key, flag, value_name, help, &assign<Member, Parse>, &render<Member, Format>};
+  std::string (*show)(const Config&) = &render<Member, Format>;
+  if constexpr (!std::is_null_pointer_v<decltype(Redact)>) {
+    show = &render_redacted<Member, Format, Redact>;
+  }
+  return {key, flag, value_name, help, &assign<Member, Parse>, &render<Member, Format>, show};
 }
 
 constexpr std::array kSettings{
@@ -249,6 +427,34 @@ constexpr std::array kSettings{
         "how long in-flight calls may finish after SIGTERM"),
     setting<&Config::log_level, &parse_log_level, &format_string>(
         "telemetry.log_level", "log-level", "LEVEL", "debug, info, warn or error"),
+    setting<&Config::remote_target, &parse_remote_target, &format_string>(
+        "remote.target", "upstream", "URL",
+        "upstream REAPI cache, grpc://HOST:PORT or grpcs://HOST:PORT; empty: none"),
+    setting<&Config::remote_instance_name, &parse_remote_instance_name, &format_string>(
+        "remote.instance_name", "", "NAME", "instance name sent to the upstream"),
+    setting<&Config::remote_timeout, &parse_positive_duration, &format_duration>(
+        "remote.timeout", "", "DURATION", "deadline of each upstream call"),
+    setting<&Config::remote_retries, &parse_uint_in<0, 10>, &format_uint>(
+        "remote.retries", "", "N", "retries of an upstream call that failed transiently, 0..10"),
+    setting<&Config::remote_mode, &parse_remote_mode, &format_string>(
+        "remote.mode", "upstream-mode", "MODE",
+        "through: ack an upload once the upstream has it; back: once local, upload later"),
+    setting<&Config::remote_queue_size, &parse_uint_in<1, 1'000'000>, &format_uint>(
+        "remote.queue_size", "", "N", "capacity of the write-back queue (mode back), 1..1000000"),
+    setting<&Config::remote_tls_ca_file, &parse_optional_path, &format_path>(
+        "remote.tls_ca_file", "", "FILE",
+        "PEM CA certificates to verify a grpcs:// upstream; empty: the system roots"),
+    setting<&Config::remote_tls_cert_file, &parse_optional_path, &format_path>(
+        "remote.tls_cert_file", "", "FILE",
+        "PEM client certificate for a grpcs:// upstream, with remote.tls_key_file"),
+    setting<&Config::remote_tls_key_file, &parse_optional_path, &format_path>(
+        "remote.tls_key_file", "", "FILE", "PEM private key of remote.tls_cert_file"),
+    setting<&Config::remote_bearer_token, &parse_bearer_token, &format_string, &redact_all>(
+        "remote.bearer_token", "", "TOKEN",
+        "sent upstream as \"authorization: Bearer TOKEN\"; --print-config redacts it"),
+    setting<&Config::remote_header, &parse_remote_header, &format_string, &redact_header_value>(
+        "remote.header", "", "HEADER",
+        "one more header sent upstream, \"Name: value\"; --print-config redacts the value"),
 };
 
 constexpr std::string_view section_of(std::string_view key) {
@@ -392,6 +598,12 @@ Status apply_yaml_file(const std::string& file, Config& config) {
 
 // ---- command line ----
 
+/// A default as --help shows it; an empty one as "" so the column is not blank.
+std::string shown_default(const Setting& s, const Config& defaults) {
+  std::string text = s.show(defaults);
+  return text.empty() ? "\"\"" : text;
+}
+
 std::string settings_footer() {
   const Config defaults;
   std::string out =
@@ -401,8 +613,8 @@ std::string settings_footer() {
       "Unknown config keys and unknown GOREGO_* environment variables are errors.\n\n"
       "Settings (config key, environment variable, default):\n";
   for (const Setting& s : kSettings) {
-    out += fmt::format("  {:<28}{:<34}{}\n      {}\n", s.key, env_name(s.key), s.render(defaults),
-                       s.help);
+    out += fmt::format("  {:<28}{:<34}{}\n      {}\n", s.key, env_name(s.key),
+                       shown_default(s, defaults), s.help);
   }
   return out;
 }
@@ -435,7 +647,7 @@ Result<CommandLine> parse_command_line(int argc, const char* const* argv) {
     if (s.flag.empty()) continue;
     options[i] = app.add_option(fmt::format("--{}", s.flag), values[i],
                                 fmt::format("{} [{}, default {}]", s.help, env_name(s.key),
-                                            s.render(defaults)))
+                                            shown_default(s, defaults)))
                      ->type_name(std::string(s.value_name))
                      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
@@ -615,6 +827,31 @@ Status validate(const Config& config) {
     return invalid(fmt::format("storage.block_size {} is larger than max_size {}",
                                format_size(config.block_size), format_size(config.max_size_bytes)));
   }
+  const std::array<std::pair<std::string_view, const std::filesystem::path*>, 3> tls_files{{
+      {"remote.tls_ca_file", &config.remote_tls_ca_file},
+      {"remote.tls_cert_file", &config.remote_tls_cert_file},
+      {"remote.tls_key_file", &config.remote_tls_key_file},
+  }};
+  if (config.remote_target.starts_with("grpc://")) {
+    for (const auto& [key, file] : tls_files) {
+      if (file->empty()) continue;
+      return invalid(fmt::format("{} \"{}\" needs a grpcs:// remote.target, not \"{}\"", key,
+                                 file->string(), config.remote_target));
+    }
+  }
+  if (config.remote_tls_cert_file.empty() != config.remote_tls_key_file.empty()) {
+    const bool cert_given = config.remote_tls_key_file.empty();
+    const auto& [key, file] = tls_files[cert_given ? 1 : 2];
+    return invalid(fmt::format("{} \"{}\" is set without {}; give both or neither", key,
+                               file->string(), tls_files[cert_given ? 2 : 1].first));
+  }
+  if (!config.remote_bearer_token.empty() &&
+      to_lower(header_name(config.remote_header)) == "authorization") {
+    return invalid(fmt::format(
+        "remote.header \"{}\" conflicts with remote.bearer_token, which sends authorization "
+        "too; set one of them",
+        header_name(config.remote_header)));
+  }
   return ok_status();
 }
 
@@ -628,7 +865,7 @@ std::string to_yaml(const Config& config) {
       section = section_of(s.key);
       out << YAML::Key << std::string(section) << YAML::Value << YAML::BeginMap;
     }
-    out << YAML::Key << std::string(leaf_of(s.key)) << YAML::Value << s.render(config);
+    out << YAML::Key << std::string(leaf_of(s.key)) << YAML::Value << s.show(config);
   }
   if (!section.empty()) out << YAML::EndMap;
   out << YAML::EndMap;

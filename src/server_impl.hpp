@@ -14,6 +14,7 @@
 #include <gorego/reapi/bytestream_service.hpp>
 #include <gorego/reapi/capabilities_service.hpp>
 #include <gorego/reapi/cas_service.hpp>
+#include <gorego/reapi/reapi_client.hpp>
 #include <gorego/store/local.hpp>
 #include <gorego/store/proxy_store.hpp>
 #include <gorego/store/sharded_disk.hpp>
@@ -22,10 +23,10 @@
 
 namespace gorego {
 
-/// The shipped stacks: the local disk tier with one of the eviction policies, no remote
-/// tier yet, no instrumentation yet.
+/// The shipped stacks: the local disk tier with one of the eviction policies and the
+/// REAPI backing tier (connected only when `remote.target` is set); no instrumentation yet.
 template <EvictionPolicy E>
-using AppStore = ProxyStore<Local<ShardedDisk, E>, NoRemote>;
+using AppStore = ProxyStore<Local<ShardedDisk, E>, Remote<reapi::Reapi>>;
 
 template <class Store>
 class ServerImpl final : public Server {
@@ -46,6 +47,21 @@ class ServerImpl final : public Server {
   ~ServerImpl() override { shutdown(std::chrono::system_clock::now()); }
 
   Status start(const Config& c) {
+    if (!c.remote_target.empty()) {
+      auto client = reapi::Reapi::connect({.target = c.remote_target,
+                                           .instance_name = c.remote_instance_name,
+                                           .timeout = c.remote_timeout,
+                                           .retries = static_cast<int>(c.remote_retries),
+                                           .tls_ca_file = c.remote_tls_ca_file.string(),
+                                           .tls_cert_file = c.remote_tls_cert_file.string(),
+                                           .tls_key_file = c.remote_tls_key_file.string(),
+                                           .bearer_token = c.remote_bearer_token,
+                                           .header = c.remote_header});
+      if (!client) return client.error();
+      store_.remote().connect(std::move(*client),
+                              {.mode = c.remote_mode == "back" ? WriteMode::kBack : WriteMode::kThrough,
+                               .queue_size = c.remote_queue_size});
+    }
     GOREGO_RETURN_IF_ERROR(store_.start());
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
@@ -80,8 +96,10 @@ class ServerImpl final : public Server {
       server_.reset();
     }
     pool_.shutdown();
-    store_.stop();
+    store_.stop();  // drains the write-back queue for a bounded time
   }
+
+  Store& store() { return store_; }
 
   [[nodiscard]] std::uint64_t usage_bytes() const override {
     return const_cast<Store&>(store_).local().usage_bytes();

@@ -80,6 +80,17 @@ TEST_CASE("Config: defaults apply with no file, environment or flags") {
   CHECK(config.max_blob_size_bytes == 0);
   CHECK(config.shutdown_grace == std::chrono::seconds(10));
   CHECK(config.log_level == "info");
+  CHECK(config.remote_target.empty());  // no upstream
+  CHECK(config.remote_instance_name.empty());
+  CHECK(config.remote_timeout == std::chrono::seconds(60));
+  CHECK(config.remote_retries == 3);
+  CHECK(config.remote_mode == "through");
+  CHECK(config.remote_queue_size == 10000);
+  CHECK(config.remote_tls_ca_file.empty());
+  CHECK(config.remote_tls_cert_file.empty());
+  CHECK(config.remote_tls_key_file.empty());
+  CHECK(config.remote_bearer_token.empty());
+  CHECK(config.remote_header.empty());
   CHECK(gorego::validate(config).ok());
 }
 
@@ -269,6 +280,17 @@ TEST_CASE("Config: every setting has an environment variable") {
       {"GOREGO_SERVER_MAX_BLOB_SIZE", "1GiB"},
       {"GOREGO_SERVER_SHUTDOWN_GRACE", "30"},
       {"GOREGO_TELEMETRY_LOG_LEVEL", "debug"},
+      {"GOREGO_REMOTE_TARGET", "grpcs://cache.example.com:443"},
+      {"GOREGO_REMOTE_INSTANCE_NAME", "main/ci"},
+      {"GOREGO_REMOTE_TIMEOUT", "2m"},
+      {"GOREGO_REMOTE_RETRIES", "0"},
+      {"GOREGO_REMOTE_MODE", "back"},
+      {"GOREGO_REMOTE_QUEUE_SIZE", "1000000"},
+      {"GOREGO_REMOTE_TLS_CA_FILE", "/etc/ssl/ca.pem"},
+      {"GOREGO_REMOTE_TLS_CERT_FILE", "/etc/gorego/client.pem"},
+      {"GOREGO_REMOTE_TLS_KEY_FILE", "/etc/gorego/client.key"},
+      {"GOREGO_REMOTE_BEARER_TOKEN", "eyJhbGciOi.J9-_~+/="},
+      {"GOREGO_REMOTE_HEADER", "X-Api-Key: s3cr3t value"},
       {"NOT_GOREGO_EVICTION", "ignored"},
   };
   const Config expected{
@@ -285,6 +307,17 @@ TEST_CASE("Config: every setting has an environment variable") {
       .max_blob_size_bytes = kGiB,
       .shutdown_grace = std::chrono::seconds(30),
       .log_level = "debug",
+      .remote_target = "grpcs://cache.example.com:443",
+      .remote_instance_name = "main/ci",
+      .remote_timeout = std::chrono::minutes(2),
+      .remote_retries = 0,
+      .remote_mode = "back",
+      .remote_queue_size = 1'000'000,
+      .remote_tls_ca_file = "/etc/ssl/ca.pem",
+      .remote_tls_cert_file = "/etc/gorego/client.pem",
+      .remote_tls_key_file = "/etc/gorego/client.key",
+      .remote_bearer_token = "eyJhbGciOi.J9-_~+/=",
+      .remote_header = "X-Api-Key: s3cr3t value",
   };
   CHECK(load_ok({}, env) == expected);
 }
@@ -424,7 +457,8 @@ TEST_CASE("Config: --help returns the usage as an exit message") {
        {"--config FILE", "--listen HOST:PORT", "--data-dir DIR", "--max-size SIZE",
         "--eviction NAME", "--log-level LEVEL", "--io-threads N", "--fsync BOOL", "--print-config",
         "GOREGO_CONFIG", "GOREGO_LISTEN_ADDR", "GOREGO_STORAGE_JANITOR_INTERVAL",
-        "server.max_batch_size", "storage.block_size"}) {
+        "server.max_batch_size", "storage.block_size", "--upstream URL", "--upstream-mode MODE",
+        "GOREGO_REMOTE_TARGET", "remote.bearer_token", "remote.tls_key_file"}) {
     CHECK_THAT(help, Contains(std::string(part)));
   }
 }
@@ -456,9 +490,21 @@ TEST_CASE("Config: to_yaml round-trips through load_config") {
       .max_blob_size_bytes = 1000,
       .shutdown_grace = std::chrono::seconds(0),
       .log_level = "error",
+      .remote_target = "grpcs://[2001:db8::1]:8980",
+      .remote_instance_name = "projects/p:#1/instances/default_instance",
+      .remote_timeout = std::chrono::hours(2),
+      .remote_retries = 10,
+      .remote_mode = "back",
+      .remote_queue_size = 1,
+      .remote_tls_ca_file = "/etc/ssl/my ca.pem",
+      .remote_tls_cert_file = "client: cert.pem",
+      .remote_tls_key_file = "'key'.pem",
+      // remote_bearer_token and remote_header are redacted by to_yaml: see their own test.
   };
   REQUIRE(gorego::validate(custom).ok());
-  const Config config = GENERATE_COPY(Config{}, custom);
+  const Config plaintext{.remote_target = "grpc://10.0.0.7:1", .remote_mode = "through"};
+  REQUIRE(gorego::validate(plaintext).ok());
+  const Config config = GENERATE_COPY(Config{}, custom, plaintext);
   const TempDir dir("gorego-config-test");
   const fs::path file = write_file(dir, "round-trip.yaml", gorego::to_yaml(config));
   INFO(gorego::to_yaml(config));
@@ -472,6 +518,8 @@ TEST_CASE("Config: to_yaml uses the nested keys and readable units") {
   CHECK_THAT(yaml, Contains("storage:\n  fsync: true\n  janitor_interval: 1m\n"));
   CHECK_THAT(yaml, Contains("server:\n  io_threads: 8\n  max_batch_size: 4MiB\n"));
   CHECK_THAT(yaml, Contains("telemetry:\n  log_level: info\n"));
+  CHECK_THAT(yaml, Contains("remote:\n  target: \"\"\n"));
+  CHECK_THAT(yaml, Contains("  timeout: 1m\n  retries: 3\n  mode: through\n  queue_size: 10000\n"));
 }
 
 TEST_CASE("Config: validate checks a Config built in code") {
@@ -501,4 +549,240 @@ TEST_CASE("Config: current_environment reads the process environment") {
   ::unsetenv("GORECONFIG_TEST_PROBE");
   CHECK(std::count(env.begin(), env.end(),
                    std::pair<std::string, std::string>{"GORECONFIG_TEST_PROBE", "a=b"}) == 1);
+}
+
+TEST_CASE("Config: remote.target and remote.mode: file < GOREGO_REMOTE_* < --upstream flags") {
+  const TempDir dir("gorego-config-test");
+  const fs::path file = write_file(dir, "gorego.yaml",
+                                   "remote:\n"
+                                   "  target: grpc://file-cache:9092\n"
+                                   "  mode: back\n"
+                                   "  retries: 5\n");
+  const Environment env{{"GOREGO_REMOTE_TARGET", "grpcs://env-cache.example.com:443"},
+                        {"GOREGO_REMOTE_MODE", "through"}};
+
+  const Config from_file = load_ok({"--config", file.string()});
+  CHECK(from_file.remote_target == "grpc://file-cache:9092");
+  CHECK(from_file.remote_mode == "back");
+  CHECK(from_file.remote_retries == 5);
+
+  const Config from_env = load_ok({"--config", file.string()}, env);
+  CHECK(from_env.remote_target == "grpcs://env-cache.example.com:443");
+  CHECK(from_env.remote_mode == "through");
+  CHECK(from_env.remote_retries == 5);  // file
+
+  const Config from_flag = load_ok(
+      {"--config", file.string(), "--upstream", "grpc://[::1]:8980", "--upstream-mode=back"}, env);
+  CHECK(from_flag.remote_target == "grpc://[::1]:8980");
+  CHECK(from_flag.remote_mode == "back");
+
+  // The flag can also switch the upstream off again.
+  CHECK(load_ok({"--upstream", ""}, env).remote_target.empty());
+  CHECK(load_ok({}, {{"GOREGO_REMOTE_TARGET", ""}}).remote_target.empty());
+}
+
+TEST_CASE("Config: remote.target accepts grpc:// and grpcs:// with a name, IPv4 or [IPv6] host") {
+  for (const std::string target :
+       {"grpc://localhost:1", "grpcs://cache.example.com:443", "grpc://10.1.2.3:65535",
+        "grpcs://[::1]:8980", "grpc://[fe80::1%eth0]:9092", "grpc://my_cache-1.internal:50051"}) {
+    INFO(target);
+    CHECK(load_ok({"--upstream", target}).remote_target == target);
+  }
+}
+
+TEST_CASE("Config: bad remote.* values are INVALID_ARGUMENT naming the key and the value") {
+  struct Case {
+    Environment env;
+    std::vector<std::string> expected;
+  };
+  const std::vector<Case> cases{
+      {{{"GOREGO_REMOTE_TARGET", "http://x:1"}},
+       {"environment variable GOREGO_REMOTE_TARGET",
+        "remote.target \"http://x:1\" must start with grpc:// or grpcs://"}},
+      {{{"GOREGO_REMOTE_TARGET", "cache:9092"}},
+       {"remote.target \"cache:9092\" must start with grpc:// or grpcs://"}},
+      {{{"GOREGO_REMOTE_TARGET", "GRPC://cache:9092"}}, {"must start with grpc:// or grpcs://"}},
+      {{{"GOREGO_REMOTE_TARGET", "grpc://cache"}},
+       {"remote.target \"grpc://cache\" is not grpc://HOST:PORT"}},
+      {{{"GOREGO_REMOTE_TARGET", "grpcs://"}},
+       {"remote.target \"grpcs://\" is not grpcs://HOST:PORT"}},
+      {{{"GOREGO_REMOTE_TARGET", "grpc://cache:0"}},
+       {"remote.target \"grpc://cache:0\" has port 0 outside 1..65535"}},
+      {{{"GOREGO_REMOTE_TARGET", "grpc://cache:65536"}}, {"has port 65536 outside 1..65535"}},
+      {{{"GOREGO_REMOTE_TARGET", "grpc://cache:443/"}},
+       {"remote.target \"grpc://cache:443/\" has a port \"443/\" that is not a number"}},
+      {{{"GOREGO_REMOTE_TARGET", "grpc://:443"}},
+       {"remote.target \"grpc://:443\" has an invalid host \"\""}},
+      {{{"GOREGO_REMOTE_TARGET", "grpc://user@cache:443"}}, {"has an invalid host \"user@cache\""}},
+      {{{"GOREGO_REMOTE_TARGET", "grpcs://::1:443"}},
+       {"remote.target \"grpcs://::1:443\" has an IPv6 host without brackets; write "
+        "grpcs://[HOST]:PORT"}},
+      {{{"GOREGO_REMOTE_TARGET", "grpc://[cache]:443"}},
+       {"remote.target \"grpc://[cache]:443\" has \"cache\" in brackets, not an IPv6 address"}},
+      {{{"GOREGO_REMOTE_INSTANCE_NAME", "/main"}},
+       {"GOREGO_REMOTE_INSTANCE_NAME", "remote.instance_name \"/main\" has an empty path segment"}},
+      {{{"GOREGO_REMOTE_INSTANCE_NAME", "a//b"}}, {"\"a//b\" has an empty path segment"}},
+      {{{"GOREGO_REMOTE_INSTANCE_NAME", "main/"}}, {"\"main/\" has an empty path segment"}},
+      {{{"GOREGO_REMOTE_INSTANCE_NAME", "main/blobs"}},
+       {"remote.instance_name \"main/blobs\" has the segment \"blobs\", a reserved word"}},
+      {{{"GOREGO_REMOTE_INSTANCE_NAME", "compressed-blobs"}}, {"segment \"compressed-blobs\""}},
+      {{{"GOREGO_REMOTE_INSTANCE_NAME", "my instance"}},
+       {"remote.instance_name \"my instance\" has a space or a control character"}},
+      {{{"GOREGO_REMOTE_TIMEOUT", "0s"}},
+       {"GOREGO_REMOTE_TIMEOUT", "duration \"0s\" must be greater than 0"}},
+      {{{"GOREGO_REMOTE_TIMEOUT", "500ms"}}, {"duration \"500ms\" has an unknown unit \"ms\""}},
+      {{{"GOREGO_REMOTE_RETRIES", "11"}},
+       {"GOREGO_REMOTE_RETRIES", "\"11\" is out of range 0..10"}},
+      {{{"GOREGO_REMOTE_RETRIES", "-1"}}, {"\"-1\" is not a whole number"}},
+      {{{"GOREGO_REMOTE_MODE", "around"}},
+       {"GOREGO_REMOTE_MODE", "remote.mode \"around\" is not one of: through, back"}},
+      {{{"GOREGO_REMOTE_MODE", "Back"}}, {"remote.mode \"Back\" is not one of"}},
+      {{{"GOREGO_REMOTE_QUEUE_SIZE", "0"}},
+       {"GOREGO_REMOTE_QUEUE_SIZE", "\"0\" is out of range 1..1000000"}},
+      {{{"GOREGO_REMOTE_QUEUE_SIZE", "1000001"}}, {"\"1000001\" is out of range 1..1000000"}},
+      {{{"GOREGO_REMOTE_HEADER", "X-Api-Key"}},
+       {"GOREGO_REMOTE_HEADER", "remote.header is not \"Name: value\": it has no ':'"}},
+      {{{"GOREGO_REMOTE_HEADER", ": value"}}, {"remote.header has an empty name before the ':'"}},
+      {{{"GOREGO_REMOTE_HEADER", "X Api Key: value"}},
+       {"remote.header has a name with a character other than", "at position 2"}},
+      {{{"GOREGO_REMOTE_HEADER", "grpc-timeout: 1S"}},
+       {"remote.header name \"grpc-timeout\" is reserved by gRPC"}},
+      {{{"GOREGO_REMOTE_HEADER", "GRPC-Foo: 1"}}, {"remote.header name \"GRPC-Foo\" is reserved"}},
+      {{{"GOREGO_REMOTE_HEADER", "x-api-key:  "}},
+       {"remote.header \"x-api-key\" has an empty value"}},
+      {{{"GOREGO_REMOTE_HEADER", "x-api-key: abc "}},
+       {"remote.header \"x-api-key\" has a value ending in a space"}},
+      {{{"GOREGO_REMOTE_HEADER", "x-api-key: a\nb"}},
+       {"remote.header \"x-api-key\" has a control or a non-ASCII character at position 2"}},
+      {{{"GOREGO_REMOTE_BEARER_TOKEN", "abc def"}},
+       {"GOREGO_REMOTE_BEARER_TOKEN", "remote.bearer_token has a space", "at position 4"}},
+      {{{"GOREGO_REMOTE_BEARER_TOKEN", "abc\n"}}, {"remote.bearer_token has a space, a control"}},
+  };
+  for (const Case& c : cases) {
+    INFO("environment: " << c.env.front().first << "=" << c.env.front().second);
+    const std::string message = load_error({}, c.env);
+    for (const std::string& part : c.expected) CHECK_THAT(message, Contains(part));
+  }
+
+  // The same parsers answer for the flags and the file.
+  CHECK_THAT(load_error({"--upstream", "http://x:1"}),
+             Contains("flag --upstream: remote.target \"http://x:1\" must start with grpc:// or "
+                      "grpcs://"));
+  CHECK_THAT(
+      load_error({"--upstream-mode", "forward"}),
+      Contains("flag --upstream-mode: remote.mode \"forward\" is not one of: through, back"));
+  const TempDir dir("gorego-config-test");
+  const std::string file =
+      write_file(dir, "gorego.yaml", "remote:\n  queue_size: 2000000\n").string();
+  const std::string message = load_error({"--config", file});
+  CHECK_THAT(message, Contains("config key \"remote.queue_size\" in " + file));
+  CHECK_THAT(message, Contains("\"2000000\" is out of range 1..1000000"));
+}
+
+TEST_CASE("Config: messages about remote.bearer_token and remote.header never quote the secret") {
+  for (const Environment& env : std::vector<Environment>{
+           {{"GOREGO_REMOTE_BEARER_TOKEN", "t0psecret token"}},
+           {{"GOREGO_REMOTE_HEADER", "t0psecret"}},
+           {{"GOREGO_REMOTE_HEADER", "x-api-key t0psecret: v"}},
+           {{"GOREGO_REMOTE_HEADER", "x-api-key: t0psecret\t"}},
+           {{"GOREGO_REMOTE_HEADER", "x-api-key: t0psecret "}},
+       }) {
+    INFO(env.front().first << "=" << env.front().second);
+    const std::string message = load_error({}, env);
+    CHECK_THAT(message, !Contains("t0psecret"));
+  }
+}
+
+TEST_CASE("Config: validate checks the rules between the remote.* settings") {
+  const auto message = [](const Config& config) {
+    const gorego::Status status = gorego::validate(config);
+    REQUIRE_FALSE(status.ok());
+    CHECK(status.code() == Code::kInvalidArgument);
+    return status.message();
+  };
+  CHECK(gorego::validate(Config{.remote_target = "grpcs://cache:443",
+                                .remote_tls_ca_file = "ca.pem",
+                                .remote_tls_cert_file = "cert.pem",
+                                .remote_tls_key_file = "key.pem"})
+            .ok());
+  // The files are not opened here.
+  CHECK(gorego::validate(Config{.remote_target = "grpcs://cache:443",
+                                .remote_tls_ca_file = "/nonexistent/ca.pem"})
+            .ok());
+  // Without a target the remote.* settings are unused; only the pairing is checked.
+  CHECK(gorego::validate(Config{.remote_tls_ca_file = "ca.pem"}).ok());
+
+  CHECK_THAT(message(Config{.remote_target = "grpc://cache:9092", .remote_tls_ca_file = "ca.pem"}),
+             Contains("remote.tls_ca_file \"ca.pem\" needs a grpcs:// remote.target, not "
+                      "\"grpc://cache:9092\""));
+  CHECK_THAT(message(Config{.remote_target = "grpc://cache:9092",
+                            .remote_tls_cert_file = "cert.pem",
+                            .remote_tls_key_file = "key.pem"}),
+             Contains("remote.tls_cert_file \"cert.pem\" needs a grpcs:// remote.target"));
+  CHECK_THAT(message(Config{.remote_target = "grpc://cache:9092", .remote_tls_key_file = "k.pem"}),
+             Contains("remote.tls_key_file \"k.pem\" needs a grpcs:// remote.target"));
+  CHECK_THAT(message(Config{.remote_target = "grpcs://cache:443", .remote_tls_cert_file = "c.pem"}),
+             Contains("remote.tls_cert_file \"c.pem\" is set without remote.tls_key_file; give "
+                      "both or neither"));
+  CHECK_THAT(message(Config{.remote_target = "grpcs://cache:443", .remote_tls_key_file = "k.pem"}),
+             Contains("remote.tls_key_file \"k.pem\" is set without remote.tls_cert_file"));
+  CHECK_THAT(message(Config{.remote_bearer_token = "t0psecret",
+                            .remote_header = "Authorization: Basic Zm9v"}),
+             Contains("remote.header \"Authorization\" conflicts with remote.bearer_token"));
+  CHECK_THAT(message(Config{.remote_bearer_token = "t0psecret",
+                            .remote_header = "Authorization: Basic Zm9v"}),
+             !Contains("t0psecret"));
+  CHECK(gorego::validate(Config{.remote_header = "authorization: Basic Zm9v"}).ok());
+
+  // The per-setting rules apply to a Config built in code too.
+  CHECK_THAT(message(Config{.remote_target = "http://x:1"}),
+             Contains("config key \"remote.target\": remote.target \"http://x:1\" must start with "
+                      "grpc:// or grpcs://"));
+  CHECK_THAT(message(Config{.remote_retries = 11}), Contains("config key \"remote.retries\""));
+  CHECK_THAT(message(Config{.remote_queue_size = 0}), Contains("config key \"remote.queue_size\""));
+  CHECK_THAT(message(Config{.remote_timeout = std::chrono::seconds(0)}),
+             Contains("config key \"remote.timeout\": duration \"0s\" must be greater than 0"));
+  CHECK_THAT(message(Config{.remote_mode = "sideways"}), Contains("remote.mode \"sideways\""));
+
+  // The same rules through load_config().
+  CHECK_THAT(load_error({"--upstream", "grpc://cache:9092"},
+                        {{"GOREGO_REMOTE_TLS_CA_FILE", "/etc/ssl/ca.pem"}}),
+             Contains("remote.tls_ca_file \"/etc/ssl/ca.pem\" needs a grpcs:// remote.target"));
+  CHECK_THAT(load_error({"--upstream", "grpcs://cache:443"},
+                        {{"GOREGO_REMOTE_TLS_CERT_FILE", "/etc/gorego/client.pem"}}),
+             Contains("remote.tls_cert_file \"/etc/gorego/client.pem\" is set without "
+                      "remote.tls_key_file"));
+}
+
+TEST_CASE("Config: to_yaml and --print-config redact remote.bearer_token and remote.header") {
+  const Config config{.remote_target = "grpcs://cache.example.com:443",
+                      .remote_bearer_token = "t0psecret",
+                      .remote_header = "X-Api-Key:  k3y"};
+  REQUIRE(gorego::validate(config).ok());
+  const std::string yaml = gorego::to_yaml(config);
+  CHECK_THAT(yaml, !Contains("t0psecret"));
+  CHECK_THAT(yaml, !Contains("k3y"));
+  CHECK_THAT(yaml, Contains("bearer_token: <redacted>\n"));
+  CHECK_THAT(yaml, Contains("header: \"X-Api-Key: <redacted>\"\n"));
+
+  auto printed = load({"--print-config"}, {{"GOREGO_REMOTE_BEARER_TOKEN", "t0psecret"},
+                                           {"GOREGO_REMOTE_HEADER", "x-api-key: k3y"}});
+  REQUIRE(printed.ok());
+  REQUIRE(printed->exit_message.has_value());
+  CHECK(printed->config.remote_bearer_token == "t0psecret");  // only the printout is redacted
+  CHECK_THAT(*printed->exit_message, !Contains("t0psecret"));
+  CHECK_THAT(*printed->exit_message, !Contains("k3y"));
+  CHECK_THAT(*printed->exit_message, Contains("bearer_token: <redacted>"));
+
+  // Unset secrets print as empty, and the defaults in --help show nothing secret either.
+  CHECK_THAT(gorego::to_yaml(Config{}), Contains("  bearer_token: \"\"\n  header: \"\"\n"));
+
+  // Loading the printout back is an error, not an upstream that rejects "<redacted>".
+  const TempDir dir("gorego-config-test");
+  const std::string file = write_file(dir, "printed.yaml", yaml).string();
+  CHECK_THAT(load_error({"--config", file}),
+             Contains("remote.bearer_token is \"<redacted>\", the placeholder --print-config "
+                      "prints for a secret"));
+  CHECK_THAT(load_error({}, {{"GOREGO_REMOTE_HEADER", "X-Api-Key: <redacted>"}}),
+             Contains("remote.header \"X-Api-Key\" has the value \"<redacted>\", the placeholder"));
 }

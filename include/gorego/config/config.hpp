@@ -68,6 +68,45 @@ struct Config {
   /// `telemetry.log_level`, `--log-level`: "debug", "info", "warn" or "error".
   std::string log_level = "info";
 
+  // The upstream (backing) REAPI cache; the remote tier is described in docs/architecture.md.
+  // Every remote.* setting but the target is ignored while `remote.target` is empty.
+
+  /// `remote.target`, `--upstream`: the upstream cache, "" (none), `grpc://HOST:PORT` or
+  /// `grpcs://HOST:PORT`; HOST is a name, an IPv4 address or an [IPv6] address, PORT 1..65535.
+  std::string remote_target;
+  /// `remote.instance_name`: the instance name sent upstream; "" or a '/'-separated path whose
+  /// segments are non-empty and none of the REAPI keywords ("blobs", "uploads", ...).
+  std::string remote_instance_name;
+  /// `remote.timeout`: the deadline of each upstream call (a duration, > 0).
+  std::chrono::seconds remote_timeout{60};
+  /// `remote.retries`: how often a transiently failed upstream call is retried, 0..10.
+  std::uint32_t remote_retries = 3;
+  /// `remote.mode`, `--upstream-mode`: "through" (an upload is acknowledged once the upstream
+  /// accepted it) or "back" (acknowledged once stored locally; uploaded in the background from
+  /// a bounded queue).
+  std::string remote_mode = "through";
+  /// `remote.queue_size`: capacity of the write-back queue of `remote.mode` "back",
+  /// 1..1000000.
+  std::uint32_t remote_queue_size = 10000;
+  /// `remote.tls_ca_file`: PEM roots to verify a grpcs:// upstream with; empty: the system
+  /// roots. Not checked for existence here.
+  std::filesystem::path remote_tls_ca_file;
+  /// `remote.tls_cert_file`: PEM client certificate for a grpcs:// upstream (mutual TLS);
+  /// given together with `remote.tls_key_file` or not at all.
+  std::filesystem::path remote_tls_cert_file;
+  /// `remote.tls_key_file`: PEM private key of `remote.tls_cert_file`.
+  std::filesystem::path remote_tls_key_file;
+  /// `remote.bearer_token`: when set, every upstream call carries `authorization: Bearer
+  /// <token>`. A secret: to_yaml() prints "<redacted>" for it and no error message quotes it;
+  /// visible ASCII only, and the literal "<redacted>" is rejected.
+  std::string remote_bearer_token;
+  /// `remote.header`: one extra request header sent upstream, "Name: value" (e.g.
+  /// "x-api-key: ..."). The name is an HTTP token of letters, digits, '-', '_' and '.', is
+  /// sent lower-cased (gRPC metadata keys are), must not start with "grpc-" and must not be
+  /// "authorization" when `remote.bearer_token` is set. The value is treated as a secret like
+  /// the bearer token: to_yaml() prints "Name: <redacted>" and errors do not quote it.
+  std::string remote_header;
+
   friend bool operator==(const Config&, const Config&) = default;
 };
 
@@ -91,12 +130,17 @@ struct Config {
 [[nodiscard]] std::string format_duration(std::chrono::seconds duration);
 
 /// Checks every field against the rule its parser applies, and the rules between fields
-/// (`max_blob_size` <= `max_size`, `block_size` <= `max_size`). INVALID_ARGUMENT naming the
-/// key and the value otherwise. For a Config built in code; load_config() already calls it.
+/// (`max_blob_size` <= `max_size`, `block_size` <= `max_size`; `remote.tls_cert_file` and
+/// `remote.tls_key_file` together or not at all; no `remote.tls_*` file with a grpc://
+/// `remote.target`; no `authorization` `remote.header` next to a `remote.bearer_token`).
+/// INVALID_ARGUMENT naming the key and the value (never a secret's value) otherwise. For a
+/// Config built in code; load_config() already calls it.
 [[nodiscard]] Status validate(const Config& config);
 
-/// The config as YAML with the keys load_config() reads; loading the output gives an equal
-/// Config (`--print-config` prints this).
+/// The config as YAML with the keys load_config() reads (`--print-config` prints this).
+/// Loading the output gives an equal Config, except that secrets are redacted: a set
+/// `remote.bearer_token` is printed as "<redacted>" and the value of a set `remote.header` as
+/// "Name: <redacted>", and load_config() rejects those placeholders.
 [[nodiscard]] std::string to_yaml(const Config& config);
 
 /// The process environment as (name, value) pairs, in the order of `environ`.
@@ -117,8 +161,8 @@ struct LoadOutcome {
 /// Builds the effective Config: defaults, then the YAML file named by `--config FILE` (else by
 /// GOREGO_CONFIG, else none), then the GOREGO_* variables of `env`, then the flags in `argv`
 /// (argv[0] is the program name). Flags: --config, --listen, --data-dir, --max-size,
-/// --eviction, --fsync, --io-threads, --log-level, --print-config, --help; everything else is
-/// set in the file or the environment.
+/// --eviction, --fsync, --io-threads, --log-level, --upstream, --upstream-mode,
+/// --print-config, --help; everything else is set in the file or the environment.
 ///
 /// Errors are INVALID_ARGUMENT with a message naming the source and the bad value: an unknown
 /// flag, an unknown key in the file, a value of the wrong YAML type, an unreadable or

@@ -52,7 +52,10 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     }
     std::vector<Digest> needed;
     GOREGO_RETURN_IF_ERROR(collect_outputs(out, needed));
-    const std::vector<Digest> missing = store_.find_missing(needed);
+    // A proxy checks what either tier can serve; a plain store what it holds.
+    std::vector<Digest> missing;
+    if constexpr (requires { store_.find_unavailable(needed); }) missing = store_.find_unavailable(needed);
+    else missing = store_.find_missing(needed);
     if (!missing.empty()) {
       return error(Code::kNotFound, "result of action {} references {} missing blob(s), first {}",
                    *action, missing.size(), missing.front());

@@ -22,6 +22,7 @@
 
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
+#include <gorego/core/log.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/resource_name.hpp>
 #include <gorego/reapi/service_options.hpp>
@@ -91,6 +92,7 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
    private:
     Status open(const bs::ReadRequest& req) {
       auto name = parse_read_resource(req.resource_name());
+      log::debug("ByteStream.Read", {{"resource", req.resource_name()}, {"offset", std::to_string(req.read_offset())}});
       if (!name) return name.error();
       if (req.read_offset() < 0) {
         return error(Code::kOutOfRange, "read_offset {} is negative", req.read_offset());

@@ -2,16 +2,28 @@
 /// ProxyStore<LocalT, RemoteT, Instrumentation...>: the store the gRPC services talk to.
 ///
 /// It composes a local tier, a remote tier and any number of instrumentation policies.
-/// With `NoRemote` every operation goes to the local tier; with an enabled remote the
-/// upstream becomes the authority for FindMissingBlobs and is read and written through
-/// (DESIGN.md, capability 2). Each operation is reported to every instrumentation policy
-/// in order; with none, the wrapper compiles away.
-/// Thread safety: as the tiers it composes (all of gorego's are fully concurrent).
+/// With `NoRemote`, or a Remote that is not connected, every operation goes to the local
+/// tier. With a connected Remote (DESIGN.md, capability 2):
+/// - FindMissingBlobs is answered by the upstream, the authority, so a blob held only
+///   locally is still reported missing and the client uploads it; if the upstream cannot
+///   be asked, the local tier answers (degraded, logged).
+/// - Reads are served locally when present; a miss is fetched from the upstream once for
+///   all concurrent callers (singleflight), verified while it is written to the local tier,
+///   and then served from there. Large blobs stream to disk, never whole into memory.
+///   Any read-through failure (upstream miss, unreachable, wrong bytes) is a NOT_FOUND to
+///   the caller, naming the upstream's error: clients treat it as a cache miss.
+/// - Uploads land locally and upstream: mode `through` acknowledges once the upstream
+///   accepted (its error is returned otherwise), mode `back` once the local tier stored it,
+///   queueing the upstream upload. ActionCache updates follow the same mode.
+/// Each operation is reported to every instrumentation policy in order; with none, the
+/// wrapper compiles away. Thread safety: fully concurrent.
 ///
-///   using Store = ProxyStore<Local<ShardedDisk, Lru>, NoRemote>;
-///   Store store({.root = "/var/cache/gorego"}, {}, {.max_bytes = 10ull << 30});
+///   using Store = ProxyStore<Local<ShardedDisk, Lru>, Remote<Reapi>>;
+///   Store store(ShardedDisk::Options{.root = "/var/cache/gorego"}, Store::Local::Options{});
+///   store.remote().connect(std::move(client), {.mode = WriteMode::kThrough});
 ///   GOREGO_RETURN_IF_ERROR(store.start());
 
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,8 +35,11 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/concepts/instrumentation.hpp>
 #include <gorego/concepts/remote_tier.hpp>
+#include <gorego/core/log.hpp>
 #include <gorego/core/name.hpp>
+#include <gorego/hash/sha256.hpp>
 #include <gorego/store/no_remote.hpp>
+#include <gorego/store/remote.hpp>
 
 namespace gorego {
 
@@ -40,7 +55,24 @@ class ProxyStore {
   using Local = LocalT;
   using Remote = RemoteT;
   using Reader = typename LocalT::Reader;
-  using Writer = typename LocalT::Writer;
+
+  /// A local write that, at commit, is written through to the upstream per the mode.
+  class Writer {
+   public:
+    Writer(typename LocalT::Writer inner, ProxyStore* owner, Digest d)
+        : inner_(std::move(inner)), owner_(owner), digest_(d) {}
+    Status append(std::string_view data) { return inner_.append(data); }
+    Status commit() {
+      GOREGO_RETURN_IF_ERROR(inner_.commit());
+      return owner_->write_through(digest_, {});
+    }
+    [[nodiscard]] std::uint64_t written() const { return inner_.written(); }
+
+   private:
+    typename LocalT::Writer inner_;
+    ProxyStore* owner_;
+    Digest digest_;
+  };
 
   /// Forwards `args` to the local tier's constructor.
   template <class... Args>
@@ -52,42 +84,229 @@ class ProxyStore {
     return {};
   }
   void stop() {
+    if constexpr (requires { remote_.stop(); }) remote_.stop();
     if constexpr (requires { local_.stop(); }) local_.stop();
   }
 
   LocalT& local() { return local_; }
+  RemoteT& remote() { return remote_; }
   template <class I>
   I& instrumentation() {
     return std::get<I>(instr_);
   }
-  RemoteT& remote() { return remote_; }
 
   bool contains(const Digest& d) {
-    return observe(StoreOp::kContains, [&] { return local_.contains(d); });
+    return observe(StoreOp::kContains, [&] { return missing(std::span(&d, 1)).empty(); });
   }
   std::vector<Digest> find_missing(std::span<const Digest> ds) {
-    return observe(StoreOp::kFindMissing, [&] { return local_.find_missing(ds); });
+    return observe(StoreOp::kFindMissing, [&] { return missing(ds); });
   }
+
+  /// Digests neither tier can serve: what the ActionCache completeness check needs (a blob
+  /// still queued for upload in mode `back` is local-only, yet downloadable).
+  std::vector<Digest> find_unavailable(std::span<const Digest> ds) {
+    std::vector<Digest> out = local_.find_missing(ds);
+    if (out.empty() || !remote_on()) return out;
+    if constexpr (RemoteT::kEnabled) {
+      auto r = remote_.client().find_missing(out);
+      if (r) return std::move(*r);
+    }
+    return out;
+  }
+
   Result<std::string> get(const Digest& d) {
-    return observe(StoreOp::kGet, [&] { return local_.get(d); });
+    return observe(StoreOp::kGet, [&]() -> Result<std::string> {
+      auto r = local_.get(d);
+      if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
+      if constexpr (RemoteT::kEnabled) {
+        auto shared = remote_.small_fetches().run(d, [&] { return fetch_small(d); });
+        if (!shared) return shared.error();
+        return std::string(**shared);
+      }
+      return r;
+    });
   }
+
   Status put(const Digest& d, std::string_view data) {
-    return observe(StoreOp::kPut, [&] { return local_.put(d, data); });
+    return observe(StoreOp::kPut, [&] {
+      Status s = local_.put(d, data);
+      if (!remote_on() || s.code() == Code::kInvalidArgument) return s;
+      if (!s.ok() && mode_back()) return s;  // nothing to acknowledge on
+      return write_through(d, data);
+    });
   }
+
   Result<Reader> open_read(const Digest& d, std::uint64_t offset) {
-    return observe(StoreOp::kOpenRead, [&] { return local_.open_read(d, offset); });
+    return observe(StoreOp::kOpenRead, [&]() -> Result<Reader> {
+      auto r = local_.open_read(d, offset);
+      if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
+      if constexpr (RemoteT::kEnabled) {
+        const Status s = remote_.large_fetches().run(d, [&] { return fetch_large(d); });
+        if (!s.ok()) return s;
+        return local_.open_read(d, offset);
+      }
+      return r;
+    });
   }
+
   Result<Writer> open_write(const Digest& d) {
-    return observe(StoreOp::kOpenWrite, [&] { return local_.open_write(d); });
+    return observe(StoreOp::kOpenWrite, [&]() -> Result<Writer> {
+      auto w = local_.open_write(d);
+      if (!w) return w.error();
+      return Writer(std::move(*w), this, d);
+    });
   }
+
   Result<std::string> get_action(const Digest& d) {
-    return observe(StoreOp::kGetAction, [&] { return local_.get_action(d); });
+    return observe(StoreOp::kGetAction, [&]() -> Result<std::string> {
+      auto r = local_.get_action(d);
+      if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
+      if constexpr (RemoteT::kEnabled) {
+        auto up = remote_.client().get_action(d);
+        if (!up) {
+          if (up.error().code() != Code::kNotFound) count_upstream_error("GetActionResult", up.error());
+          return error(Code::kNotFound, "action {} not in the action cache (upstream: {})", d,
+                       up.error().message());
+        }
+        if (Status s = local_.put_action(d, *up); !s.ok()) {
+          log::warn("could not keep an upstream action result locally",
+                    {{"action", fmt::format("{}", d)}, {"error", s.to_string()}});
+        }
+        return up;
+      }
+      return r;
+    });
   }
+
   Status put_action(const Digest& d, std::string_view bytes) {
-    return observe(StoreOp::kPutAction, [&] { return local_.put_action(d, bytes); });
+    return observe(StoreOp::kPutAction, [&] {
+      Status s = local_.put_action(d, bytes);
+      if (!remote_on()) return s;
+      if constexpr (RemoteT::kEnabled) {
+        if (mode_back()) {
+          if (!s.ok()) return s;
+          remote_.enqueue(fmt::format("action {}", d), [this, d, copy = std::string(bytes)] {
+            return remote_.client().put_action(d, copy);
+          });
+          return Status{};
+        }
+        if (Status u = remote_.client().put_action(d, bytes); !u.ok()) return upstream_write_error(u);
+      }
+      return Status{};
+    });
   }
 
  private:
+  bool remote_on() {
+    if constexpr (RemoteT::kEnabled) return remote_.active();
+    return false;
+  }
+  bool mode_back() {
+    if constexpr (RemoteT::kEnabled) return remote_.mode() == WriteMode::kBack;
+    return false;
+  }
+
+  std::vector<Digest> missing(std::span<const Digest> ds) {
+    if constexpr (RemoteT::kEnabled) {
+      if (remote_.active()) {
+        auto r = remote_.client().find_missing(ds);
+        if (r) return std::move(*r);
+        count_upstream_error("FindMissingBlobs", r.error());
+        log::warn("upstream FindMissingBlobs failed: answering from the local tier",
+                  {{"upstream", std::string(remote_.client().target())}, {"error", r.error().to_string()}});
+      }
+    }
+    return local_.find_missing(ds);
+  }
+
+  void count_upstream_error([[maybe_unused]] std::string_view call, [[maybe_unused]] const Status& s) {
+    if constexpr (RemoteT::kEnabled) remote_.stats().upstream_errors.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// A read-through failure, as the caller sees it: a miss naming the upstream's error.
+  Status miss(const Digest& d, const Status& upstream) {
+    if (upstream.code() != Code::kNotFound) count_upstream_error("read", upstream);
+    return error(Code::kNotFound, "blob {} not found (upstream: {})", d, upstream.message());
+  }
+
+  Status upstream_write_error(const Status& s) {
+    count_upstream_error("write", s);
+    if constexpr (RemoteT::kEnabled) {
+      return error(s.code(), "upstream {} did not accept the upload: {}", remote_.client().target(),
+                   s.message());
+    }
+    return s;
+  }
+
+  Result<std::shared_ptr<const std::string>> fetch_small(const Digest& d) {
+    if constexpr (RemoteT::kEnabled) {
+      auto data = remote_.client().get(d);
+      if (!data) return miss(d, data.error());
+      if (Status v = verify_blob(d, *data); !v.ok()) {
+        log::error("upstream returned wrong bytes: not stored, not served",
+                   {{"digest", fmt::format("{}", d)}, {"error", v.message()}});
+        return miss(d, Status(Code::kDataLoss, fmt::format("returned wrong bytes: {}", v.message())));
+      }
+      if (Status s = local_.put(d, *data); !s.ok()) {
+        log::warn("could not keep an upstream blob locally", {{"digest", fmt::format("{}", d)}, {"error", s.to_string()}});
+      }
+      return std::make_shared<const std::string>(std::move(*data));
+    }
+    return error(Code::kNotFound, "blob {} not found", d);
+  }
+
+  /// Streams the blob from upstream into the local tier; the local writer verifies it.
+  Status fetch_large(const Digest& d) {
+    if constexpr (RemoteT::kEnabled) {
+      auto w = local_.open_write(d);
+      if (!w) return w.error();
+      const Status s = remote_.client().read(d, 0, [&](std::string_view chunk) { return w->append(chunk); });
+      if (!s.ok()) return miss(d, s);
+      if (Status c = w->commit(); !c.ok()) {
+        if (c.code() != Code::kInvalidArgument) return c;
+        log::error("upstream returned wrong bytes: not stored, not served",
+                   {{"digest", fmt::format("{}", d)}, {"error", c.message()}});
+        return miss(d, Status(Code::kDataLoss, fmt::format("returned wrong bytes: {}", c.message())));
+      }
+    }
+    return {};
+  }
+
+  /// After a local write of `d` (with `data` when the caller has it in memory): upload it
+  /// now (mode through) or queue the upload (mode back).
+  Status write_through(const Digest& d, std::string_view data) {
+    if constexpr (RemoteT::kEnabled) {
+      if (!remote_.active()) return {};
+      if (mode_back()) {
+        remote_.enqueue(fmt::format("blob {}", d), [this, d] { return upload_from_local(d); });
+        return {};
+      }
+      const Status u = data.size() == static_cast<std::uint64_t>(d.size) && !data.empty()
+                           ? remote_.client().put(d, data)
+                           : upload_from_local(d);
+      return u.ok() ? u : upstream_write_error(u);
+    }
+    return {};
+  }
+
+  Status upload_from_local(const Digest& d) {
+    if constexpr (RemoteT::kEnabled) {
+      auto& client = remote_.client();
+      if (static_cast<std::uint64_t>(d.size) <= client.max_batch_bytes()) {
+        auto data = local_.get(d);
+        if (!data) return data.error();
+        return client.put(d, *data);
+      }
+      return client.write(d, [this, d](std::uint64_t offset) -> Result<ChunkSource> {
+        auto r = local_.open_read(d, offset);
+        if (!r) return r.error();
+        auto reader = std::make_shared<Reader>(std::move(*r));
+        return ChunkSource([reader](std::span<char> buf) { return reader->read(buf); });
+      });
+    }
+    return {};
+  }
+
   template <class F>
   auto observe(StoreOp op, F&& f) {
     if constexpr (sizeof...(Instr) == 0) {

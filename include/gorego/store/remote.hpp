@@ -1,0 +1,184 @@
+#pragma once
+/// Remote<Client>: the backing-cache tier of a ProxyStore.
+///
+/// Holds the client (absent until `connect`, so one binary serves with or without an
+/// upstream), the write mode, the singleflight groups that make N concurrent misses of one
+/// digest cost one upstream fetch, and the bounded write-back queue of mode `back`.
+/// The read-through and write-through logic lives in ProxyStore, which sees both tiers.
+/// Thread safety: every member may be called concurrently.
+///
+///   Remote<Reapi> remote;
+///   remote.connect(std::move(*Reapi::connect(opts)), {.mode = WriteMode::kBack});
+///   remote.enqueue("blob ab12.../5", [&] { return upload(d); });
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <gorego/concepts/remote_client.hpp>
+#include <gorego/concepts/remote_tier.hpp>
+#include <gorego/core/log.hpp>
+#include <gorego/core/name.hpp>
+#include <gorego/store/singleflight.hpp>
+
+namespace gorego {
+
+/// When an upload is acknowledged: after the upstream accepted it (`kThrough`), or after
+/// the local tier stored it, with the upstream upload queued (`kBack`).
+enum class WriteMode { kThrough, kBack };
+
+template <RemoteClient Client>
+class Remote {
+ public:
+  static constexpr std::string_view kRemote = "remote";
+  static constexpr std::string_view kName =
+      detail::JoinNames<kRemote, detail::kOpen, Client::kName, detail::kClose>::value;
+  static constexpr bool kEnabled = true;
+
+  struct Options {
+    WriteMode mode = WriteMode::kThrough;
+    std::size_t queue_size = 10000;                      ///< write-back jobs waiting at most
+    int attempts = 4;                                    ///< tries per write-back job
+    std::chrono::milliseconds backoff{200};              ///< first retry delay, doubling
+    std::chrono::milliseconds drain_on_stop{10'000};     ///< how long stop() keeps uploading
+  };
+
+  /// Counters for logs, metrics and tests.
+  struct Stats {
+    std::atomic<std::uint64_t> queued{0};
+    std::atomic<std::uint64_t> uploaded{0};
+    std::atomic<std::uint64_t> dropped{0};  ///< queue full, retries exhausted, or stop
+    std::atomic<std::uint64_t> upstream_errors{0};
+  };
+
+  Remote() = default;
+  Remote(const Remote&) = delete;
+  Remote& operator=(const Remote&) = delete;
+  ~Remote() { stop(); }
+
+  /// Activates the tier. Never blocks on the upstream.
+  void connect(std::unique_ptr<Client> client, Options o) {
+    client_ = std::move(client);
+    opt_ = o;
+    if (opt_.mode == WriteMode::kBack) worker_ = std::thread([this] { drain(); });
+  }
+
+  [[nodiscard]] bool active() const { return client_ != nullptr; }
+  Client& client() { return *client_; }
+  [[nodiscard]] WriteMode mode() const { return opt_.mode; }
+  Stats& stats() { return stats_; }
+
+  Singleflight<Digest, Result<std::shared_ptr<const std::string>>>& small_fetches() { return small_; }
+  Singleflight<Digest, Status>& large_fetches() { return large_; }
+
+  /// Queues an upload for mode `back`. A full queue drops the job, counted and logged.
+  void enqueue(std::string what, std::function<Status()> job) {
+    {
+      std::lock_guard lock(mu_);
+      if (queue_.size() < opt_.queue_size && !stopping_) {
+        queue_.push_back({std::move(what), std::move(job)});
+        stats_.queued.fetch_add(1, std::memory_order_relaxed);
+        cv_.notify_all();
+        return;
+      }
+    }
+    stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+    log::warn("write-back queue full: upload dropped",
+              {{"object", what}, {"queue_size", std::to_string(opt_.queue_size)}});
+  }
+
+  /// Blocks until the write-back queue is empty and no job runs (tests, shutdown).
+  void flush() {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return queue_.empty() && !running_; });
+  }
+
+  /// Stops the write-back worker: queued jobs keep uploading for `drain_on_stop`, the rest
+  /// are dropped (counted and logged). Idempotent.
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+      stop_deadline_ = std::chrono::steady_clock::now() + opt_.drain_on_stop;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+  }
+
+ private:
+  struct Job {
+    std::string what;
+    std::function<Status()> run;
+  };
+
+  void drain() {
+    while (true) {
+      Job job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        if (stopping_ && std::chrono::steady_clock::now() > stop_deadline_) {
+          stats_.dropped.fetch_add(queue_.size(), std::memory_order_relaxed);
+          log::warn("shutdown: queued uploads dropped", {{"count", std::to_string(queue_.size())}});
+          queue_.clear();
+          idle_.notify_all();
+          return;
+        }
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        running_ = true;
+      }
+      run_with_retries(job);
+      {
+        std::lock_guard lock(mu_);
+        running_ = false;
+      }
+      idle_.notify_all();
+    }
+  }
+
+  void run_with_retries(Job& job) {
+    auto delay = opt_.backoff;
+    Status s;
+    for (int attempt = 1; attempt <= opt_.attempts; ++attempt) {
+      s = job.run();
+      if (s.ok()) {
+        stats_.uploaded.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      stats_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+      if (s.code() == Code::kInvalidArgument || s.code() == Code::kNotFound) break;  // final
+      std::unique_lock lock(mu_);
+      if (cv_.wait_for(lock, delay, [&] { return stopping_ && std::chrono::steady_clock::now() > stop_deadline_; })) break;
+      delay *= 2;
+    }
+    stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+    log::warn("write-back upload failed: dropped", {{"object", job.what}, {"error", s.to_string()}});
+  }
+
+  std::unique_ptr<Client> client_;
+  Options opt_;
+  Stats stats_;
+  Singleflight<Digest, Result<std::shared_ptr<const std::string>>> small_;
+  Singleflight<Digest, Status> large_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable idle_;
+  std::deque<Job> queue_;
+  bool running_ = false;
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point stop_deadline_{};
+  std::thread worker_;
+};
+
+}  // namespace gorego
