@@ -1,0 +1,232 @@
+#pragma once
+// Test harness for tests that drive built binaries as processes: a child process with
+// its output in a log file, and a client for a running gorego (or any REAPI server).
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+
+#include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
+#include "google/bytestream/bytestream.grpc.pb.h"
+
+#include <gorego/hash/sha256.hpp>
+#include <gorego/reapi/convert.hpp>
+#include <gorego/testing/temp_dir.hpp>
+
+extern char** environ;
+
+namespace gorego::e2e {
+
+namespace re = gorego::reapi::re;
+namespace bs = google::bytestream;
+using gorego::testing::make_blob;
+using gorego::testing::TempDir;
+
+
+
+inline int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// A gorego child process with its output in `log`.
+class Process {
+ public:
+  Process(std::vector<std::string> args, std::filesystem::path log)
+      : Process(GOREGO_BINARY, std::move(args), std::move(log)) {}
+  Process(const std::string& program, std::vector<std::string> args, std::filesystem::path log)
+      : log_(std::move(log)) {
+    args.insert(args.begin(), program);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    REQUIRE(posix_spawn(&pid_, program.c_str(), &fa, nullptr, argv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  ~Process() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  /// Waits for exit; returns the exit status, or 128+signal.
+  int wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  void signal(int sig) const { ::kill(pid_, sig); }
+  [[nodiscard]] std::string log() const { return slurp(log_); }
+
+ private:
+  pid_t pid_ = -1;
+  std::filesystem::path log_;
+};
+
+/// A running server on a free port over `data`.
+struct Server {
+  /// Starts gorego on a free port with data in `dir`/`name`-data (or `dir`/data when
+  /// `name` is empty) and its log in `dir`/`name`.log (or gorego.log).
+  Server(const TempDir& dir, std::vector<std::string> extra = {}, const std::string& name = "")
+      : port(free_port()),
+        data(dir.path() / (name.empty() ? "data" : name + "-data")),
+        log(dir.path() / (name.empty() ? "gorego.log" : name + ".log")) {
+    std::vector<std::string> args = {"--listen", address(), "--data-dir", data.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    proc = std::make_unique<Process>(args, log);
+    connect();
+  }
+  /// A client for a server started some other way (e.g. a third-party peer).
+  Server(int port_, std::unique_ptr<Process> p, std::filesystem::path log_)
+      : port(port_), log(std::move(log_)), proc(std::move(p)) {
+    connect();
+  }
+
+  [[nodiscard]] std::string address() const { return fmt::format("127.0.0.1:{}", port); }
+  [[nodiscard]] std::string url() const { return "grpc://" + address(); }
+
+  void connect() {
+    channel = grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
+    const bool up = channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    INFO(proc->log());
+    REQUIRE(up);
+    cas = re::ContentAddressableStorage::NewStub(channel);
+    ac = re::ActionCache::NewStub(channel);
+    bytestream = bs::ByteStream::NewStub(channel);
+  }
+
+  int port;
+  std::filesystem::path data;
+  std::filesystem::path log;
+  std::unique_ptr<Process> proc;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<re::ContentAddressableStorage::Stub> cas;
+  std::unique_ptr<re::ActionCache::Stub> ac;
+  std::unique_ptr<bs::ByteStream::Stub> bytestream;
+
+  /// BatchUpdateBlobs of one blob; the per-blob status.
+  [[nodiscard]] Status batch_upload(const std::string& data) const {
+    re::BatchUpdateBlobsRequest req;
+    auto* r = req.add_requests();
+    *r->mutable_digest() = reapi::to_proto(Sha256::digest_of(data));
+    r->set_data(data);
+    re::BatchUpdateBlobsResponse resp;
+    grpc::ClientContext ctx;
+    const grpc::Status s = cas->BatchUpdateBlobs(&ctx, req, &resp);
+    if (!s.ok()) return Status(static_cast<Code>(s.error_code()), s.error_message());
+    return Status(static_cast<Code>(resp.responses(0).status().code()), resp.responses(0).status().message());
+  }
+
+  /// ByteStream Read of a whole blob into `out`; the call's status.
+  grpc::Status read(const re::Digest& d, std::string& out) const {
+    grpc::ClientContext ctx;
+    bs::ReadRequest req;
+    req.set_resource_name(fmt::format("blobs/{}/{}", d.hash(), d.size_bytes()));
+    auto r = bytestream->Read(&ctx, req);
+    bs::ReadResponse resp;
+    out.clear();
+    while (r->Read(&resp)) out += resp.data();
+    return r->Finish();
+  }
+
+  [[nodiscard]] bool has(const re::Digest& d) const { return find_missing({d}).empty(); }
+
+  bool upload(const std::string& data) const {
+    const auto d = reapi::to_proto(Sha256::digest_of(data));
+    grpc::ClientContext ctx;
+    bs::WriteResponse resp;
+    auto w = bytestream->Write(&ctx, &resp);
+    const std::string name = fmt::format("uploads/5f0c9d3e-8a1b-4c2d-9e3f-0a1b2c3d4e5f/blobs/{}/{}", d.hash(), d.size_bytes());
+    for (std::size_t off = 0; off < data.size() || off == 0; off += 65536) {
+      bs::WriteRequest req;
+      req.set_resource_name(name);
+      req.set_write_offset(static_cast<std::int64_t>(off));
+      req.set_data(data.substr(off, 65536));
+      req.set_finish_write(off + 65536 >= data.size());
+      if (!w->Write(req)) break;
+      if (data.empty()) break;
+    }
+    w->WritesDone();
+    return w->Finish().ok() && resp.committed_size() == d.size_bytes();
+  }
+
+  std::vector<re::Digest> find_missing(const std::vector<re::Digest>& ds) const {
+    re::FindMissingBlobsRequest req;
+    for (const auto& d : ds) *req.add_blob_digests() = d;
+    re::FindMissingBlobsResponse resp;
+    grpc::ClientContext ctx;
+    REQUIRE(cas->FindMissingBlobs(&ctx, req, &resp).ok());
+    return {resp.missing_blob_digests().begin(), resp.missing_blob_digests().end()};
+  }
+
+  /// Reads the blob back; returns whether it came back complete and with the right digest.
+  bool read_verified(const re::Digest& d) const {
+    grpc::ClientContext ctx;
+    bs::ReadRequest req;
+    req.set_resource_name(fmt::format("blobs/{}/{}", d.hash(), d.size_bytes()));
+    auto r = bytestream->Read(&ctx, req);
+    bs::ReadResponse resp;
+    Sha256 h;
+    std::int64_t n = 0;
+    while (r->Read(&resp)) {
+      h.update(resp.data());
+      n += static_cast<std::int64_t>(resp.data().size());
+    }
+    return r->Finish().ok() && n == d.size_bytes() && to_hex(h.finish()) == d.hash();
+  }
+};
+
+/// Bytes of blob and action files under `data`, as the filesystem allocates them.
+inline std::uint64_t allocated_bytes(const std::filesystem::path& data) {
+  std::uint64_t total = 0;
+  for (const char* tree : {"cas", "ac"}) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(data / tree)) {
+      struct stat st {};
+      if (e.is_regular_file() && ::stat(e.path().c_str(), &st) == 0) total += st.st_blocks * 512ULL;
+    }
+  }
+  return total;
+}
+
+inline int run(std::vector<std::string> args, const TempDir& dir, std::string& output) {
+  Process p(std::move(args), dir.path() / "run.log");
+  const int rc = p.wait();
+  output = p.log();
+  return rc;
+}
+
+
+}  // namespace gorego::e2e
