@@ -59,17 +59,50 @@ _OPTIONS = [
 ]
 
 
+class RequireHeader(grpc.ServerInterceptor):
+    """Lets a call through only when it carries the metadata name: value."""
+
+    def __init__(self, name, value):
+        self._name = name.strip().lower()
+        self._value = value.strip()
+
+    def intercept_service(self, continuation, details):
+        if (self._name, self._value) in tuple(details.invocation_metadata or ()):
+            return continuation(details)
+
+        def refuse(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, 'missing ' + self._name)
+
+        handler = continuation(details)
+        if handler is None:
+            return None
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(refuse)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(refuse)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--repo', required=True)
     ap.add_argument('--port', type=int, required=True)
+    ap.add_argument('--tls-cert', help='serve TLS with this PEM certificate chain')
+    ap.add_argument('--tls-key', help='PEM private key of --tls-cert')
+    ap.add_argument('--tls-client-ca', help='require client certificates signed by this CA')
+    ap.add_argument('--require-header', metavar='NAME:VALUE',
+                    help='refuse calls without this metadata (UNAUTHENTICATED)')
     args = ap.parse_args()
+    interceptors = [RequireHeader(*args.require_header.split(':', 1))] if args.require_header else []
 
     # create_server() calls grpc.server(executor) with no options; add ours.
     real_server = grpc.server
 
     def server_with_options(*a, **kw):
         kw['options'] = list(kw.get('options') or ()) + _OPTIONS
+        kw['interceptors'] = list(kw.get('interceptors') or ()) + interceptors
         return real_server(*a, **kw)
 
     grpc.server = server_with_options
@@ -79,8 +112,19 @@ def main():
     finally:
         grpc.server = real_server
 
+    address = '127.0.0.1:{}'.format(args.port)
     try:  # grpc >= 1.49 raises on bind failure, older versions return 0
-        port = server.add_insecure_port('127.0.0.1:{}'.format(args.port))
+        if args.tls_cert:
+            def read(path):
+                with open(path, 'rb') as f:
+                    return f.read()
+            creds = grpc.ssl_server_credentials(
+                [(read(args.tls_key), read(args.tls_cert))],
+                root_certificates=read(args.tls_client_ca) if args.tls_client_ca else None,
+                require_client_auth=bool(args.tls_client_ca))
+            port = server.add_secure_port(address, creds)
+        else:
+            port = server.add_insecure_port(address)
     except RuntimeError:
         port = 0
     if port == 0:

@@ -210,6 +210,16 @@ struct Server {
 };
 
 /// Bytes of blob and action files under `data`, as the filesystem allocates them.
+/// Waits until `path` contains `text` (a server announcing it listens); false after `seconds`.
+inline bool wait_for_log(const std::filesystem::path& path, std::string_view text, int seconds = 30) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (slurp(path).find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 inline std::uint64_t allocated_bytes(const std::filesystem::path& data) {
   std::uint64_t total = 0;
   for (const char* tree : {"cas", "ac"}) {

@@ -62,13 +62,12 @@ grpc::Status get_action(const Server& s, const re::Digest& action, re::ActionRes
 }
 
 /// BuildStream's CAS server (a REAPI server we did not write) on a free loopback port.
-std::unique_ptr<Server> start_bst(const TempDir& dir) {
+std::unique_ptr<Server> start_bst(const TempDir& dir, std::vector<std::string> extra = {}) {
   const int port = free_port();
-  auto proc = std::make_unique<Process>(
-      "/usr/bin/python3",
-      std::vector<std::string>{GOREGO_SOURCE_DIR "/test/e2e/bst_cas_server.py", "--repo",
-                               (dir.path() / "bst").string(), "--port", std::to_string(port)},
-      dir.path() / "bst.log");
+  std::vector<std::string> args{GOREGO_SOURCE_DIR "/test/e2e/bst_cas_server.py", "--repo",
+                                (dir.path() / "bst").string(), "--port", std::to_string(port)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto proc = std::make_unique<Process>("/usr/bin/python3", args, dir.path() / "bst.log");
   return std::make_unique<Server>(port, std::move(proc), dir.path() / "bst.log");
 }
 
@@ -273,4 +272,64 @@ TEST_CASE("Proxy: wrong bytes from the upstream are never stored or served", "[p
   std::size_t files = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(proxy.data / "cas")) files += e.is_regular_file();
   CHECK(files == 0);
+}
+
+TEST_CASE("Proxy: a grpcs:// upstream with mutual TLS", "[proxy][bst][tls]") {
+  TempDir dir;
+  const auto certs = dir.path() / "certs";
+  REQUIRE(std::system(fmt::format("bash {}/test/e2e/make_test_certs.sh {}", GOREGO_SOURCE_DIR, certs.string()).c_str()) == 0);
+  const int port = free_port();
+  Process bst("/usr/bin/python3",
+              {GOREGO_SOURCE_DIR "/test/e2e/bst_cas_server.py", "--repo", (dir.path() / "bst").string(),
+               "--port", std::to_string(port), "--tls-cert", (certs / "server.pem").string(),
+               "--tls-key", (certs / "server.key").string(), "--tls-client-ca", (certs / "ca.pem").string()},
+              dir.path() / "bst.log");
+  REQUIRE(wait_for_log(dir.path() / "bst.log", "listening on"));
+  const std::string target = fmt::format("grpcs://127.0.0.1:{}", port);
+  std::ofstream(dir.path() / "mtls.yaml") << fmt::format(
+      "remote:\n  tls_ca_file: {}\n  tls_cert_file: {}\n  tls_key_file: {}\n", (certs / "ca.pem").string(),
+      (certs / "client.pem").string(), (certs / "client.key").string());
+  const std::string small = make_blob(20, 200);
+  const std::string large = make_blob(21, 3 << 20);
+  {
+    Server proxy(dir, {"--upstream", target, "--config", (dir.path() / "mtls.yaml").string()}, "proxy");
+    REQUIRE(proxy.batch_upload(small).ok());  // mode through: acknowledged by the TLS upstream
+    REQUIRE(proxy.upload(large));
+  }
+  Server fresh(dir, {"--upstream", target, "--config", (dir.path() / "mtls.yaml").string()}, "fresh");
+  std::string out;
+  REQUIRE(fresh.read(digest_of(large), out).ok());
+  CHECK(out == large);
+  REQUIRE(fresh.read(digest_of(small), out).ok());
+  CHECK(out == small);
+
+  // Without a client certificate the upstream refuses the connection.
+  std::ofstream(dir.path() / "nocert.yaml") << fmt::format(
+      "remote:\n  tls_ca_file: {}\n  timeout: 3s\n  retries: 0\n", (certs / "ca.pem").string());
+  Server nocert(dir, {"--upstream", target, "--config", (dir.path() / "nocert.yaml").string()}, "nocert");
+  const Status s = nocert.batch_upload(make_blob(22, 10));
+  CHECK(s.code() == Code::kUnavailable);
+  CHECK(nocert.read(digest_of(large), out).error_code() == grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("Proxy: the bearer token and extra header reach the upstream", "[proxy][bst][auth]") {
+  for (const auto& [setting, required] :
+       {std::pair{std::string("bearer_token: s3cret"), std::string("authorization:Bearer s3cret")},
+        std::pair{std::string("header: \"x-api-key: k3y\""), std::string("x-api-key:k3y")}}) {
+    INFO(setting);
+    TempDir dir;
+    auto bst = start_bst(dir, {"--require-header", required});
+    std::ofstream(dir.path() / "auth.yaml") << "remote:\n  " << setting << "\n";
+    std::ofstream(dir.path() / "none.yaml") << "remote:\n  retries: 0\n";
+    Server with(dir, {"--upstream", bst->url(), "--config", (dir.path() / "auth.yaml").string()}, "with");
+    Server without(dir, {"--upstream", bst->url(), "--config", (dir.path() / "none.yaml").string()}, "without");
+    const std::string blob = make_blob(30, 100);
+    REQUIRE(with.batch_upload(blob).ok());
+    const Status refused = without.batch_upload(make_blob(31, 100));
+    CHECK(refused.code() == Code::kUnauthenticated);
+    std::string out;
+    CHECK(without.read(digest_of(blob), out).error_code() == grpc::StatusCode::NOT_FOUND);
+    REQUIRE(with.read(digest_of(blob), out).ok());
+    CHECK(out == blob);
+  }
 }
