@@ -36,7 +36,9 @@ class ServerImpl final : public Server {
                                     .fsync = c.fsync,
                                     .block_size = c.block_size},
                eviction_options(c), typename Store::Local::Options{.max_bytes = c.max_size_bytes}),
-        pool_(c.io_threads),
+        // Threads that wait on the upstream are cheap; extra ones keep local hits flowing
+        // while read-throughs wait (see docs/architecture.md).
+        pool_(c.io_threads + (c.remote_target.empty() ? 0 : kUpstreamWaiters)),
         opt_{.max_batch_total_size_bytes = c.max_batch_total_size_bytes,
              .max_cas_blob_size_bytes = c.max_blob_size_bytes},
         caps_(opt_),
@@ -91,10 +93,21 @@ class ServerImpl final : public Server {
   void shutdown(std::chrono::system_clock::time_point deadline) override {
     if (server_) {
       begin_shutdown();
+      // Calls still waiting on the upstream at the deadline are cancelled, so a hung
+      // upstream cannot hold the shutdown beyond the grace period.
+      std::jthread canceller([this, deadline](std::stop_token st) {
+        std::mutex mu;
+        std::condition_variable_any cv;
+        std::unique_lock lock(mu);
+        if (!cv.wait_until(lock, st, deadline, [] { return false; }) && !st.stop_requested()) {
+          if (store_.remote().active()) store_.remote().client().cancel_all();
+        }
+      });
       server_->Shutdown(deadline);
       server_->Wait();
       server_.reset();
     }
+    if (store_.remote().active()) store_.remote().client().cancel_all();
     pool_.shutdown();
     store_.stop();  // drains the write-back queue for a bounded time
   }
@@ -118,6 +131,8 @@ class ServerImpl final : public Server {
       return Lru::Options{};
     }
   }
+
+  static constexpr std::uint32_t kUpstreamWaiters = 64;
 
   Store store_;
   Executor pool_;

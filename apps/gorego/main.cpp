@@ -44,7 +44,9 @@ int main(int argc, char** argv) {
                         {"port", std::to_string((*server)->port())},
                         {"data_dir", cfg.data_dir.string()},
                         {"max_size", format_size(cfg.max_size_bytes)},
-                        {"eviction", cfg.eviction}});
+                        {"eviction", cfg.eviction},
+                        {"upstream", cfg.remote_target.empty() ? "none" : cfg.remote_target},
+                        {"upstream_mode", cfg.remote_mode}});
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

@@ -1,10 +1,10 @@
 #pragma once
-/// RemoteTier: the backing cache behind a ProxyStore (`NoRemote`, later `Remote<Reapi>`).
+/// RemoteTier: the backing cache behind a ProxyStore (`NoRemote`, or `Remote<Client>`).
 ///
 /// Semantics: `kEnabled` says whether the tier exists; a ProxyStore never calls a disabled
 /// tier, so `NoRemote` costs nothing. An enabled tier is the authority for
 /// FindMissingBlobs and is read through on local misses and written through on uploads
-/// (the members an enabled tier needs arrive with Remote<Reapi>).
+/// (see Remote<Client> for the members an enabled tier offers).
 /// Thread safety: every member may be called concurrently.
 ///
 ///   static_assert(RemoteTier<NoRemote>);

@@ -5,7 +5,8 @@
 /// - `grpc://host:port` or `grpcs://host:port` (TLS with an optional CA bundle and client
 ///   certificate); an optional bearer token and one extra header on every call.
 /// - Every call has a deadline (`timeout`) and is retried with exponential backoff on
-///   transient codes only (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED).
+///   transient codes only (UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED). A call that ran
+///   out of time is not repeated: a hung upstream costs one timeout, not several.
 ///   Streamed reads resume from the last byte received.
 /// - Small blobs go by BatchReadBlobs/BatchUpdateBlobs, larger ones by ByteStream; the
 ///   batch limit is learnt from GetCapabilities, probed in the background: `connect`
@@ -22,6 +23,7 @@
 #include <random>
 #include <sstream>
 #include <thread>
+#include <unordered_set>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
@@ -81,8 +83,16 @@ class Reapi {
   Reapi(const Reapi&) = delete;
   Reapi& operator=(const Reapi&) = delete;
   ~Reapi() {
-    stop_ = true;
+    cancel_all();
     if (probe_.joinable()) probe_.join();
+  }
+
+  /// Cancels every call in flight and fails later ones at once (shutdown: a hung upstream
+  /// must not hold the server past its grace period).
+  void cancel_all() {
+    std::lock_guard lock(active_mu_);
+    stop_ = true;
+    for (grpc::ClientContext* ctx : active_) ctx->TryCancel();
   }
 
   [[nodiscard]] std::string_view target() const { return opt_.target; }
@@ -91,6 +101,16 @@ class Reapi {
   [[nodiscard]] bool reachable() const { return probed_.load(); }
 
   Result<std::vector<Digest>> find_missing(std::span<const Digest> ds) {
+    // Large requests go in slices so no message nears the upstream's size limit.
+    if (ds.size() > kFindMissingSlice) {
+      std::vector<Digest> out;
+      for (std::size_t i = 0; i < ds.size(); i += kFindMissingSlice) {
+        auto part = find_missing(ds.subspan(i, std::min(kFindMissingSlice, ds.size() - i)));
+        if (!part) return part.error();
+        out.insert(out.end(), part->begin(), part->end());
+      }
+      return out;
+    }
     re::FindMissingBlobsRequest req;
     req.set_instance_name(opt_.instance_name);
     for (const Digest& d : ds) *req.add_blob_digests() = to_proto(d);
@@ -281,7 +301,7 @@ class Reapi {
       header_name_ = opt_.header.substr(0, colon);
       for (char& c : header_name_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       header_value_ = opt_.header.substr(colon + 1);
-      header_value_.erase(0, header_value_.find_first_not_of(' '));
+      header_value_.erase(0, header_value_.find_first_not_of(" \t"));
     }
     probe_ = std::thread([this] { probe(); });
   }
@@ -300,10 +320,12 @@ class Reapi {
     while (!stop_) {
       grpc::ClientContext ctx;
       prepare(ctx);
+      if (!track(&ctx)) return;
       re::GetCapabilitiesRequest req;
       req.set_instance_name(opt_.instance_name);
       re::ServerCapabilities caps;
       const grpc::Status s = caps_->GetCapabilities(&ctx, req, &caps);
+      untrack(&ctx);
       if (s.ok()) {
         const auto limit = caps.cache_capabilities().max_batch_total_size_bytes();
         // Leave room for the request's own framing; 0 means "no limit" in REAPI.
@@ -329,9 +351,21 @@ class Reapi {
     if (!header_name_.empty()) ctx.AddMetadata(header_name_, header_value_);
   }
 
+  /// Registers a call for cancel_all(); false once shutting down.
+  bool track(grpc::ClientContext* ctx) {
+    std::lock_guard lock(active_mu_);
+    if (stop_) return false;
+    active_.insert(ctx);
+    return true;
+  }
+  void untrack(grpc::ClientContext* ctx) {
+    std::lock_guard lock(active_mu_);
+    active_.erase(ctx);
+  }
+
   static bool transient(grpc::StatusCode c) {
-    return c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::DEADLINE_EXCEEDED ||
-           c == grpc::StatusCode::RESOURCE_EXHAUSTED || c == grpc::StatusCode::ABORTED;
+    return c == grpc::StatusCode::UNAVAILABLE || c == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+           c == grpc::StatusCode::ABORTED;
   }
 
   /// Runs `fn` with a fresh context per attempt, retrying transient failures.
@@ -346,7 +380,9 @@ class Reapi {
       }
       grpc::ClientContext ctx;
       prepare(ctx);
+      if (!track(&ctx)) return error(Code::kUnavailable, "{} {}: shutting down", opt_.target, method);
       s = fn(ctx);
+      untrack(&ctx);
       if (s.ok() || !transient(s.error_code())) break;
     }
     if (s.ok()) return {};
@@ -373,6 +409,7 @@ class Reapi {
                        hi & 0xffff, lo >> 48, lo & 0xffffffffffffULL);
   }
 
+  static constexpr std::size_t kFindMissingSlice = 10000;  // about 1 MB of request
   static constexpr std::uint64_t kDefaultBatch = std::uint64_t{1} << 20;
   static constexpr std::uint64_t kMaxBatch = std::uint64_t{4} << 20;
 
@@ -387,6 +424,8 @@ class Reapi {
   std::atomic<std::uint64_t> max_batch_{std::uint64_t{512} << 10};  // until probed: safe for any server
   std::atomic<bool> probed_{false};
   std::atomic<bool> stop_{false};
+  std::mutex active_mu_;
+  std::unordered_set<grpc::ClientContext*> active_;
   std::thread probe_;
 };
 static_assert(RemoteClient<Reapi>);

@@ -212,8 +212,10 @@ class ProxyStore {
         auto r = remote_.client().find_missing(ds);
         if (r) return std::move(*r);
         count_upstream_error("FindMissingBlobs", r.error());
-        log::warn("upstream FindMissingBlobs failed: answering from the local tier",
-                  {{"upstream", std::string(remote_.client().target())}, {"error", r.error().to_string()}});
+        if (remote_.should_warn()) {
+          log::warn("upstream FindMissingBlobs failed: answering from the local tier",
+                    {{"upstream", std::string(remote_.client().target())}, {"error", r.error().to_string()}});
+        }
       }
     }
     return local_.find_missing(ds);
@@ -232,8 +234,7 @@ class ProxyStore {
   Status upstream_write_error(const Status& s) {
     count_upstream_error("write", s);
     if constexpr (RemoteT::kEnabled) {
-      return error(s.code(), "upstream {} did not accept the upload: {}", remote_.client().target(),
-                   s.message());
+      return error(s.code(), "upstream did not accept the upload: {}", s.message());
     }
     return s;
   }

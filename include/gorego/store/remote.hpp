@@ -90,8 +90,17 @@ class Remote {
       }
     }
     stats_.dropped.fetch_add(1, std::memory_order_relaxed);
-    log::warn("write-back queue full: upload dropped",
+    log::warn(stopping() ? "shutting down: upload dropped" : "write-back queue full: upload dropped",
               {{"object", what}, {"queue_size", std::to_string(opt_.queue_size)}});
+  }
+
+  /// Rate limit for warnings repeated per request during an outage: true at most once
+  /// every 10 seconds.
+  bool should_warn() {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto last = last_warn_.load(std::memory_order_relaxed);
+    if (now - last < std::chrono::nanoseconds(std::chrono::seconds(10)).count()) return false;
+    return last_warn_.compare_exchange_strong(last, now);
   }
 
   /// Blocks until the write-back queue is empty and no job runs (tests, shutdown).
@@ -146,6 +155,17 @@ class Remote {
     }
   }
 
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+
+  /// Codes worth another attempt; anything else (a refusal, UNIMPLEMENTED...) is final.
+  static bool transient(Code c) {
+    return c == Code::kUnavailable || c == Code::kDeadlineExceeded || c == Code::kResourceExhausted ||
+           c == Code::kAborted;
+  }
+
   void run_with_retries(Job& job) {
     auto delay = opt_.backoff;
     Status s;
@@ -156,7 +176,7 @@ class Remote {
         return;
       }
       stats_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
-      if (s.code() == Code::kInvalidArgument || s.code() == Code::kNotFound) break;  // final
+      if (!transient(s.code())) break;
       std::unique_lock lock(mu_);
       if (cv_.wait_for(lock, delay, [&] { return stopping_ && std::chrono::steady_clock::now() > stop_deadline_; })) break;
       delay *= 2;
@@ -178,6 +198,7 @@ class Remote {
   bool running_ = false;
   bool stopping_ = false;
   std::chrono::steady_clock::time_point stop_deadline_{};
+  std::atomic<std::int64_t> last_warn_{0};
   std::thread worker_;
 };
 
