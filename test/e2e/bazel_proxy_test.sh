@@ -75,6 +75,14 @@ run_build build4 "$TMP/ob4" --remote_download_minimal
 expect_all_hits build4
 shutdown_build_server "$TMP/ob4"
 
+# The upstream goes away: the proxy keeps serving what it holds, and the build stays
+# quiet (any cache warning fails it).
+stop_gorego upstream || fail "upstream did not stop on SIGTERM"
+run_build build5 "$TMP/ob5"
+expect_all_hits build5
+expect_same_outputs build5 build1
+shutdown_build_server "$TMP/ob5"
+
 check_servers_alive ""
 
-echo "bazel proxy e2e: 4 builds, $EXPECTED_ACTIONS actions, all remote cache hits"
+echo "bazel proxy e2e: 5 builds, $EXPECTED_ACTIONS actions, all remote cache hits (the last with the upstream down)"
