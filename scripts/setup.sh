@@ -11,7 +11,7 @@ packages=(
   librange-v3-dev prometheus-cpp-dev libfmt-dev libssl-dev libzstd-dev
   libyaml-cpp-dev libcli11-dev
   # tests and benchmarks
-  catch2 libbenchmark-dev curl python3 procps
+  catch2 libbenchmark-dev curl python3 procps openssl
   # real peers used by the test suite
   bazel-bootstrap openjdk-17-jdk-headless buildstream python3-grpcio prometheus
 )
