@@ -100,19 +100,16 @@ class ServerImpl final : public Server {
         std::condition_variable_any cv;
         std::unique_lock lock(mu);
         if (!cv.wait_until(lock, st, deadline, [] { return false; }) && !st.stop_requested()) {
-          if (store_.remote().active()) store_.remote().client().cancel_all();
+          if (store_.remote().active()) store_.remote().client().cancel_in_flight();
         }
       });
       server_->Shutdown(deadline);
       server_->Wait();
       server_.reset();
     }
-    if (store_.remote().active()) store_.remote().client().cancel_all();
     pool_.shutdown();
     store_.stop();  // drains the write-back queue for a bounded time
   }
-
-  Store& store() { return store_; }
 
   [[nodiscard]] std::uint64_t usage_bytes() const override {
     return const_cast<Store&>(store_).local().usage_bytes();

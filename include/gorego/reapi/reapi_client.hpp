@@ -83,15 +83,19 @@ class Reapi {
   Reapi(const Reapi&) = delete;
   Reapi& operator=(const Reapi&) = delete;
   ~Reapi() {
-    cancel_all();
+    {
+      std::lock_guard lock(active_mu_);
+      stop_ = true;  // no new calls, and the probe loop ends
+    }
+    cancel_in_flight();
     if (probe_.joinable()) probe_.join();
   }
 
-  /// Cancels every call in flight and fails later ones at once (shutdown: a hung upstream
-  /// must not hold the server past its grace period).
-  void cancel_all() {
+  /// Cancels the calls in flight now (CANCELLED is final, so they are not retried); later
+  /// calls run normally. At the end of a shutdown's grace period this keeps a hung upstream
+  /// from holding the server, while the write-back queue can still drain afterwards.
+  void cancel_in_flight() {
     std::lock_guard lock(active_mu_);
-    stop_ = true;
     for (grpc::ClientContext* ctx : active_) ctx->TryCancel();
   }
 
@@ -351,7 +355,7 @@ class Reapi {
     if (!header_name_.empty()) ctx.AddMetadata(header_name_, header_value_);
   }
 
-  /// Registers a call for cancel_all(); false once shutting down.
+  /// Registers a call for cancel_in_flight(); false once the client is being destroyed.
   bool track(grpc::ClientContext* ctx) {
     std::lock_guard lock(active_mu_);
     if (stop_) return false;

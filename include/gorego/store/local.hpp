@@ -102,10 +102,7 @@ class Local {
     Result<std::size_t> read(std::span<char> buf) {
       if (!inner_) return std::size_t{0};
       auto r = inner_->read(buf);
-      if (!r && r.error().code() == Code::kDataLoss) {
-        log::warn("dropped a corrupt object", {{"digest", fmt::format("{}", key_.digest)}, {"error", r.error().message()}});
-        owner_->drop(key_, /*corrupt=*/true);
-      }
+      if (!r && r.error().code() == Code::kDataLoss) owner_->drop_corrupt(key_, r.error());
       return r;
     }
     [[nodiscard]] std::uint64_t remaining() const { return inner_ ? inner_->remaining() : 0; }
@@ -294,17 +291,16 @@ class Local {
 
   Status on_read_error(const ObjectKey& key, const Status& s) {
     if (s.code() == Code::kNotFound || s.code() == Code::kDataLoss) {
-      if (s.code() == Code::kDataLoss) {
-        log::warn("dropped a corrupt object", {{"digest", fmt::format("{}", key.digest)}, {"error", s.message()}});
-      }
-      drop(key, s.code() == Code::kDataLoss);
+      if (s.code() == Code::kDataLoss) drop_corrupt(key, s);
+      else drop(key);
       return error(Code::kNotFound, "{} {} not found ({})", key.tree == Tree::kCas ? "blob" : "action",
                    key.digest, s.message());
     }
     return s;
   }
 
-  void drop(const ObjectKey& key, bool corrupt) {
+  /// Forgets an object the backend no longer has.
+  void drop(const ObjectKey& key) {
     {
       std::unique_lock lock(mu_);
       if (auto it = index_.find(key); it != index_.end()) {
@@ -313,7 +309,13 @@ class Local {
       }
     }
     eviction_.on_erase(key);
-    if (corrupt) backend_.remove(key);
+  }
+
+  /// Forgets and deletes an object found not to match its digest.
+  void drop_corrupt(const ObjectKey& key, const Status& why) {
+    log::warn("dropped a corrupt object", {{"digest", fmt::format("{}", key.digest)}, {"error", why.message()}});
+    drop(key);
+    backend_.remove(key);
   }
 
   void insert_if_absent(const ObjectKey& key, std::uint64_t fp) {
@@ -382,7 +384,6 @@ class Local {
       }
       backend_.remove(k);
     }
-    if constexpr (requires { eviction_.on_evicted(victims); }) eviction_.on_evicted(victims);
     log::debug("evicted", {{"policy", std::string(Eviction::kName)},
                            {"objects", std::to_string(victims.size())},
                            {"requested_bytes", std::to_string(bytes)}});

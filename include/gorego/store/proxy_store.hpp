@@ -164,7 +164,7 @@ class ProxyStore {
       if constexpr (RemoteT::kEnabled) {
         auto up = remote_.client().get_action(d);
         if (!up) {
-          if (up.error().code() != Code::kNotFound) count_upstream_error("GetActionResult", up.error());
+          if (up.error().code() != Code::kNotFound) count_upstream_error();
           return error(Code::kNotFound, "action {} not in the action cache (upstream: {})", d,
                        up.error().message());
         }
@@ -211,7 +211,7 @@ class ProxyStore {
       if (remote_.active()) {
         auto r = remote_.client().find_missing(ds);
         if (r) return std::move(*r);
-        count_upstream_error("FindMissingBlobs", r.error());
+        count_upstream_error();
         if (remote_.should_warn()) {
           log::warn("upstream FindMissingBlobs failed: answering from the local tier",
                     {{"upstream", std::string(remote_.client().target())}, {"error", r.error().to_string()}});
@@ -221,18 +221,18 @@ class ProxyStore {
     return local_.find_missing(ds);
   }
 
-  void count_upstream_error([[maybe_unused]] std::string_view call, [[maybe_unused]] const Status& s) {
+  void count_upstream_error() {
     if constexpr (RemoteT::kEnabled) remote_.stats().upstream_errors.fetch_add(1, std::memory_order_relaxed);
   }
 
   /// A read-through failure, as the caller sees it: a miss naming the upstream's error.
   Status miss(const Digest& d, const Status& upstream) {
-    if (upstream.code() != Code::kNotFound) count_upstream_error("read", upstream);
+    if (upstream.code() != Code::kNotFound) count_upstream_error();
     return error(Code::kNotFound, "blob {} not found (upstream: {})", d, upstream.message());
   }
 
   Status upstream_write_error(const Status& s) {
-    count_upstream_error("write", s);
+    count_upstream_error();
     if constexpr (RemoteT::kEnabled) {
       return error(s.code(), "upstream did not accept the upload: {}", s.message());
     }
