@@ -2,8 +2,9 @@
 /// Executor: a fixed pool of threads for blocking work (disk, hashing, later upstream
 /// calls), so that gRPC completion threads never block.
 ///
-/// `post` never blocks and never runs the task inline. `shutdown` (also run by the
-/// destructor) lets queued tasks finish, then joins. Thread safety: fully concurrent.
+/// `post` never blocks and never runs the task inline. The poster's TraceContext travels
+/// with the task and is current while it runs. `shutdown` (also run by the destructor)
+/// lets queued tasks finish, then joins. Thread safety: fully concurrent.
 ///
 ///   Executor pool(8);
 ///   pool.post([reactor, this] { reactor->Finish(do_disk_work()); });
@@ -15,6 +16,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <gorego/core/trace_context.hpp>
 
 namespace gorego {
 
@@ -31,10 +34,12 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
   ~Executor() { shutdown(); }
 
-  void post(Task t) {
+  void post(Task t) { post(TraceContext::current(), std::move(t)); }
+  /// Runs `t` with `tc` as the current trace context.
+  void post(TraceContext tc, Task t) {
     {
       std::lock_guard lock(mu_);
-      queue_.push_back(std::move(t));
+      queue_.push_back({std::move(t), std::move(tc)});
     }
     cv_.notify_one();
   }
@@ -56,21 +61,31 @@ class Executor {
  private:
   void run() {
     while (true) {
-      Task t;
+      Job job;
       {
         std::unique_lock lock(mu_);
         cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;
-        t = std::move(queue_.front());
+        job = std::move(queue_.front());
         queue_.pop_front();
       }
-      t();
+      if (job.context.valid()) {
+        TraceContext::Scope scope(std::move(job.context));
+        job.task();
+      } else {
+        job.task();
+      }
     }
   }
 
+  struct Job {
+    Task task;
+    TraceContext context;
+  };
+
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Task> queue_;
+  std::deque<Job> queue_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };

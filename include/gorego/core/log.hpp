@@ -1,6 +1,7 @@
 #pragma once
-/// Structured logging: one JSON object per line on stderr, with time, level, message and
-/// fields. Thread-safe; a line is written with one write(2) so lines never interleave.
+/// Structured logging: one JSON object per line on stderr, with time, level, message,
+/// `trace_id` and `span_id` when the thread is inside a traced operation, and fields.
+/// Thread-safe; a line is written with one write(2) so lines never interleave.
 ///
 ///   log::info("listening", {{"addr", "127.0.0.1:50051"}});
 
@@ -15,6 +16,8 @@
 #include <utility>
 
 #include <fmt/format.h>
+
+#include <gorego/core/trace_context.hpp>
 
 namespace gorego::log {
 
@@ -69,6 +72,13 @@ inline void write(Level level, std::string_view msg, std::initializer_list<Field
       utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
       us % 1'000'000, kNames[static_cast<int>(level)]);
   detail::append_json_string(line, msg);
+  if (const TraceContext& tc = TraceContext::current(); tc.valid()) {
+    line += ",\"trace_id\":\"";
+    TraceContext::append_hex(line, tc.trace_id.data(), tc.trace_id.size());
+    line += "\",\"span_id\":\"";
+    TraceContext::append_hex(line, tc.span_id.data(), tc.span_id.size());
+    line += '"';
+  }
   for (const auto& [k, v] : fields) {
     line += ',';
     detail::append_json_string(line, k);

@@ -12,7 +12,9 @@
 /// Thread safety: every public member may be called concurrently.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -25,6 +27,7 @@
 
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/concepts/eviction_policy.hpp>
+#include <gorego/concepts/instrumentation.hpp>
 #include <gorego/concepts/storage_backend.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/core/name.hpp>
@@ -91,6 +94,10 @@ class Local {
   }
   [[nodiscard]] std::uint64_t max_bytes() const { return opt_.max_bytes; }
   Backend& backend() { return backend_; }
+
+  /// Called after every eviction pass (and every janitor run, even one that frees
+  /// nothing), on the thread that ran it. Set before start().
+  void set_eviction_observer(std::function<void(const EvictionRun&)> f) { on_eviction_ = std::move(f); }
 
   // ---- BlobStore -------------------------------------------------------------------
 
@@ -244,15 +251,24 @@ class Local {
 
   /// One eviction pass now: frees down to the policy's low watermark if above the limit
   /// or, for scanning policies, above their high watermark. Returns keys evicted.
-  std::size_t maintain() {
+  std::size_t maintain() { return maintain(EvictionRun::Trigger::kLimit); }
+
+ private:
+  std::size_t maintain(EvictionRun::Trigger trigger) {
     if (!loaded_) return 0;
     const std::uint64_t used = usage_bytes();
     const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_bytes) * low_watermark());
-    if (used <= opt_.max_bytes && !(periodic() && used > high_watermark_bytes())) return 0;
-    return used > low ? evict(used - low) : 0;
+    const bool over = used > opt_.max_bytes || (periodic() && used > high_watermark_bytes());
+    if (!over || used <= low) {
+      if (trigger == EvictionRun::Trigger::kJanitor && on_eviction_) {
+        const auto now = std::chrono::system_clock::now();
+        on_eviction_({.trigger = trigger, .started = now, .finished = now});
+      }
+      return 0;
+    }
+    return evict(used - low, trigger);
   }
 
- private:
   static constexpr bool periodic() {
     return requires(Eviction& e) { e.scan_interval(); };
   }
@@ -357,7 +373,7 @@ class Local {
         used = usage_;
       }
       const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_bytes) * low_watermark());
-      if (evict(used + fp - std::min(low, used + fp)) == 0 && attempt > 0) break;
+      if (evict(used + fp - std::min(low, used + fp), EvictionRun::Trigger::kLimit) == 0 && attempt > 0) break;
     }
     return error(Code::kResourceExhausted,
                  "cache is full: storing blob {} needs {} bytes, {} of {} are in use by writes in "
@@ -371,19 +387,24 @@ class Local {
   }
 
   /// Removes victims worth at least `bytes`; returns how many objects were removed.
-  std::size_t evict(std::uint64_t bytes) {
+  std::size_t evict(std::uint64_t bytes, EvictionRun::Trigger trigger) {
     std::lock_guard evicting(evict_mu_);
+    EvictionRun run{.trigger = trigger, .started = std::chrono::system_clock::now()};
     const std::vector<ObjectKey> victims = eviction_.select_victims(bytes, backend_);
     for (const ObjectKey& k : victims) {
       {
         std::unique_lock lock(mu_);
         if (auto it = index_.find(k); it != index_.end()) {
           usage_ -= it->second;
+          run.bytes += it->second;
           index_.erase(it);
         }
       }
       backend_.remove(k);
     }
+    run.objects = victims.size();
+    run.finished = std::chrono::system_clock::now();
+    if (on_eviction_) on_eviction_(run);
     log::debug("evicted", {{"policy", std::string(Eviction::kName)},
                            {"objects", std::to_string(victims.size())},
                            {"requested_bytes", std::to_string(bytes)}});
@@ -422,7 +443,7 @@ class Local {
           wake_.wait_for(lock, eviction_.scan_interval(), [&] { return st.stop_requested(); });
         }
         if (st.stop_requested()) return;
-        maintain();
+        maintain(EvictionRun::Trigger::kJanitor);
       }
     }
   }
@@ -438,6 +459,7 @@ class Local {
   std::atomic<bool> loaded_{false};
   std::mutex wake_mu_;
   std::condition_variable wake_;
+  std::function<void(const EvictionRun&)> on_eviction_;
   std::jthread loader_;
   std::jthread janitor_;
 };

@@ -56,6 +56,16 @@ class ProxyStore {
   using Remote = RemoteT;
   using Reader = typename LocalT::Reader;
 
+ private:
+  /// What an operation learns about itself while it runs, for its Outcome.
+  struct OpState {
+    Tier tier = Tier::kLocal;
+    std::uint64_t bytes = 0;
+    std::size_t missing = 0;
+  };
+
+ public:
+
   /// A local write that, at commit, is written through to the upstream per the mode.
   class Writer {
    public:
@@ -63,8 +73,12 @@ class ProxyStore {
         : inner_(std::move(inner)), owner_(owner), digest_(d) {}
     Status append(std::string_view data) { return inner_.append(data); }
     Status commit() {
-      GOREGO_RETURN_IF_ERROR(inner_.commit());
-      return owner_->write_through(digest_, {});
+      return owner_->observe({.op = StoreOp::kCommit, .digest = &digest_}, [&](OpState& st) {
+        st.bytes = inner_.written();
+        GOREGO_RETURN_IF_ERROR(owner_->step({.op = StoreOp::kLocalWrite, .digest = &digest_}, st.bytes,
+                                            [&] { return inner_.commit(); }));
+        return owner_->write_through(digest_, {});
+      });
     }
     [[nodiscard]] std::uint64_t written() const { return inner_.written(); }
 
@@ -80,6 +94,12 @@ class ProxyStore {
   explicit ProxyStore(Args&&... args) : local_(std::forward<Args>(args)...) {}
 
   Status start() {
+    std::apply([&](auto&... i) { (attach_one(i), ...); }, instr_);
+    if constexpr (sizeof...(Instr) > 0 && requires { local_.set_eviction_observer(nullptr); }) {
+      local_.set_eviction_observer([this](const EvictionRun& run) {
+        std::apply([&](auto&... i) { (evicted_one(i, run), ...); }, instr_);
+      });
+    }
     if constexpr (requires { local_.start(); }) return local_.start();
     return {};
   }
@@ -96,10 +116,16 @@ class ProxyStore {
   }
 
   bool contains(const Digest& d) {
-    return observe(StoreOp::kContains, [&] { return missing(std::span(&d, 1)).empty(); });
+    return observe({.op = StoreOp::kContains, .digest = &d}, [&](OpState& st) {
+      return missing(std::span(&d, 1), st).empty();
+    });
   }
   std::vector<Digest> find_missing(std::span<const Digest> ds) {
-    return observe(StoreOp::kFindMissing, [&] { return missing(ds); });
+    return observe({.op = StoreOp::kFindMissing, .digests = ds.size()}, [&](OpState& st) {
+      auto out = missing(ds, st);
+      st.missing = out.size();
+      return out;
+    });
   }
 
   /// Digests neither tier can serve: what the ActionCache completeness check needs (a blob
@@ -115,12 +141,17 @@ class ProxyStore {
   }
 
   Result<std::string> get(const Digest& d) {
-    return observe(StoreOp::kGet, [&]() -> Result<std::string> {
-      auto r = local_.get(d);
+    return observe({.op = StoreOp::kGet, .digest = &d}, [&](OpState& st) -> Result<std::string> {
+      auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.get(d); });
+      if (r) st.bytes = r->size();
       if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
       if constexpr (RemoteT::kEnabled) {
-        auto shared = remote_.small_fetches().run(d, [&] { return fetch_small(d); });
+        auto shared = step({.op = StoreOp::kRemoteFetch, .digest = &d}, static_cast<std::uint64_t>(d.size), [&] {
+          return remote_.small_fetches().run(d, [&] { return fetch_small(d); });
+        });
         if (!shared) return shared.error();
+        st.tier = Tier::kRemote;
+        st.bytes = (*shared)->size();
         return std::string(**shared);
       }
       return r;
@@ -128,8 +159,9 @@ class ProxyStore {
   }
 
   Status put(const Digest& d, std::string_view data) {
-    return observe(StoreOp::kPut, [&] {
-      Status s = local_.put(d, data);
+    return observe({.op = StoreOp::kPut, .digest = &d}, [&](OpState& st) {
+      st.bytes = data.size();
+      Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, data.size(), [&] { return local_.put(d, data); });
       if (!remote_on() || s.code() == Code::kInvalidArgument) return s;
       if (!s.ok() && mode_back()) return s;  // nothing to acknowledge on
       return write_through(d, data);
@@ -137,12 +169,17 @@ class ProxyStore {
   }
 
   Result<Reader> open_read(const Digest& d, std::uint64_t offset) {
-    return observe(StoreOp::kOpenRead, [&]() -> Result<Reader> {
-      auto r = local_.open_read(d, offset);
+    return observe({.op = StoreOp::kOpenRead, .digest = &d}, [&](OpState& st) -> Result<Reader> {
+      const auto size = static_cast<std::uint64_t>(d.size);
+      st.bytes = offset < size ? size - offset : 0;
+      auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.open_read(d, offset); });
       if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
       if constexpr (RemoteT::kEnabled) {
-        const Status s = remote_.large_fetches().run(d, [&] { return fetch_large(d); });
+        const Status s = step({.op = StoreOp::kRemoteFetch, .digest = &d}, size, [&] {
+          return remote_.large_fetches().run(d, [&] { return fetch_large(d); });
+        });
         if (!s.ok()) return s;
+        st.tier = Tier::kRemote;
         return local_.open_read(d, offset);
       }
       return r;
@@ -150,7 +187,7 @@ class ProxyStore {
   }
 
   Result<Writer> open_write(const Digest& d) {
-    return observe(StoreOp::kOpenWrite, [&]() -> Result<Writer> {
+    return observe({.op = StoreOp::kOpenWrite, .digest = &d}, [&](OpState&) -> Result<Writer> {
       auto w = local_.open_write(d);
       if (!w) return w.error();
       return Writer(std::move(*w), this, d);
@@ -158,16 +195,19 @@ class ProxyStore {
   }
 
   Result<std::string> get_action(const Digest& d) {
-    return observe(StoreOp::kGetAction, [&]() -> Result<std::string> {
-      auto r = local_.get_action(d);
+    return observe({.op = StoreOp::kGetAction, .digest = &d}, [&](OpState& st) -> Result<std::string> {
+      auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.get_action(d); });
+      if (r) st.bytes = r->size();
       if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
       if constexpr (RemoteT::kEnabled) {
-        auto up = remote_.client().get_action(d);
+        auto up = step({.op = StoreOp::kRemoteFetch, .digest = &d}, 0, [&] { return remote_.client().get_action(d); });
         if (!up) {
-          if (up.error().code() != Code::kNotFound) count_upstream_error();
+          if (up.error().code() != Code::kNotFound) count_upstream_error(up.error().code());
           return error(Code::kNotFound, "action {} not in the action cache (upstream: {})", d,
                        up.error().message());
         }
+        st.tier = Tier::kRemote;
+        st.bytes = up->size();
         if (Status s = local_.put_action(d, *up); !s.ok()) {
           log::warn("could not keep an upstream action result locally",
                     {{"action", fmt::format("{}", d)}, {"error", s.to_string()}});
@@ -179,8 +219,10 @@ class ProxyStore {
   }
 
   Status put_action(const Digest& d, std::string_view bytes) {
-    return observe(StoreOp::kPutAction, [&] {
-      Status s = local_.put_action(d, bytes);
+    return observe({.op = StoreOp::kPutAction, .digest = &d}, [&](OpState& st) {
+      st.bytes = bytes.size();
+      Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, bytes.size(),
+                      [&] { return local_.put_action(d, bytes); });
       if (!remote_on()) return s;
       if constexpr (RemoteT::kEnabled) {
         if (mode_back()) {
@@ -191,6 +233,7 @@ class ProxyStore {
           return Status{};
         }
         if (Status u = remote_.client().put_action(d, bytes); !u.ok()) return upstream_write_error(u);
+        st.tier = Tier::kRemote;
       }
       return Status{};
     });
@@ -206,12 +249,15 @@ class ProxyStore {
     return false;
   }
 
-  std::vector<Digest> missing(std::span<const Digest> ds) {
+  std::vector<Digest> missing(std::span<const Digest> ds, OpState& st) {
     if constexpr (RemoteT::kEnabled) {
       if (remote_.active()) {
         auto r = remote_.client().find_missing(ds);
-        if (r) return std::move(*r);
-        count_upstream_error();
+        if (r) {
+          st.tier = Tier::kRemote;
+          return std::move(*r);
+        }
+        count_upstream_error(r.error().code());
         if (remote_.should_warn()) {
           log::warn("upstream FindMissingBlobs failed: answering from the local tier",
                     {{"upstream", std::string(remote_.client().target())}, {"error", r.error().to_string()}});
@@ -221,18 +267,18 @@ class ProxyStore {
     return local_.find_missing(ds);
   }
 
-  void count_upstream_error() {
-    if constexpr (RemoteT::kEnabled) remote_.stats().upstream_errors.fetch_add(1, std::memory_order_relaxed);
+  void count_upstream_error(Code c) {
+    if constexpr (RemoteT::kEnabled) remote_.stats().count_error(c);
   }
 
   /// A read-through failure, as the caller sees it: a miss naming the upstream's error.
   Status miss(const Digest& d, const Status& upstream) {
-    if (upstream.code() != Code::kNotFound) count_upstream_error();
+    if (upstream.code() != Code::kNotFound) count_upstream_error(upstream.code());
     return error(Code::kNotFound, "blob {} not found (upstream: {})", d, upstream.message());
   }
 
   Status upstream_write_error(const Status& s) {
-    count_upstream_error();
+    count_upstream_error(s.code());
     if constexpr (RemoteT::kEnabled) {
       return error(s.code(), "upstream did not accept the upload: {}", s.message());
     }
@@ -308,21 +354,63 @@ class ProxyStore {
     return {};
   }
 
+  template <class R>
+  static Status status_of(const R& result) {
+    if constexpr (std::is_same_v<R, Status>) return result;
+    else if constexpr (requires { result.status(); }) return result.status();
+    else return Status{};
+  }
+
+  /// Runs a top-level operation `f(OpState&)` between begin and end of every policy.
   template <class F>
-  auto observe(StoreOp op, F&& f) {
+  auto observe(const OpInfo& info, F&& f) {
+    OpState st;
+    if constexpr (sizeof...(Instr) == 0) {
+      return f(st);
+    } else {
+      auto tokens = std::apply([&](auto&... i) { return std::tuple{i.begin(info)...}; }, instr_);
+      auto result = f(st);
+      Outcome o{.status = status_of(result), .tier = st.tier, .bytes = st.bytes, .missing = st.missing};
+      if (!o.status.ok()) o.tier = Tier::kNone;
+      end_all(tokens, o);
+      return result;
+    }
+  }
+
+  /// Runs a nested step `f()` of the current operation; `bytes` is reported on success
+  /// (for reads, the size of what was read when it is known only after).
+  template <class F>
+  auto step(const OpInfo& info, std::uint64_t bytes, F&& f) {
     if constexpr (sizeof...(Instr) == 0) {
       return f();
     } else {
-      auto tokens = std::apply([&](auto&... i) { return std::tuple{i.begin(op)...}; }, instr_);
+      auto tokens = std::apply([&](auto&... i) { return std::tuple{i.begin(info)...}; }, instr_);
       auto result = f();
-      Status s;
-      if constexpr (requires { result.status(); }) s = result.status();
-      else if constexpr (std::is_same_v<decltype(result), Status>) s = result;
-      [&]<std::size_t... I>(std::index_sequence<I...>) {
-        (std::get<I>(instr_).end(std::get<I>(tokens), s), ...);
-      }(std::index_sequence_for<Instr...>{});
+      Outcome o{.status = status_of(result),
+                .tier = info.op == StoreOp::kRemoteFetch ? Tier::kRemote : Tier::kLocal,
+                .bytes = bytes};
+      if constexpr (requires { result->size(); }) {
+        if (result && o.bytes == 0) o.bytes = result->size();
+      }
+      end_all(tokens, o);
       return result;
     }
+  }
+
+  template <class Tokens>
+  void end_all(Tokens& tokens, const Outcome& o) {
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      (std::get<I>(instr_).end(std::get<I>(tokens), o), ...);
+    }(std::index_sequence_for<Instr...>{});
+  }
+
+  template <class I>
+  void attach_one(I& i) {
+    if constexpr (requires { i.attach(*this); }) i.attach(*this);
+  }
+  template <class I>
+  static void evicted_one(I& i, const EvictionRun& run) {
+    if constexpr (requires { i.on_eviction(run); }) i.on_eviction(run);
   }
 
   LocalT local_;

@@ -11,6 +11,7 @@
 ///   remote.connect(std::move(*Reapi::connect(opts)), {.mode = WriteMode::kBack});
 ///   remote.enqueue("blob ab12.../5", [&] { return upload(d); });
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -56,6 +57,14 @@ class Remote {
     std::atomic<std::uint64_t> uploaded{0};
     std::atomic<std::uint64_t> dropped{0};  ///< queue full, retries exhausted, or stop
     std::atomic<std::uint64_t> upstream_errors{0};
+    /// upstream_errors by gRPC status code (index = code, 0..16).
+    std::array<std::atomic<std::uint64_t>, 17> errors_by_code{};
+
+    void count_error(Code c) {
+      upstream_errors.fetch_add(1, std::memory_order_relaxed);
+      const auto i = static_cast<std::size_t>(c);
+      errors_by_code[i < errors_by_code.size() ? i : 2].fetch_add(1, std::memory_order_relaxed);  // 2: UNKNOWN
+    }
   };
 
   Remote() = default;
