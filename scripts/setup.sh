@@ -9,7 +9,7 @@ packages=(
   # libraries
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   librange-v3-dev prometheus-cpp-dev libfmt-dev libssl-dev libzstd-dev
-  libyaml-cpp-dev libcli11-dev
+  libyaml-cpp-dev libcli11-dev libcivetweb-dev libgoogle-perftools-dev
   # tests and benchmarks
   catch2 libbenchmark-dev curl python3 procps openssl
   # real peers used by the test suite

@@ -15,6 +15,7 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
 #include <gorego/reapi/convert.hpp>
+#include <gorego/reapi/rpc_context.hpp>
 
 namespace gorego::reapi {
 
@@ -28,7 +29,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
                                             const re::GetActionResultRequest* req,
                                             re::ActionResult* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post([this, reactor, req, resp] { reactor->Finish(to_grpc(get(*req, *resp))); });
+    pool_.post(incoming_context(ctx), [this, reactor, req, resp] { reactor->Finish(to_grpc(get(*req, *resp))); });
     return reactor;
   }
 
@@ -36,7 +37,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
                                                const re::UpdateActionResultRequest* req,
                                                re::ActionResult* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post([this, reactor, req, resp] { reactor->Finish(to_grpc(update(*req, *resp))); });
+    pool_.post(incoming_context(ctx), [this, reactor, req, resp] { reactor->Finish(to_grpc(update(*req, *resp))); });
     return reactor;
   }
 

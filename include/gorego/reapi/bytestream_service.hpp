@@ -24,6 +24,7 @@
 #include <gorego/core/executor.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/reapi/convert.hpp>
+#include <gorego/reapi/rpc_context.hpp>
 #include <gorego/reapi/resource_name.hpp>
 #include <gorego/reapi/service_options.hpp>
 
@@ -37,21 +38,21 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
   ByteStreamService(Store& store, Executor& pool, ServiceOptions opt)
       : store_(store), pool_(pool), opt_(opt) {}
 
-  grpc::ServerWriteReactor<bs::ReadResponse>* Read(grpc::CallbackServerContext* /*ctx*/,
+  grpc::ServerWriteReactor<bs::ReadResponse>* Read(grpc::CallbackServerContext* ctx,
                                                    const bs::ReadRequest* req) override {
-    return new ReadReactor(this, req);
+    return new ReadReactor(this, req, incoming_context(ctx));
   }
 
-  grpc::ServerReadReactor<bs::WriteRequest>* Write(grpc::CallbackServerContext* /*ctx*/,
+  grpc::ServerReadReactor<bs::WriteRequest>* Write(grpc::CallbackServerContext* ctx,
                                                    bs::WriteResponse* resp) override {
-    return new WriteReactor(this, resp);
+    return new WriteReactor(this, resp, incoming_context(ctx));
   }
 
   grpc::ServerUnaryReactor* QueryWriteStatus(grpc::CallbackServerContext* ctx,
                                              const bs::QueryWriteStatusRequest* req,
                                              bs::QueryWriteStatusResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post([this, reactor, req, resp] {
+    pool_.post(incoming_context(ctx), [this, reactor, req, resp] {
       {
         std::lock_guard lock(uploads_mu_);
         if (auto it = uploads_.find(req->resource_name()); it != uploads_.end()) {
@@ -76,8 +77,8 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
  private:
   class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
    public:
-    ReadReactor(ByteStreamService* svc, const bs::ReadRequest* req) : svc_(svc) {
-      svc_->pool_.post([this, req] {
+    ReadReactor(ByteStreamService* svc, const bs::ReadRequest* req, TraceContext tc) : svc_(svc) {
+      svc_->pool_.post(std::move(tc), [this, req] {
         const Status s = open(*req);
         if (!s.ok()) return Finish(to_grpc(s));
         next();
@@ -132,7 +133,8 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
 
   class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
    public:
-    WriteReactor(ByteStreamService* svc, bs::WriteResponse* resp) : svc_(svc), resp_(resp) {
+    WriteReactor(ByteStreamService* svc, bs::WriteResponse* resp, TraceContext tc)
+        : svc_(svc), resp_(resp), trace_(std::move(tc)) {
       StartRead(&req_);
     }
     ~WriteReactor() override {
@@ -147,7 +149,7 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
                                     "upload \"{}\" ended after {} bytes without finish_write",
                                     name_, writer_ ? writer_->written() : 0)));
       }
-      svc_->pool_.post([this] {
+      svc_->pool_.post(trace_, [this] {
         const auto step = handle();
         if (!step) return Finish(to_grpc(step.error()));
         if (*step == Step::kDone) {
@@ -201,6 +203,7 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
 
     ByteStreamService* svc_;
     bs::WriteResponse* resp_;
+    TraceContext trace_;
     bs::WriteRequest req_;
     std::string name_;
     Digest digest_;

@@ -15,6 +15,7 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
 #include <gorego/reapi/convert.hpp>
+#include <gorego/reapi/rpc_context.hpp>
 #include <gorego/reapi/service_options.hpp>
 
 namespace gorego::reapi {
@@ -29,7 +30,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::FindMissingBlobsRequest* req,
                                              re::FindMissingBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post([this, reactor, req, resp] {
+    pool_.post(incoming_context(ctx), [this, reactor, req, resp] {
       GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
       std::vector<Digest> digests;
       digests.reserve(static_cast<std::size_t>(req->blob_digests_size()));
@@ -48,7 +49,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::BatchUpdateBlobsRequest* req,
                                              re::BatchUpdateBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post([this, reactor, req, resp] {
+    pool_.post(incoming_context(ctx), [this, reactor, req, resp] {
       GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
       std::uint64_t total = 0;
       for (const auto& r : req->requests()) total += r.data().size();
@@ -73,7 +74,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                            const re::BatchReadBlobsRequest* req,
                                            re::BatchReadBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post([this, reactor, req, resp] {
+    pool_.post(incoming_context(ctx), [this, reactor, req, resp] {
       GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
       std::vector<Digest> digests;
       std::uint64_t total = 0;
@@ -105,9 +106,9 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     return reactor;
   }
 
-  grpc::ServerWriteReactor<re::GetTreeResponse>* GetTree(grpc::CallbackServerContext* /*ctx*/,
+  grpc::ServerWriteReactor<re::GetTreeResponse>* GetTree(grpc::CallbackServerContext* ctx,
                                                          const re::GetTreeRequest* req) override {
-    return new TreeReactor(this, req);
+    return new TreeReactor(this, req, incoming_context(ctx));
   }
 
  private:
@@ -128,8 +129,8 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   /// the page token is the number of directories returned before.
   class TreeReactor final : public grpc::ServerWriteReactor<re::GetTreeResponse> {
    public:
-    TreeReactor(CasService* svc, const re::GetTreeRequest* req) : svc_(svc) {
-      svc_->pool_.post([this, req] {
+    TreeReactor(CasService* svc, const re::GetTreeRequest* req, TraceContext tc) : svc_(svc) {
+      svc_->pool_.post(std::move(tc), [this, req] {
         const Status s = build(*req);
         if (!s.ok()) return Finish(to_grpc(s));
         next();

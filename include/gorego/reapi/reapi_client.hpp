@@ -30,6 +30,7 @@
 
 #include <gorego/concepts/remote_client.hpp>
 #include <gorego/core/log.hpp>
+#include <gorego/core/trace_context.hpp>
 #include <gorego/reapi/convert.hpp>
 
 namespace gorego::reapi {
@@ -103,6 +104,22 @@ class Reapi {
   [[nodiscard]] std::uint64_t max_batch_bytes() const { return max_batch_.load(); }
   /// Whether GetCapabilities has answered (readiness of the upstream).
   [[nodiscard]] bool reachable() const { return probed_.load(); }
+
+  /// One GetCapabilities call with its own short deadline and no retries: is the upstream
+  /// answering now? (health checks)
+  Status ping(std::chrono::milliseconds timeout) {
+    grpc::ClientContext ctx;
+    prepare(ctx);
+    ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+    if (!track(&ctx)) return error(Code::kUnavailable, "{}: shutting down", opt_.target);
+    re::GetCapabilitiesRequest req;
+    req.set_instance_name(opt_.instance_name);
+    re::ServerCapabilities caps;
+    const grpc::Status s = caps_->GetCapabilities(&ctx, req, &caps);
+    untrack(&ctx);
+    if (s.ok()) return {};
+    return error(static_cast<Code>(s.error_code()), "{} GetCapabilities: {}", opt_.target, s.error_message());
+  }
 
   Result<std::vector<Digest>> find_missing(std::span<const Digest> ds) {
     // Large requests go in slices so no message nears the upstream's size limit.
@@ -351,6 +368,11 @@ class Reapi {
 
   void prepare(grpc::ClientContext& ctx) const {
     ctx.set_deadline(std::chrono::system_clock::now() + opt_.timeout);
+    // W3C trace context: the upstream's spans join the trace of the call that caused this one.
+    if (const TraceContext& tc = TraceContext::current(); tc.valid()) {
+      ctx.AddMetadata("traceparent", tc.traceparent());
+      if (tc.tracestate) ctx.AddMetadata("tracestate", *tc.tracestate);
+    }
     if (!opt_.bearer_token.empty()) ctx.AddMetadata("authorization", "Bearer " + opt_.bearer_token);
     if (!header_name_.empty()) ctx.AddMetadata(header_name_, header_value_);
   }
