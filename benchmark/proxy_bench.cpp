@@ -59,14 +59,23 @@ struct Pair {
   Pair() {
     Config c;
     c.listen_addr = "127.0.0.1:0";
+    c.metrics_addr = "";  // two servers in one process: no admin ports
     c.data_dir = up_dir.path();
     c.fsync = false;
-    upstream = std::move(*start_server(c));
+    upstream = started(c);
     c.data_dir = proxy_dir.path();
     c.remote_target = fmt::format("grpc://127.0.0.1:{}", upstream->port());
-    proxy = std::move(*start_server(c));
+    proxy = started(c);
     up_stub = stub(upstream->port());
     proxy_stub = stub(proxy->port());
+  }
+  static std::unique_ptr<Server> started(const Config& c) {
+    auto s = start_server(c);
+    if (!s) {
+      fmt::print(stderr, "cannot start a server: {}\n", s.error().to_string());
+      std::abort();
+    }
+    return std::move(*s);
   }
   static std::unique_ptr<google::bytestream::ByteStream::Stub> stub(int port) {
     return google::bytestream::ByteStream::NewStub(

@@ -195,6 +195,49 @@ Result<std::string> parse_listen_addr(std::string_view text) {
   return std::string(text);
 }
 
+/// "" (no admin server) or HOST:PORT as for listen_addr.
+Result<std::string> parse_metrics_addr(std::string_view text) {
+  if (text.empty()) return std::string();
+  GOREGO_RETURN_IF_ERROR(check_host_port("metrics address", text, "", text, 0));
+  return std::string(text);
+}
+
+/// "" (off), "stdout", or an OTLP/gRPC receiver: HOST:PORT or grpc://HOST:PORT.
+Result<std::string> parse_tracing_endpoint(std::string_view text) {
+  if (text.empty() || text == "stdout") return std::string(text);
+  if (text.starts_with("grpc://")) {
+    GOREGO_RETURN_IF_ERROR(check_host_port("tracing endpoint", text, "grpc://", text.substr(7), 1));
+    return std::string(text);
+  }
+  if (text.find("://") != std::string_view::npos) {
+    return invalid(fmt::format(
+        "tracing endpoint \"{}\" must be stdout, HOST:PORT or grpc://HOST:PORT (OTLP over gRPC, plaintext)", text));
+  }
+  GOREGO_RETURN_IF_ERROR(check_host_port("tracing endpoint", text, "", text, 1));
+  return std::string(text);
+}
+
+/// A fraction in 0..1 ("0.1", "1", "0").
+Result<double> parse_sample_rate(std::string_view text) {
+  double v = -1;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || end != text.data() + text.size() || !(v >= 0.0 && v <= 1.0)) {
+    return invalid(fmt::format("sample rate \"{}\" is not a number in 0..1", text));
+  }
+  return v;
+}
+
+std::string format_double(double v) { return fmt::format("{}", v); }
+
+/// A non-empty name of printable ASCII without spaces.
+Result<std::string> parse_service_name(std::string_view text) {
+  const bool ok = !text.empty() && text.size() <= 128 && std::all_of(text.begin(), text.end(), [](char c) {
+    return c > ' ' && c < 127;
+  });
+  if (!ok) return invalid(fmt::format("service name \"{}\" must be 1..128 printable characters without spaces", text));
+  return std::string(text);
+}
+
 /// "" (no upstream), or grpc://HOST:PORT or grpcs://HOST:PORT with a port 1..65535.
 Result<std::string> parse_remote_target(std::string_view text) {
   if (text.empty()) return std::string();
@@ -427,6 +470,17 @@ constexpr std::array kSettings{
         "how long in-flight calls may finish after SIGTERM"),
     setting<&Config::log_level, &parse_log_level, &format_string>(
         "telemetry.log_level", "log-level", "LEVEL", "debug, info, warn or error"),
+    setting<&Config::metrics_addr, &parse_metrics_addr, &format_string>(
+        "telemetry.metrics_addr", "metrics-addr", "HOST:PORT",
+        "admin HTTP server: /metrics, /health/{live,ready,startup}, /debug/pprof/; empty: off"),
+    setting<&Config::tracing_endpoint, &parse_tracing_endpoint, &format_string>(
+        "telemetry.tracing_endpoint", "tracing-endpoint", "ENDPOINT",
+        "span export: OTLP/gRPC HOST:PORT or grpc://HOST:PORT, or stdout; empty: tracing off"),
+    setting<&Config::sample_rate, &parse_sample_rate, &format_double>(
+        "telemetry.sample_rate", "", "RATE",
+        "fraction of new traces recorded, 0..1; incoming traceparent flags are followed"),
+    setting<&Config::service_name, &parse_service_name, &format_string>(
+        "telemetry.service_name", "", "NAME", "service.name resource attribute of exported spans"),
     setting<&Config::remote_target, &parse_remote_target, &format_string>(
         "remote.target", "upstream", "URL",
         "upstream REAPI cache, grpc://HOST:PORT or grpcs://HOST:PORT; empty: none"),

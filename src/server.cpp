@@ -4,6 +4,25 @@
 
 namespace gorego {
 
+Result<std::shared_ptr<Tracer>> make_tracer(const Config& c) {
+  if (c.tracing_endpoint.empty()) return std::shared_ptr<Tracer>();
+  telemetry::ServiceInfo service{.service_name = c.service_name, .service_version = GOREGO_VERSION};
+  std::unique_ptr<SpanExporter> exporter;
+  if (c.tracing_endpoint == "stdout") {
+    exporter = std::make_unique<telemetry::JsonLinesExporter>(service);
+  } else {
+    auto otlp = telemetry::OtlpExporter::connect({.endpoint = c.tracing_endpoint, .service = service});
+    if (!otlp) return otlp.error();
+    exporter = std::move(*otlp);
+  }
+  return std::make_shared<Tracer>(Tracer::Options{.sample_rate = c.sample_rate}, std::move(exporter));
+}
+
+std::vector<std::string> served_services() {
+  return {"build.bazel.remote.execution.v2.Capabilities", "build.bazel.remote.execution.v2.ContentAddressableStorage",
+          "build.bazel.remote.execution.v2.ActionCache", "google.bytestream.ByteStream", "grpc.health.v1.Health"};
+}
+
 Result<std::unique_ptr<Server>> start_server(const Config& c) {
   if (c.eviction == AtimeJanitor::kName) return start_server_with<AppStore<AtimeJanitor>>(c);
   if (c.eviction == Lru::kName) return start_server_with<AppStore<Lru>>(c);

@@ -3,13 +3,22 @@
 /// server_lru.cpp and server_atime.cpp (one eviction policy each) so the expensive
 /// service templates compile once per store stack.
 
+#include <fcntl.h>
+#include <sys/statvfs.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include <gorego/core/executor.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/eviction/atime_janitor.hpp>
 #include <gorego/eviction/lru.hpp>
+#include <gorego/instrument/traced.hpp>
 #include <gorego/reapi/action_cache_service.hpp>
 #include <gorego/reapi/bytestream_service.hpp>
 #include <gorego/reapi/capabilities_service.hpp>
@@ -18,15 +27,27 @@
 #include <gorego/store/local.hpp>
 #include <gorego/store/proxy_store.hpp>
 #include <gorego/store/sharded_disk.hpp>
+#include <gorego/telemetry/counted.hpp>
+#include <gorego/telemetry/metrics.hpp>
+#include <gorego/telemetry/otlp_exporter.hpp>
 
+#include "admin_server.hpp"
+#include "process_metrics.hpp"
+#include "rpc_observer.hpp"
 #include "server.hpp"
 
 namespace gorego {
 
-/// The shipped stacks: the local disk tier with one of the eviction policies and the
-/// REAPI backing tier (connected only when `remote.target` is set); no instrumentation yet.
+/// The shipped stacks: the local disk tier with one of the eviction policies, the REAPI
+/// backing tier (connected only when `remote.target` is set), spans and metrics.
 template <EvictionPolicy E>
-using AppStore = ProxyStore<Local<ShardedDisk, E>, Remote<reapi::Reapi>>;
+using AppStore = ProxyStore<Local<ShardedDisk, E>, Remote<reapi::Reapi>, Traced, Counted>;
+
+/// Builds the span exporter named by `telemetry.tracing_endpoint`; null when tracing is off.
+Result<std::shared_ptr<Tracer>> make_tracer(const Config& c);
+
+/// The services whose methods get their own metric labels.
+std::vector<std::string> served_services();
 
 template <class Store>
 class ServerImpl final : public Server {
@@ -49,6 +70,12 @@ class ServerImpl final : public Server {
   ~ServerImpl() override { shutdown(std::chrono::system_clock::now()); }
 
   Status start(const Config& c) {
+    data_dir_ = c.data_dir;
+    auto tracer = make_tracer(c);
+    if (!tracer) return tracer.error();
+    tracer_ = std::move(*tracer);
+    store_.template instrumentation<Traced>().enable(tracer_);
+    observer_ = std::make_unique<RpcObserver>(served_services(), tracer_);
     if (!c.remote_target.empty()) {
       auto client = reapi::Reapi::connect({.target = c.remote_target,
                                            .instance_name = c.remote_instance_name,
@@ -65,8 +92,12 @@ class ServerImpl final : public Server {
                                .queue_size = c.remote_queue_size});
     }
     GOREGO_RETURN_IF_ERROR(store_.start());
+    add_metrics();
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(observer_->factory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
     builder.AddListeningPort(c.listen_addr, grpc::InsecureServerCredentials(), &port_);
     const int max_message = static_cast<int>(c.max_batch_total_size_bytes + (std::uint64_t{1} << 20));
     builder.SetMaxReceiveMessageSize(max_message);
@@ -80,13 +111,23 @@ class ServerImpl final : public Server {
       server_.reset();
       return error(Code::kUnavailable, "cannot listen on {}", c.listen_addr);
     }
-    server_->GetHealthCheckService()->SetServingStatus(true);
+    server_->GetHealthCheckService()->SetServingStatus(false);  // until the first check passes
+    if (!c.metrics_addr.empty()) {
+      auto admin = AdminServer::start(c.metrics_addr, {.metrics = [this] { return metrics_.render(); },
+                                                       .health = [this] { return health(); }});
+      if (!admin) return admin.error();
+      admin_ = std::move(*admin);
+    }
+    check_health();
+    monitor_ = std::jthread([this](std::stop_token st) { monitor(st); });
     return {};
   }
 
   [[nodiscard]] int port() const override { return port_; }
+  [[nodiscard]] int admin_port() const override { return admin_ ? admin_->port() : 0; }
 
   void begin_shutdown() override {
+    shutting_down_ = true;
     if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
   }
 
@@ -107,8 +148,14 @@ class ServerImpl final : public Server {
       server_->Wait();
       server_.reset();
     }
+    if (monitor_.joinable()) {
+      monitor_.request_stop();
+      monitor_.join();
+    }
     pool_.shutdown();
     store_.stop();  // drains the write-back queue for a bounded time
+    admin_.reset();
+    if (tracer_) tracer_->shutdown();  // exports the spans still queued
   }
 
   [[nodiscard]] std::uint64_t usage_bytes() const override {
@@ -119,6 +166,107 @@ class ServerImpl final : public Server {
   }
 
  private:
+  /// Metrics beyond the store's own: per-RPC, process, readiness, upstream, tracing.
+  void add_metrics() {
+    auto& counted = store_.template instrumentation<Counted>();
+    metrics_.add(counted.registry());
+    metrics_.add(counted.gauges());
+    metrics_.add(observer_->registry());
+    auto own = std::make_shared<telemetry::CallbackCollector>();
+    add_process_metrics(*own);
+    own->add("gorego_build_info", "Version of the running gorego (always 1)", prometheus::MetricType::Gauge,
+             {{{{"version", GOREGO_VERSION}}, [] { return 1.0; }}});
+    own->gauge("gorego_disk_free_bytes", "Free bytes on the filesystem of the data directory (for unprivileged users)",
+               [dir = data_dir_] {
+                 struct statvfs v {};
+                 if (::statvfs(dir.c_str(), &v) != 0) return 0.0;
+                 return static_cast<double>(v.f_bavail) * static_cast<double>(v.f_frsize);
+               });
+    own->gauge("gorego_ready", "1 while /health/ready answers 200 (ready or degraded)",
+               [this] { return ready_.load() ? 1.0 : 0.0; });
+    own->gauge("gorego_upstream_up", "1 while the backing cache answers health checks; 0 when down or not configured",
+               [this] { return upstream_up_.load() ? 1.0 : 0.0; });
+    if (tracer_) {
+      own->counter("gorego_trace_spans_exported_total", "Spans the exporter delivered",
+                   [t = tracer_] { return static_cast<double>(t->stats().exported.load()); });
+      own->counter("gorego_trace_spans_dropped_total", "Spans dropped: export queue full or export failed",
+                   [t = tracer_] { return static_cast<double>(t->stats().dropped.load()); });
+    }
+    metrics_.add(std::move(own));
+  }
+
+  /// Creates and deletes a small file in the data directory: can the store write?
+  Status probe_writable() const {
+    const std::string path = (data_dir_ / ".gorego-health").string();
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return error(Code::kUnavailable, "cannot create {}: {}", path, std::strerror(errno));
+    const bool wrote = ::write(fd, "ok", 2) == 2;
+    ::close(fd);
+    ::unlink(path.c_str());
+    if (!wrote) return error(Code::kUnavailable, "cannot write {}", path);
+    return {};
+  }
+
+  /// Re-evaluates readiness; grpc.health.v1 follows it.
+  void check_health() {
+    const Status w = probe_writable();
+    Status up;
+    if (store_.remote().active()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_upstream_check_) {
+        up = store_.remote().client().ping(std::chrono::milliseconds(2000));
+        upstream_up_ = up.ok();
+        next_upstream_check_ = now + (up.ok() ? std::chrono::seconds(5) : std::chrono::seconds(1));
+        std::lock_guard lock(health_mu_);
+        upstream_error_ = up.ok() ? "" : up.message();
+      }
+    }
+    {
+      std::lock_guard lock(health_mu_);
+      writable_error_ = w.ok() ? "" : w.message();
+    }
+    const bool ready = !shutting_down_ && w.ok() && store_.local().loaded();
+    const bool was = ready_.exchange(ready);
+    if (ready != was && !shutting_down_) {
+      if (server_) server_->GetHealthCheckService()->SetServingStatus(ready);
+      if (!ready) log::warn("not ready", {{"store_writable", w.ok() ? "ok" : w.message()}});
+      else log::info("ready");
+    }
+  }
+
+  void monitor(const std::stop_token& st) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    while (!st.stop_requested()) {
+      {
+        std::unique_lock lock(mu);
+        // Quick checks until the first time ready (the index walk ends), then every second.
+        const auto period = ready_ ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100);
+        cv.wait_for(lock, st, period, [] { return false; });
+      }
+      if (st.stop_requested()) return;
+      check_health();
+    }
+  }
+
+  HealthReport health() const {
+    HealthReport r;
+    std::lock_guard lock(health_mu_);
+    const bool loaded = const_cast<Store&>(store_).local().loaded();
+    r.started = server_ != nullptr && loaded;
+    r.checks.emplace_back("store_writable", writable_error_.empty() ? "ok" : writable_error_);
+    r.checks.emplace_back("index_loaded", loaded ? "ok" : "walking the local store");
+    const bool remote = const_cast<Store&>(store_).remote().active();
+    if (remote) r.checks.emplace_back("upstream", upstream_up_ ? "ok" : "unreachable: " + upstream_error_);
+    r.ready = ready_.load() && !shutting_down_;
+    if (shutting_down_) r.state = "shutting_down";
+    else if (!loaded) r.state = "starting";
+    else if (!r.ready) r.state = "not_ready";
+    else if (remote && !upstream_up_) r.state = "degraded";
+    else r.state = "ready";
+    return r;
+  }
+
   static auto eviction_options(const Config& c) {
     using E = std::remove_cvref_t<decltype(std::declval<Store&>().local())>;
     if constexpr (std::is_same_v<E, Local<ShardedDisk, AtimeJanitor>>) {
@@ -140,6 +288,19 @@ class ServerImpl final : public Server {
   reapi::ActionCacheService<Store> ac_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::filesystem::path data_dir_;
+  std::shared_ptr<Tracer> tracer_;
+  std::unique_ptr<RpcObserver> observer_;
+  telemetry::MetricsSource metrics_;
+  std::unique_ptr<AdminServer> admin_;
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> upstream_up_{false};
+  std::chrono::steady_clock::time_point next_upstream_check_{};
+  mutable std::mutex health_mu_;
+  std::string writable_error_;
+  std::string upstream_error_;
+  std::jthread monitor_;
 };
 
 /// Builds and starts a ServerImpl<Store>.

@@ -2,7 +2,10 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -13,6 +16,14 @@
 
 int main(int argc, char** argv) {
   using namespace gorego;
+  // tcmalloc reads its heap-sampling period once, at load: set the default (one sample
+  // per 512 KiB allocated, as Go's runtime) and start again, so /debug/pprof/heap works
+  // without the operator knowing about it. An explicit value, even 0, is kept.
+  if (std::getenv("TCMALLOC_SAMPLE_PARAMETER") == nullptr) {
+    ::setenv("TCMALLOC_SAMPLE_PARAMETER", "524288", 1);
+    ::execv("/proc/self/exe", argv);  // returns only on failure: run on without sampling
+    ::unsetenv("TCMALLOC_SAMPLE_PARAMETER");
+  }
   auto loaded = load_config(argc, argv, current_environment());
   if (!loaded) {
     fmt::print(stderr, "gorego: {}\n", loaded.error().message());
@@ -42,6 +53,9 @@ int main(int argc, char** argv) {
   }
   log::info("serving", {{"listen_addr", cfg.listen_addr},
                         {"port", std::to_string((*server)->port())},
+                        {"metrics_addr", cfg.metrics_addr.empty() ? "off" : cfg.metrics_addr},
+                        {"metrics_port", std::to_string((*server)->admin_port())},
+                        {"tracing", cfg.tracing_endpoint.empty() ? "off" : cfg.tracing_endpoint},
                         {"data_dir", cfg.data_dir.string()},
                         {"max_size", format_size(cfg.max_size_bytes)},
                         {"eviction", cfg.eviction},

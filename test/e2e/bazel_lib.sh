@@ -113,7 +113,7 @@ start_gorego() { # $1 = name, $2 = port, $3 = data dir, rest = more gorego flags
     local name=$1 port=$2 data=$3
     shift 3
     mkdir -p "$data"
-    "$GOREGO" --listen "127.0.0.1:$port" --data-dir "$data" --log-level info "$@" \
+    "$GOREGO" --listen "127.0.0.1:$port" --data-dir "$data" --metrics-addr "" --log-level info "$@" \
         >>"$TMP/$name.log" 2>&1 &
     SERVER_PID[$name]=$!
     local n known=0

@@ -50,6 +50,17 @@ inline int free_port() {
   return ntohs(addr.sin_port);
 }
 
+/// Polls `cond` until it holds or `seconds` pass (for work that happens in the background).
+template <class F>
+bool eventually(F&& cond, int seconds = 30) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return cond();
+}
+
 inline std::string slurp(const std::filesystem::path& p) {
   std::ifstream in(p);
   std::stringstream ss;
@@ -102,9 +113,11 @@ struct Server {
   /// `name` is empty) and its log in `dir`/`name`.log (or gorego.log).
   Server(const TempDir& dir, std::vector<std::string> extra = {}, const std::string& name = "")
       : port(free_port()),
+        admin_port(free_port()),
         data(dir.path() / (name.empty() ? "data" : name + "-data")),
         log(dir.path() / (name.empty() ? "gorego.log" : name + ".log")) {
-    std::vector<std::string> args = {"--listen", address(), "--data-dir", data.string()};
+    std::vector<std::string> args = {"--listen", address(), "--data-dir", data.string(), "--metrics-addr",
+                                     fmt::format("127.0.0.1:{}", admin_port)};
     args.insert(args.end(), extra.begin(), extra.end());
     proc = std::make_unique<Process>(args, log);
     connect();
@@ -129,6 +142,7 @@ struct Server {
   }
 
   int port;
+  int admin_port = 0;  ///< the admin HTTP server (/metrics, /health/*)
   std::filesystem::path data;
   std::filesystem::path log;
   std::unique_ptr<Process> proc;

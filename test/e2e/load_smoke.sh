@@ -29,7 +29,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$GOREGO" --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" --fsync false >"$TMP/gorego.log" 2>&1 &
+"$GOREGO" --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" --metrics-addr "" --fsync false >"$TMP/gorego.log" 2>&1 &
 SERVER_PID=$!
 for ((i = 0; i < 300; i++)); do
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/gorego.log" >&2; fail "gorego exited during start-up"; }
@@ -69,7 +69,7 @@ grep -q "missing" "$TMP/neg.log" || fail "batch-read of a missing population did
 
 # cold-start runs its own gorego on its own port, in a directory under $TMP.
 TMPDIR=$TMP load --workload cold-start --blobs 2000 --size 256 --check-digests 200 \
-    --server-cmd "$GOREGO --listen 127.0.0.1:{port} --data-dir {dir} --fsync false"
+    --server-cmd "$GOREGO --listen 127.0.0.1:{port} --data-dir {dir} --metrics-addr 127.0.0.1:0 --fsync false"
 
 kill -0 "$SERVER_PID" 2>/dev/null || fail "gorego died during the runs"
 kill -TERM "$SERVER_PID"

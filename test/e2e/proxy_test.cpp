@@ -26,17 +26,6 @@ int upstream_reads(const Server& up, const re::Digest& d) {
   return n;
 }
 
-/// Polls `cond` until it holds or `seconds` pass (for work that happens in the background).
-template <class F>
-bool eventually(F&& cond, int seconds = 30) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return cond();
-}
-
 re::ActionResult result_with(const re::Digest& out) {
   re::ActionResult r;
   auto* f = r.add_output_files();

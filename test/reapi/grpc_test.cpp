@@ -1,6 +1,8 @@
 // In-process gRPC tests of every RPC, good and bad input, against the shipped store stack.
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 #include <grpcpp/grpcpp.h>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
@@ -25,6 +27,7 @@ struct Fixture {
   explicit Fixture(std::string eviction = "lru", std::uint64_t max_blob = 0) {
     Config c;
     c.listen_addr = "127.0.0.1:0";
+    c.metrics_addr = "127.0.0.1:0";
     c.data_dir = dir.path();
     c.max_size_bytes = std::uint64_t{1} << 30;
     c.fsync = false;
@@ -542,13 +545,19 @@ TEST_CASE("ActionCache: malformed digests are INVALID_ARGUMENT and store nothing
   CHECK(f.ac->GetActionResult(&ctx, get, &got).error_code() == grpc::StatusCode::NOT_FOUND);
 }
 
-TEST_CASE("Health: SERVING while up, NOT_SERVING once shutdown begins", "[grpc]") {
+TEST_CASE("Health: SERVING once ready, NOT_SERVING once shutdown begins", "[grpc]") {
   Fixture f("atime");
   auto health = grpc::health::v1::Health::NewStub(f.channel);
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;
-  grpc::ClientContext ctx;
-  REQUIRE(health->Check(&ctx, req, &resp).ok());
+  // Readiness (index walked, store writable) is checked in the background: poll for it.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    grpc::ClientContext ctx;
+    REQUIRE(health->Check(&ctx, req, &resp).ok());
+    if (resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (std::chrono::steady_clock::now() < deadline);
   CHECK(resp.status() == grpc::health::v1::HealthCheckResponse::SERVING);
   f.server->begin_shutdown();
   grpc::ClientContext ctx1;

@@ -67,6 +67,17 @@ struct Config {
 
   /// `telemetry.log_level`, `--log-level`: "debug", "info", "warn" or "error".
   std::string log_level = "info";
+  /// `telemetry.metrics_addr`, `--metrics-addr`: HOST:PORT of the admin HTTP server
+  /// (/metrics, /health/*, /debug/pprof/); "" disables it.
+  std::string metrics_addr = "127.0.0.1:9090";
+  /// `telemetry.tracing_endpoint`, `--tracing-endpoint`: where spans go: "" (tracing off),
+  /// "stdout" (JSON lines), or an OTLP/gRPC receiver as HOST:PORT or grpc://HOST:PORT.
+  std::string tracing_endpoint;
+  /// `telemetry.sample_rate`: fraction of new traces recorded, 0..1; a request that comes
+  /// with a W3C traceparent follows its sampled flag.
+  double sample_rate = 1.0;
+  /// `telemetry.service_name`: service.name of the spans (and of nothing else).
+  std::string service_name = "gorego";
 
   // The upstream (backing) REAPI cache; the remote tier is described in docs/architecture.md.
   // Every remote.* setting but the target is ignored while `remote.target` is empty.
