@@ -112,6 +112,7 @@ class ServerImpl final : public Server {
       return error(Code::kUnavailable, "cannot listen on {}", c.listen_addr);
     }
     server_->GetHealthCheckService()->SetServingStatus(false);  // until the first check passes
+    serving_ = true;
     if (!c.metrics_addr.empty()) {
       auto admin = AdminServer::start(c.metrics_addr, {.metrics = [this] { return metrics_.render(); },
                                                        .health = [this] { return health(); }});
@@ -132,6 +133,11 @@ class ServerImpl final : public Server {
   }
 
   void shutdown(std::chrono::system_clock::time_point deadline) override {
+    // The health monitor touches server_: it stops first (readiness is 503 from now on).
+    if (monitor_.joinable()) {
+      monitor_.request_stop();
+      monitor_.join();
+    }
     if (server_) {
       begin_shutdown();
       // Calls still waiting on the upstream at the deadline are cancelled, so a hung
@@ -146,11 +152,8 @@ class ServerImpl final : public Server {
       });
       server_->Shutdown(deadline);
       server_->Wait();
+      serving_ = false;
       server_.reset();
-    }
-    if (monitor_.joinable()) {
-      monitor_.request_stop();
-      monitor_.join();
     }
     pool_.shutdown();
     store_.stop();  // drains the write-back queue for a bounded time
@@ -253,7 +256,7 @@ class ServerImpl final : public Server {
     HealthReport r;
     std::lock_guard lock(health_mu_);
     const bool loaded = const_cast<Store&>(store_).local().loaded();
-    r.started = server_ != nullptr && loaded;
+    r.started = serving_.load() && loaded;
     r.checks.emplace_back("store_writable", writable_error_.empty() ? "ok" : writable_error_);
     r.checks.emplace_back("index_loaded", loaded ? "ok" : "walking the local store");
     const bool remote = const_cast<Store&>(store_).remote().active();
@@ -293,6 +296,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<RpcObserver> observer_;
   telemetry::MetricsSource metrics_;
   std::unique_ptr<AdminServer> admin_;
+  std::atomic<bool> serving_{false};  // server_ is listening (read by admin threads)
   std::atomic<bool> shutting_down_{false};
   std::atomic<bool> ready_{false};
   std::atomic<bool> upstream_up_{false};

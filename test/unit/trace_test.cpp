@@ -178,3 +178,52 @@ TEST_CASE("Executor: a task runs in the trace context of the thread that posted 
   pool.post([&] { empty.set_value(TraceContext::current().valid()); });
   CHECK_FALSE(empty.get_future().get());
 }
+
+TEST_CASE("Traced and OpCounter: eviction passes and janitor runs are reported", "[trace]") {
+  // A write that needs room evicts inside its own span.
+  testing::TempDir dir;
+  using S = ProxyStore<test::MemLru, NoRemote, Traced, testing::OpCounter>;
+  auto store = test::make_store<S>(dir.path(), 64 << 10);
+  auto capture = std::make_unique<Capture>();
+  Capture* got = capture.get();
+  auto tracer = std::make_shared<Tracer>(Tracer::Options{}, std::move(capture));
+  store->instrumentation<Traced>().enable(tracer);
+  {
+    TraceContext::Scope scope(sampled_root());
+    for (int i = 0; i < 40; ++i) {
+      const std::string b = make_blob(100 + i, 4000);
+      REQUIRE(store->put(Sha256::digest_of(b), b).ok());
+    }
+  }
+  tracer->flush();
+  CHECK(store->instrumentation<testing::OpCounter>().evicted() > 0);
+  const auto spans = got->spans();
+  const SpanData* evict = named(spans, "local.Evict");
+  REQUIRE(evict);
+  // Its parent is the local write that needed the room, inside a proxy.Put.
+  bool under_write = false;
+  for (const auto& s : spans) under_write |= s.name == "local.Write" && s.span_id == evict->parent_span_id;
+  CHECK(under_write);
+
+  // The atime janitor's periodic runs are root spans, even when they free nothing.
+  using J = ProxyStore<test::MemAtime, NoRemote, Traced>;
+  J janitored(MemoryStore::Options{}, AtimeJanitor::Options{.scan_interval = std::chrono::milliseconds(20)},
+              test::MemAtime::Options{.max_bytes = 1 << 20});
+  auto capture2 = std::make_unique<Capture>();
+  Capture* runs = capture2.get();
+  auto tracer2 = std::make_shared<Tracer>(Tracer::Options{}, std::move(capture2));
+  janitored.instrumentation<Traced>().enable(tracer2);
+  REQUIRE(janitored.start().ok());
+  janitored.local().wait_loaded();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (named(runs->spans(), "local.JanitorRun") == nullptr && std::chrono::steady_clock::now() < deadline) {
+    tracer2->flush();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto run_spans = runs->spans();
+  const SpanData* run = named(run_spans, "local.JanitorRun");
+  REQUIRE(run);
+  CHECK(run->parent_span_id == TraceContext::SpanId{});
+  CHECK(has_attr<std::int64_t>(*run, "gorego.evicted.objects", 0));
+  janitored.stop();
+}
