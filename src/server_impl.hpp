@@ -119,7 +119,7 @@ class ServerImpl final : public Server {
       if (!admin) return admin.error();
       admin_ = std::move(*admin);
     }
-    check_health();
+    check_health(/*ping_upstream=*/false);  // start-up never waits on the upstream
     monitor_ = std::jthread([this](std::stop_token st) { monitor(st); });
     return {};
   }
@@ -210,14 +210,14 @@ class ServerImpl final : public Server {
     return {};
   }
 
-  /// Re-evaluates readiness; grpc.health.v1 follows it.
-  void check_health() {
+  /// Re-evaluates readiness; grpc.health.v1 follows it. The upstream is pinged (when due)
+  /// only from the monitor thread.
+  void check_health(bool ping_upstream = true) {
     const Status w = probe_writable();
-    Status up;
-    if (store_.remote().active()) {
+    if (ping_upstream && store_.remote().active()) {
       const auto now = std::chrono::steady_clock::now();
       if (now >= next_upstream_check_) {
-        up = store_.remote().client().ping(std::chrono::milliseconds(2000));
+        const Status up = store_.remote().client().ping(std::chrono::milliseconds(2000));
         upstream_up_ = up.ok();
         next_upstream_check_ = now + (up.ok() ? std::chrono::seconds(5) : std::chrono::seconds(1));
         std::lock_guard lock(health_mu_);

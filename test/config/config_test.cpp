@@ -786,3 +786,39 @@ TEST_CASE("Config: to_yaml and --print-config redact remote.bearer_token and rem
   CHECK_THAT(load_error({}, {{"GOREGO_REMOTE_HEADER", "X-Api-Key: <redacted>"}}),
              Contains("remote.header \"X-Api-Key\" has the value \"<redacted>\", the placeholder"));
 }
+
+TEST_CASE("Config: telemetry.* settings from flags and environment, and their errors") {
+  const Config d = load_ok({});
+  CHECK(d.metrics_addr == "127.0.0.1:9090");
+  CHECK(d.tracing_endpoint.empty());
+  CHECK(d.sample_rate == 1.0);
+  CHECK(d.service_name == "gorego");
+
+  const Config c = load_ok({"--metrics-addr", "", "--tracing-endpoint", "grpc://collector:4317"},
+                           {{"GOREGO_TELEMETRY_SAMPLE_RATE", "0.05"}, {"GOREGO_TELEMETRY_SERVICE_NAME", "cache-eu"}});
+  CHECK(c.metrics_addr.empty());
+  CHECK(c.tracing_endpoint == "grpc://collector:4317");
+  CHECK(c.sample_rate == 0.05);
+  CHECK(c.service_name == "cache-eu");
+  CHECK(load_ok({"--tracing-endpoint", "stdout"}).tracing_endpoint == "stdout");
+  CHECK(load_ok({"--tracing-endpoint", "[::1]:4317", "--metrics-addr", "[::1]:0"}).metrics_addr == "[::1]:0");
+
+  struct Case {
+    std::vector<std::string> args;
+    Environment env;
+    std::string expected;
+  };
+  const std::vector<Case> cases{
+      {{"--metrics-addr", "9090"}, {}, "metrics address \"9090\" is not HOST:PORT"},
+      {{"--metrics-addr", "localhost:70000"}, {}, "has port 70000 outside 0..65535"},
+      {{"--tracing-endpoint", "http://collector:4318"}, {}, "must be stdout, HOST:PORT or grpc://HOST:PORT"},
+      {{"--tracing-endpoint", "collector:0"}, {}, "has port 0 outside 1..65535"},
+      {{}, {{"GOREGO_TELEMETRY_SAMPLE_RATE", "1.5"}}, "sample rate \"1.5\" is not a number in 0..1"},
+      {{}, {{"GOREGO_TELEMETRY_SAMPLE_RATE", "half"}}, "sample rate \"half\" is not a number in 0..1"},
+      {{}, {{"GOREGO_TELEMETRY_SERVICE_NAME", "my cache"}}, "service name \"my cache\" must be 1..128 printable"},
+  };
+  for (const Case& k : cases) {
+    INFO(k.expected);
+    CHECK_THAT(load_error(k.args, k.env), Catch::Matchers::Contains(k.expected));
+  }
+}

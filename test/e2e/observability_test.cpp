@@ -332,7 +332,13 @@ TEST_CASE("health: a proxy whose upstream goes down is degraded, not unready", "
   auto up = std::make_unique<Server>(dir, std::vector<std::string>{}, "up");
   Server proxy(dir, {"--upstream", up->url()}, "proxy");
   REQUIRE(eventually([&] { return http_get(proxy.admin_port, "/health/ready").body.find("\"ready\"") != std::string::npos; }));
-  CHECK(parse_metrics(http_get(proxy.admin_port, "/metrics").body).at("gorego_upstream_up") == 1);
+  const auto m = parse_metrics(http_get(proxy.admin_port, "/metrics").body);
+  CHECK(m.at("gorego_upstream_up") == 1);
+  // Mode through: an upload is acknowledged once the upstream has it, so the upstream is
+  // the tier that accepted it.
+  REQUIRE(proxy.batch_upload(make_blob(21, 100)).ok());
+  CHECK(parse_metrics(http_get(proxy.admin_port, "/metrics").body)
+            .at(R"(gorego_cache_requests_total{method="put",status="ok",tier="remote"})") == 1);
   up.reset();  // SIGKILL
   REQUIRE(eventually([&] { return http_get(proxy.admin_port, "/health/ready").body.find("degraded") != std::string::npos; }));
   const HttpResponse r = http_get(proxy.admin_port, "/health/ready");

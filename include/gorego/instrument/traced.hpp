@@ -36,7 +36,6 @@ class Traced {
   /// Starts recording into `tracer`; before this (and with nullptr) nothing is recorded.
   /// Call before the store serves.
   void enable(std::shared_ptr<Tracer> tracer) { tracer_ = std::move(tracer); }
-  [[nodiscard]] Tracer* tracer() const { return tracer_.get(); }
 
   Token begin(const OpInfo& info) {
     TraceContext& tc = TraceContext::current();

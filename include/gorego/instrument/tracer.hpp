@@ -144,9 +144,10 @@ class Tracer {
   }
 
   Stats& stats() { return stats_; }
-  [[nodiscard]] const Options& options() const { return opt_; }
 
  private:
+  /// Waits for a full batch, a flush, a stop or the interval; then takes everything queued
+  /// (so record() never waits behind an export) and exports it in batches.
   void run() {
     std::unique_lock lock(mu_);
     std::optional<std::chrono::steady_clock::time_point> stop_deadline;
@@ -154,41 +155,39 @@ class Tracer {
       cv_.wait_for(lock, opt_.interval,
                    [&] { return stopping_ || flush_requested_ || queue_.size() >= opt_.batch_size; });
       if (stopping_ && !stop_deadline) stop_deadline = std::chrono::steady_clock::now() + opt_.flush_timeout;
-      const bool drain_all = stopping_ || flush_requested_;
       flush_requested_ = false;
-      while (!queue_.empty()) {
-        if (stop_deadline && std::chrono::steady_clock::now() > *stop_deadline) {
-          stats_.dropped.fetch_add(queue_.size(), std::memory_order_relaxed);
-          queue_.clear();
-          break;
-        }
-        const std::size_t n = std::min(queue_.size(), opt_.batch_size);
-        std::vector<SpanData> batch(std::make_move_iterator(queue_.begin()),
-                                    std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
-        queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-        exporting_ = true;
-        lock.unlock();
-        const Status s = exporter_->export_spans(batch);
-        lock.lock();
-        exporting_ = false;
-        if (s.ok()) {
-          stats_.exported.fetch_add(n, std::memory_order_relaxed);
-        } else {
-          stats_.export_failures.fetch_add(1, std::memory_order_relaxed);
-          stats_.dropped.fetch_add(n, std::memory_order_relaxed);
-          if (std::chrono::steady_clock::now() - last_warning_ > std::chrono::seconds(10)) {
-            last_warning_ = std::chrono::steady_clock::now();
-            log::warn("span export failed; spans dropped",
-                      {{"spans", std::to_string(n)}, {"error", s.to_string()}});
-          }
-        }
-        if (!drain_all && queue_.size() < opt_.batch_size) break;
-      }
+      std::vector<SpanData> pending;
+      pending.swap(queue_);
+      exporting_ = true;
+      lock.unlock();
+      export_all(pending, stop_deadline);
+      lock.lock();
+      exporting_ = false;
+      if (stopping_ && queue_.empty()) stopped_ = true;
       idle_.notify_all();
-      if (stopping_ && queue_.empty()) {
-        stopped_ = true;
-        idle_.notify_all();
+      if (stopped_) return;
+    }
+  }
+
+  /// Exports `pending` in batches; past the stop deadline the rest is dropped, counted.
+  void export_all(std::span<const SpanData> pending,
+                  const std::optional<std::chrono::steady_clock::time_point>& stop_deadline) {
+    for (std::size_t i = 0; i < pending.size(); i += opt_.batch_size) {
+      if (stop_deadline && std::chrono::steady_clock::now() > *stop_deadline) {
+        stats_.dropped.fetch_add(pending.size() - i, std::memory_order_relaxed);
         return;
+      }
+      const auto batch = pending.subspan(i, std::min(opt_.batch_size, pending.size() - i));
+      const Status s = exporter_->export_spans(batch);
+      if (s.ok()) {
+        stats_.exported.fetch_add(batch.size(), std::memory_order_relaxed);
+        continue;
+      }
+      stats_.export_failures.fetch_add(1, std::memory_order_relaxed);
+      stats_.dropped.fetch_add(batch.size(), std::memory_order_relaxed);
+      if (std::chrono::steady_clock::now() - last_warning_ > std::chrono::seconds(10)) {
+        last_warning_ = std::chrono::steady_clock::now();
+        log::warn("span export failed; spans dropped", {{"spans", std::to_string(batch.size())}, {"error", s.to_string()}});
       }
     }
   }
@@ -204,7 +203,7 @@ class Tracer {
   bool stopped_ = false;
   bool flush_requested_ = false;
   bool exporting_ = false;
-  std::chrono::steady_clock::time_point last_warning_{};
+  std::chrono::steady_clock::time_point last_warning_{};  // the worker's own
   std::thread worker_;
 };
 

@@ -105,21 +105,9 @@ class Reapi {
   /// Whether GetCapabilities has answered (readiness of the upstream).
   [[nodiscard]] bool reachable() const { return probed_.load(); }
 
-  /// One GetCapabilities call with its own short deadline and no retries: is the upstream
+  /// One GetCapabilities call with its own deadline and no retries: is the upstream
   /// answering now? (health checks)
-  Status ping(std::chrono::milliseconds timeout) {
-    grpc::ClientContext ctx;
-    prepare(ctx);
-    ctx.set_deadline(std::chrono::system_clock::now() + timeout);
-    if (!track(&ctx)) return error(Code::kUnavailable, "{}: shutting down", opt_.target);
-    re::GetCapabilitiesRequest req;
-    req.set_instance_name(opt_.instance_name);
-    re::ServerCapabilities caps;
-    const grpc::Status s = caps_->GetCapabilities(&ctx, req, &caps);
-    untrack(&ctx);
-    if (s.ok()) return {};
-    return error(static_cast<Code>(s.error_code()), "{} GetCapabilities: {}", opt_.target, s.error_message());
-  }
+  Status ping(std::chrono::milliseconds timeout) { return capabilities(timeout).status(); }
 
   Result<std::vector<Digest>> find_missing(std::span<const Digest> ds) {
     // Large requests go in slices so no message nears the upstream's size limit.
@@ -339,16 +327,10 @@ class Reapi {
   void probe() {
     auto delay = std::chrono::milliseconds(200);
     while (!stop_) {
-      grpc::ClientContext ctx;
-      prepare(ctx);
-      if (!track(&ctx)) return;
-      re::GetCapabilitiesRequest req;
-      req.set_instance_name(opt_.instance_name);
-      re::ServerCapabilities caps;
-      const grpc::Status s = caps_->GetCapabilities(&ctx, req, &caps);
-      untrack(&ctx);
-      if (s.ok()) {
-        const auto limit = caps.cache_capabilities().max_batch_total_size_bytes();
+      auto caps = capabilities(opt_.timeout);
+      if (stop_) return;
+      if (caps) {
+        const auto limit = caps->cache_capabilities().max_batch_total_size_bytes();
         // Leave room for the request's own framing; 0 means "no limit" in REAPI.
         const std::uint64_t usable = limit <= 0 ? kDefaultBatch : static_cast<std::uint64_t>(limit) * 3 / 4;
         max_batch_ = std::min<std::uint64_t>(usable, kMaxBatch);
@@ -358,12 +340,29 @@ class Reapi {
         return;
       }
       log::warn("upstream capabilities probe failed; will retry",
-                {{"upstream", opt_.target}, {"error", s.error_message()}});
+                {{"upstream", opt_.target}, {"error", caps.error().message()}});
       for (auto waited = std::chrono::milliseconds(0); waited < delay && !stop_; waited += std::chrono::milliseconds(50)) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
       delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
     }
+  }
+
+  /// One GetCapabilities call, no retries, with `timeout` as its deadline.
+  Result<re::ServerCapabilities> capabilities(std::chrono::milliseconds timeout) {
+    grpc::ClientContext ctx;
+    prepare(ctx);
+    ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+    if (!track(&ctx)) return error(Code::kUnavailable, "{}: shutting down", opt_.target);
+    re::GetCapabilitiesRequest req;
+    req.set_instance_name(opt_.instance_name);
+    re::ServerCapabilities caps;
+    const grpc::Status s = caps_->GetCapabilities(&ctx, req, &caps);
+    untrack(&ctx);
+    if (!s.ok()) {
+      return error(static_cast<Code>(s.error_code()), "{} GetCapabilities: {}", opt_.target, s.error_message());
+    }
+    return caps;
   }
 
   void prepare(grpc::ClientContext& ctx) const {

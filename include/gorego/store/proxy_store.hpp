@@ -77,7 +77,7 @@ class ProxyStore {
         st.bytes = inner_.written();
         GOREGO_RETURN_IF_ERROR(owner_->step({.op = StoreOp::kLocalWrite, .digest = &digest_}, st.bytes,
                                             [&] { return inner_.commit(); }));
-        return owner_->write_through(digest_, {});
+        return owner_->write_through(digest_, {}, st);
       });
     }
     [[nodiscard]] std::uint64_t written() const { return inner_.written(); }
@@ -164,7 +164,7 @@ class ProxyStore {
       Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, data.size(), [&] { return local_.put(d, data); });
       if (!remote_on() || s.code() == Code::kInvalidArgument) return s;
       if (!s.ok() && mode_back()) return s;  // nothing to acknowledge on
-      return write_through(d, data);
+      return write_through(d, data, st);
     });
   }
 
@@ -320,8 +320,9 @@ class ProxyStore {
   }
 
   /// After a local write of `d` (with `data` when the caller has it in memory): upload it
-  /// now (mode through) or queue the upload (mode back).
-  Status write_through(const Digest& d, std::string_view data) {
+  /// now (mode through; the upstream is then the tier that accepted it) or queue the
+  /// upload (mode back).
+  Status write_through(const Digest& d, std::string_view data, OpState& st) {
     if constexpr (RemoteT::kEnabled) {
       if (!remote_.active()) return {};
       if (mode_back()) {
@@ -331,7 +332,8 @@ class ProxyStore {
       const Status u = data.size() == static_cast<std::uint64_t>(d.size) && !data.empty()
                            ? remote_.client().put(d, data)
                            : upload_from_local(d);
-      return u.ok() ? u : upstream_write_error(u);
+      if (!u.ok()) return upstream_write_error(u);
+      st.tier = Tier::kRemote;
     }
     return {};
   }
