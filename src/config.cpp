@@ -120,7 +120,7 @@ Result<std::string> parse_one_of(std::string_view what, std::string_view text,
 }
 
 Result<std::string> parse_eviction(std::string_view text) {
-  static constexpr std::array<std::string_view, 2> kNames{"lru", "atime"};
+  static constexpr std::array<std::string_view, 3> kNames{"sampled-lru", "lru", "atime"};
   return parse_one_of("eviction", text, kNames);
 }
 
@@ -447,7 +447,7 @@ constexpr std::array kSettings{
     setting<&Config::max_size_bytes, &parse_max_size, &format_size>(
         "max_size", "max-size", "SIZE", "size limit of the store, e.g. 10GiB, 500GB"),
     setting<&Config::eviction, &parse_eviction, &format_string>("eviction", "eviction", "NAME",
-                                                                "eviction policy: lru or atime"),
+                                                                "eviction policy: sampled-lru, lru or atime"),
     setting<&Config::fsync, &parse_bool, &format_bool>("storage.fsync", "fsync", "BOOL",
                                                        "fsync each blob before acknowledging it"),
     setting<&Config::janitor_interval, &parse_positive_duration, &format_duration>(

@@ -1,6 +1,6 @@
 #pragma once
 /// ServerImpl<Store>: the template behind start_server. Instantiated only in
-/// server_lru.cpp and server_atime.cpp (one eviction policy each) so the expensive
+/// server_sampled.cpp, server_lru.cpp and server_atime.cpp (one eviction policy each) so the expensive
 /// service templates compile once per store stack.
 
 #include <fcntl.h>
@@ -18,6 +18,7 @@
 #include <gorego/core/log.hpp>
 #include <gorego/eviction/atime_janitor.hpp>
 #include <gorego/eviction/lru.hpp>
+#include <gorego/eviction/sampled_lru.hpp>
 #include <gorego/instrument/traced.hpp>
 #include <gorego/reapi/action_cache_service.hpp>
 #include <gorego/reapi/bytestream_service.hpp>
@@ -275,6 +276,8 @@ class ServerImpl final : public Server {
     if constexpr (std::is_same_v<E, Local<ShardedDisk, AtimeJanitor>>) {
       return AtimeJanitor::Options{.scan_interval = c.janitor_interval,
                                    .force_update_atime = c.force_update_atime};
+    } else if constexpr (std::is_same_v<E, Local<ShardedDisk, SampledLru>>) {
+      return SampledLru::Options{};
     } else {
       return Lru::Options{};
     }
@@ -315,6 +318,8 @@ Result<std::unique_ptr<Server>> start_server_with(const Config& c) {
   return std::unique_ptr<Server>(std::move(s));
 }
 
+extern template class ServerImpl<AppStore<SampledLru>>;
+extern template Result<std::unique_ptr<Server>> start_server_with<AppStore<SampledLru>>(const Config&);
 extern template class ServerImpl<AppStore<Lru>>;
 extern template class ServerImpl<AppStore<AtimeJanitor>>;
 extern template Result<std::unique_ptr<Server>> start_server_with<AppStore<Lru>>(const Config&);

@@ -70,7 +70,7 @@ TEST_CASE("Config: defaults apply with no file, environment or flags") {
   CHECK(config.listen_addr == "127.0.0.1:50051");
   CHECK(config.data_dir == fs::path("./gorego-data"));
   CHECK(config.max_size_bytes == 10 * kGiB);
-  CHECK(config.eviction == "lru");
+  CHECK(config.eviction == "sampled-lru");
   CHECK(config.fsync);
   CHECK(config.janitor_interval == std::chrono::seconds(60));
   CHECK_FALSE(config.force_update_atime);
@@ -259,7 +259,7 @@ TEST_CASE("Config: GOREGO_CONFIG names the file and --config overrides it") {
   // --config wins: the env file is not read at all, the flag file is.
   const Config overridden =
       load_ok({"--config", good_flag.string()}, {{"GOREGO_CONFIG", from_env.string()}});
-  CHECK(overridden.eviction == "lru");
+  CHECK(overridden.eviction == "sampled-lru");
   CHECK(overridden.max_size_bytes == 3 * kGiB);
   CHECK_THAT(load_error({"--config", from_flag.string()}, {{"GOREGO_CONFIG", from_env.string()}}),
              Contains("unknown config key \"log_level_is_not_here\""));
@@ -381,7 +381,7 @@ TEST_CASE("Config: errors in the environment are INVALID_ARGUMENT naming variabl
       {{{"GOREGO_MAX_SIZ", "1GiB"}},
        {"unknown environment variable GOREGO_MAX_SIZ ", "GOREGO_MAX_SIZE"}},
       {{{"GOREGO_EVICTION", "lfu"}},
-       {"environment variable GOREGO_EVICTION", "eviction \"lfu\" is not one of: lru, atime"}},
+       {"environment variable GOREGO_EVICTION", "eviction \"lfu\" is not one of: sampled-lru, lru, atime"}},
       {{{"GOREGO_SERVER_MAX_BATCH_SIZE", "128MiB"}},
        {"size \"128MiB\" is out of range 64KiB..64MiB"}},
       {{{"GOREGO_SERVER_MAX_BATCH_SIZE", "1KiB"}}, {"size \"1KiB\" is out of range 64KiB..64MiB"}},

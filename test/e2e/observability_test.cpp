@@ -212,7 +212,7 @@ TEST_CASE("metrics: exact deltas after a known sequence of RPCs, valid for promt
   CHECK(delta(R"(gorego_cache_requests_total{method="find_missing",status="ok",tier="local"})") == 1);
   CHECK(delta(R"(gorego_find_missing_digests_total{result="missing"})") == 3);
   CHECK(delta(R"(gorego_find_missing_digests_total{result="present"})") == 0);
-  CHECK(delta(R"(gorego_cache_requests_total{method="put",status="ok",tier="local"})") == 2);
+  CHECK(delta(R"(gorego_cache_requests_total{method="put_batch",status="ok",tier="local"})") == 2);
   CHECK(delta(R"(gorego_cache_requests_total{method="get",status="hit",tier="local"})") == 2);
   CHECK(delta(R"(gorego_cache_requests_total{method="get",status="miss",tier="none"})") == 1);
   CHECK(delta(R"(gorego_cache_requests_total{method="commit",status="ok",tier="local"})") == 1);
@@ -220,8 +220,8 @@ TEST_CASE("metrics: exact deltas after a known sequence of RPCs, valid for promt
   CHECK(delta(R"(gorego_cache_requests_total{method="get_action",status="miss",tier="none"})") == 1);
   CHECK(delta(R"(gorego_cache_requests_total{method="get_action",status="hit",tier="local"})") == 1);
   CHECK(delta(R"(gorego_cache_requests_total{method="put_action",status="ok",tier="local"})") == 1);
-  CHECK(delta(R"(gorego_blob_size_bytes_sum{method="put"})") == 4000);
-  CHECK(delta(R"(gorego_blob_size_bytes_count{method="put"})") == 2);
+  CHECK(delta(R"(gorego_blob_size_bytes_sum{method="put_batch"})") == 4000);
+  CHECK(delta(R"(gorego_blob_size_bytes_count{method="put_batch"})") == 2);
   CHECK(delta(R"(gorego_blob_size_bytes_sum{method="commit"})") == 300'000);
   CHECK(delta(R"(gorego_blob_size_bytes_sum{method="open_read"})") == 300'000);
   CHECK(delta(R"(gorego_cache_latency_seconds_count{method="get",tier="local"})") == 2);

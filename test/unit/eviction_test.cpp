@@ -2,6 +2,9 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <map>
+#include <random>
+#include <unordered_set>
 
 #include "stacks.hpp"
 
@@ -82,15 +85,32 @@ TEST_CASE("ShardedDisk: a second process cannot open the same directory", "[disk
 
 TEST_CASE("ShardedDisk: leftovers of interrupted uploads are removed at start", "[disk]") {
   TempDir dir;
-  std::filesystem::create_directories(dir.path() / "tmp");
+  const std::string blob = make_blob(9, 5000);
+  std::filesystem::path leftover;
+  {
+    auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+    auto w = store->open_write(Sha256::digest_of(blob));
+    REQUIRE(w.ok());
+    REQUIRE(w->append(std::string_view(blob).substr(0, 100)).ok());
+    REQUIRE(testing::upload_leftovers(dir.path()) == 1);
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path())) {
+      if (e.path().filename().string().starts_with(".tmp-")) leftover = e.path();
+    }
+    // A crash would leave it: keep a copy where the next run will find it.
+    std::filesystem::copy_file(leftover, leftover.string() + "-copy");
+  }
+  std::filesystem::create_directories(dir.path() / "tmp");  // the layout of older versions
   std::ofstream(dir.path() / "tmp" / "partial.tmp") << "half a blob";
-  auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
-  CHECK(std::filesystem::is_empty(dir.path() / "tmp"));
+  CHECK(testing::upload_leftovers(dir.path()) == 1);
+  auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);  // waits for the walk
+  CHECK(testing::upload_leftovers(dir.path()) == 0);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "tmp"));
+  CHECK(store->index_size() == 0);
 }
 
-TEST_CASE("Local: a corrupt file is dropped, not served", "[disk]") {
+TEST_CASE("Local: a corrupt file is dropped, not served (verify_reads always)", "[disk]") {
   TempDir dir;
-  auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+  auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30, false, VerifyReads::kAlways);
   const std::string blob = make_blob(4, 20000);
   const Digest d = Sha256::digest_of(blob);
   REQUIRE(store->put(d, blob).ok());
@@ -162,4 +182,158 @@ TEST_CASE("AtimeJanitor: force_update_atime marks reads so read blobs survive", 
   int evicted = 0;
   for (const Digest& d : ds) evicted += store.contains(d) ? 0 : 1;
   CHECK(evicted >= 5);  // freed down to the low watermark, not just one blob
+}
+
+TEST_CASE("Local: with verify_reads first, bytes found on disk at start are re-hashed on first read", "[disk]") {
+  TempDir dir;
+  const std::string a = make_blob(6, 20000);
+  const std::string b = make_blob(7, 20000);
+  const std::string c = make_blob(8, 20000);
+  std::string pa;
+  std::string pb;
+  {
+    auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+    for (const std::string* blob : {&a, &b, &c}) REQUIRE(store->put(Sha256::digest_of(*blob), *blob).ok());
+    pa = store->backend().path({Sha256::digest_of(a), Tree::kCas});
+    pb = store->backend().path({Sha256::digest_of(b), Tree::kCas});
+  }
+  for (const std::string& path : {pa, pb}) {  // damage both while no process owns the directory
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(5000);
+    f.put('X');
+  }
+  auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+  CHECK(store->get(Sha256::digest_of(a)).error().code() == Code::kNotFound);
+  CHECK_FALSE(std::filesystem::exists(pa));
+  auto r = store->open_read(Sha256::digest_of(b), 0);
+  REQUIRE(r.ok());
+  std::array<char, 65536> buf{};
+  auto n = r->read(buf);
+  CHECK(n.error().code() == Code::kDataLoss);
+  CHECK_FALSE(store->contains(Sha256::digest_of(b)));
+  auto good = store->get(Sha256::digest_of(c));
+  REQUIRE(good.ok());
+  CHECK(*good == c);
+}
+
+TEST_CASE("SampledLru: below exact_below it is exact LRU, and presence checks count as use", "[eviction]") {
+  using MemSampled = Local<MemoryStore, SampledLru>;
+  MemSampled store(MemoryStore::Options{}, MemSampled::Options{.max_bytes = 500});
+  REQUIRE(store.start().ok());
+  store.wait_loaded();
+  std::vector<std::string> blobs;
+  for (int i = 0; i < 6; ++i) blobs.push_back(make_blob(100 + i, 100));
+  for (int i = 0; i < 5; ++i) REQUIRE(store.put(Sha256::digest_of(blobs[i]), blobs[i]).ok());
+  REQUIRE(store.find_missing(std::array{Sha256::digest_of(blobs[0])}).empty());  // 0 is now the most recent
+  REQUIRE(store.get(Sha256::digest_of(blobs[1])).ok());                       // then 1
+  REQUIRE(store.put(Sha256::digest_of(blobs[5]), blobs[5]).ok());             // evicts 2, the oldest
+  CHECK(store.contains(Sha256::digest_of(blobs[0])));
+  CHECK(store.contains(Sha256::digest_of(blobs[1])));
+  CHECK_FALSE(store.contains(Sha256::digest_of(blobs[2])));
+  CHECK(store.contains(Sha256::digest_of(blobs[3])));
+  CHECK(store.usage_bytes() == 500);
+}
+
+namespace {
+/// An index-like source of `n` objects of 1 byte whose stamp is their number.
+struct FakeIndex {
+  std::vector<IndexedObject> objects;
+  std::mt19937_64 rng{42};
+  explicit FakeIndex(int n) {
+    for (int i = 0; i < n; ++i) objects.push_back({key(i), 1, static_cast<std::uint64_t>(i) + 1});
+  }
+  [[nodiscard]] std::size_t indexed() const { return objects.size(); }
+  void sample(std::size_t k, std::vector<IndexedObject>& out) {
+    for (std::size_t i = 0; i < k; ++i) out.push_back(objects[rng() % objects.size()]);
+  }
+  template <class F>
+  void for_each_indexed(F&& fn) {
+    for (const auto& o : objects) fn(o);
+  }
+};
+}  // namespace
+
+TEST_CASE("SampledLru: above exact_below, victims come from the least recently used", "[eviction]") {
+  SampledLru policy;
+  FakeIndex source(20000);
+  const auto victims = policy.select_victims(2000, source);
+  REQUIRE(victims.size() == 2000);
+  std::unordered_map<ObjectKey, std::uint64_t> stamp;
+  for (const auto& o : source.objects) stamp[o.key] = o.stamp;
+  std::unordered_set<ObjectKey> distinct(victims.begin(), victims.end());
+  CHECK(distinct.size() == victims.size());
+  // The least of 16 random draws is in the newer half with probability 2^-16: of 2000
+  // victims, expect none; allow 1 %.
+  const auto old = std::count_if(victims.begin(), victims.end(), [&](const ObjectKey& k) { return stamp[k] <= 10000; });
+  CHECK(old >= 1980);
+}
+
+TEST_CASE("Index: agrees with a hash map under random inserts, updates and erases", "[index]") {
+  Index index;
+  std::unordered_map<ObjectKey, std::uint64_t> model;
+  std::mt19937_64 rng(7);
+  for (int step = 0; step < 200000; ++step) {
+    const int i = static_cast<int>(rng() % 30000);
+    const ObjectKey k{Digest{Sha256::digest_of(std::to_string(i)).hash, i}, i % 10 == 0 ? Tree::kAc : Tree::kCas};
+    switch (rng() % 4) {
+      case 0:
+      case 1: {
+        const std::uint64_t bytes = k.tree == Tree::kCas ? static_cast<std::uint64_t>(i) : rng() % 1000;
+        CHECK(index.insert(k, {.bytes = bytes, .stamp = 1}) == model.emplace(k, bytes).second);
+        break;
+      }
+      case 2: {
+        const auto it = model.find(k);
+        const auto erased = index.erase(k);
+        CHECK(erased.has_value() == (it != model.end()));
+        if (it != model.end()) {
+          CHECK(*erased == it->second);
+          model.erase(it);
+        }
+        break;
+      }
+      default:
+        CHECK(index.touch(k, 2).has_value() == model.contains(k));
+    }
+  }
+  CHECK(index.size() == model.size());
+  std::size_t seen = 0;
+  index.for_each([&](const IndexedObject& o) {
+    ++seen;
+    const auto it = model.find(o.key);
+    REQUIRE(it != model.end());
+    CHECK(o.bytes == it->second);
+  });
+  CHECK(seen == model.size());
+  std::vector<IndexedObject> drawn;
+  std::mt19937_64 r2(1);
+  index.sample(r2, 100, drawn);
+  CHECK(drawn.size() == 100);
+  for (const auto& o : drawn) CHECK(model.contains(o.key));
+}
+
+TEST_CASE("Index: an upsert keeps one entry; verified and stamps are per entry", "[index]") {
+  Index index;
+  const ObjectKey cas{Sha256::digest_of("x"), Tree::kCas};
+  const ObjectKey ac{Sha256::digest_of("y"), Tree::kAc};
+  CHECK_FALSE(index.upsert(cas, {.bytes = 1, .stamp = 5, .verified = false}));
+  CHECK_FALSE(index.touch(cas, 6)->verified);
+  index.set_verified(cas.digest);
+  CHECK(index.touch(cas, 7)->verified);
+  CHECK_FALSE(index.upsert(ac, {.bytes = 300, .stamp = 1}));
+  CHECK(index.upsert(ac, {.bytes = 400, .stamp = 2}) == std::optional<std::uint64_t>(300));
+  CHECK(index.size() == 2);
+  std::map<std::uint64_t, std::uint64_t> stamps;  // bytes → stamp
+  index.for_each([&](const IndexedObject& o) { stamps[o.bytes] = o.stamp; });
+  CHECK(stamps == std::map<std::uint64_t, std::uint64_t>{{1, 7}, {400, 2}});
+}
+
+TEST_CASE("Index: at most 100 bytes per CAS entry at any fill", "[index]") {
+  Index index;
+  std::size_t worst = 0;
+  for (int i = 1; i <= 300000; ++i) {
+    index.insert({Digest{Sha256::digest_of(std::to_string(i)).hash, i}, Tree::kCas}, {.bytes = 1, .stamp = 1});
+    if (i % 10000 == 0) worst = std::max(worst, index.memory_bytes() / index.size());
+  }
+  CHECK(worst <= 100);
 }

@@ -8,7 +8,7 @@ using gorego::testing::make_blob;
 using gorego::testing::OpCounter;
 
 TEST_CASE("ProxyStore: names itself after its parts", "[proxy]") {
-  CHECK(test::ProxyDisk::kName == "proxy<local<disk,lru>,none>");
+  CHECK(test::ProxyDisk::kName == "proxy<local<disk,sampled-lru>,none>");
   CHECK(test::MemAtime::kName == "local<memory,atime>");
 }
 

@@ -164,7 +164,7 @@ TEMPLATE_LIST_TEST_CASE("Store: a bad streamed write leaves nothing behind", "[s
   CHECK_FALSE(store->contains(d));
   CHECK(test::local_of(*store).usage_bytes() == 0);
   if constexpr (test::kOnDisk<TestType>) {
-    CHECK(std::filesystem::is_empty(dir.path() / "tmp"));
+    CHECK(testing::upload_leftovers(dir.path()) == 0);
   }
 }
 
@@ -238,4 +238,40 @@ TEMPLATE_LIST_TEST_CASE("Store: concurrent writers and readers agree", "[store][
   for (auto& th : threads) th.join();
   CHECK(bad == 0);
   CHECK(test::local_of(*store).index_size() == kBlobs + kBlobs);  // CAS + AC entries
+}
+
+TEMPLATE_LIST_TEST_CASE("Store: put_batch stores, refuses and reports each blob on its own", "[store]",
+                        test::AllStacks) {
+  TempDir dir;
+  auto store = test::make_store<TestType>(dir.path(), 1 << 30, /*fsync=*/true);
+  const std::string a = make_blob(31, 3000);
+  const std::string b = make_blob(32, 70000);
+  const std::string present = make_blob(33, 10);
+  REQUIRE(store->put(Sha256::digest_of(present), present).ok());
+  const std::string wrong = "not the bytes of digest a";
+  const std::vector<BlobWrite> batch = {
+      {Sha256::digest_of(a), a},
+      {Sha256::digest_of(a), wrong},  // wrong bytes for a digest the batch also stores
+      {Sha256::digest_of(b), b},
+      {Sha256::digest_of(""), ""},
+      {Sha256::digest_of(present), present},
+      {Sha256::digest_of(present), wrong},  // wrong bytes for a stored digest
+      {Sha256::digest_of(a), a},            // a duplicate
+  };
+  const std::vector<Status> out = store->put_batch(batch);
+  REQUIRE(out.size() == batch.size());
+  CHECK(out[0].ok());
+  CHECK(out[1].code() == Code::kInvalidArgument);
+  CHECK(out[2].ok());
+  CHECK(out[3].ok());
+  CHECK(out[4].ok());
+  CHECK(out[5].code() == Code::kInvalidArgument);
+  CHECK(out[6].ok());
+  CHECK(*store->get(Sha256::digest_of(a)) == a);
+  CHECK(*store->get(Sha256::digest_of(b)) == b);
+  CHECK(*store->get(Sha256::digest_of(present)) == present);
+  auto& local = test::local_of(*store);
+  CHECK(local.usage_bytes() == local.backend().footprint(a.size()) + local.backend().footprint(b.size()) +
+                                   local.backend().footprint(present.size()));
+  if constexpr (test::kOnDisk<TestType>) CHECK(testing::upload_leftovers(dir.path()) == 0);
 }

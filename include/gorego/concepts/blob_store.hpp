@@ -30,6 +30,13 @@
 
 namespace gorego {
 
+/// One blob of a batched upload (`put_batch`, an optional BlobStore member): like `put`
+/// for each blob, with one durability barrier for the whole batch.
+struct BlobWrite {
+  Digest digest;
+  std::string_view data;
+};
+
 template <class S>
 concept BlobStore = requires(S& s, const Digest& d, std::span<const Digest> ds,
                              std::string_view data, std::uint64_t offset) {

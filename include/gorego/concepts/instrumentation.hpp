@@ -29,11 +29,12 @@ namespace gorego {
 /// The operations a ProxyStore reports to its instrumentation.
 enum class StoreOp : std::uint8_t {
   kContains, kFindMissing, kGet, kPut, kOpenRead, kOpenWrite, kCommit, kGetAction, kPutAction,
+  kPutBatch,  // several puts with one durability barrier; `digests` says how many
   // nested steps of the operations above
   kRemoteFetch, kLocalRead, kLocalWrite,
 };
-inline constexpr std::size_t kStoreOps = 12;
-inline constexpr std::size_t kTopLevelOps = 9;
+inline constexpr std::size_t kStoreOps = 13;
+inline constexpr std::size_t kTopLevelOps = 10;
 
 constexpr bool nested(StoreOp op) { return static_cast<std::size_t>(op) >= kTopLevelOps; }
 
@@ -48,6 +49,7 @@ constexpr std::string_view op_name(StoreOp op) {
     case StoreOp::kCommit: return "commit";
     case StoreOp::kGetAction: return "get_action";
     case StoreOp::kPutAction: return "put_action";
+    case StoreOp::kPutBatch: return "put_batch";
     case StoreOp::kRemoteFetch: return "remote_fetch";
     case StoreOp::kLocalRead: return "local_read";
     case StoreOp::kLocalWrite: return "local_write";
@@ -67,6 +69,7 @@ constexpr std::string_view span_name(StoreOp op) {
     case StoreOp::kCommit: return "proxy.Commit";
     case StoreOp::kGetAction: return "proxy.GetAction";
     case StoreOp::kPutAction: return "proxy.PutAction";
+    case StoreOp::kPutBatch: return "proxy.PutBatch";
     case StoreOp::kRemoteFetch: return "proxy.Get.RemoteFetch";
     case StoreOp::kLocalRead: return "local.Read";
     case StoreOp::kLocalWrite: return "local.Write";

@@ -39,8 +39,8 @@ struct Config {
   std::filesystem::path data_dir = "./gorego-data";
   /// `max_size`, `--max-size`: the size limit of the store, a SIZE (see parse_size()).
   std::uint64_t max_size_bytes = 10 * kGiB;
-  /// `eviction`, `--eviction`: "lru" or "atime".
-  std::string eviction = "lru";
+  /// `eviction`, `--eviction`: "sampled-lru", "lru" or "atime".
+  std::string eviction = "sampled-lru";
 
   /// `storage.fsync`, `--fsync`: fsync blobs and their directory before acknowledging a write.
   bool fsync = true;

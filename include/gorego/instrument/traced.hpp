@@ -53,7 +53,9 @@ class Traced {
       s.set("gorego.digest.hash", info.digest->hex());
       s.set("gorego.digest.size", info.digest->size);
     }
-    if (info.op == StoreOp::kFindMissing) s.set("gorego.digests", static_cast<std::int64_t>(info.digests));
+    if (info.op == StoreOp::kFindMissing || info.op == StoreOp::kPutBatch) {
+      s.set("gorego.digests", static_cast<std::int64_t>(info.digests));
+    }
     tc.span_id = s.span_id;
     return t;
   }

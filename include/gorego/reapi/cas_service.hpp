@@ -1,7 +1,10 @@
 #pragma once
 /// ContentAddressableStorage service over any BlobStore: FindMissingBlobs,
 /// BatchUpdateBlobs, BatchReadBlobs and GetTree. Every handler returns to gRPC at once
-/// and does its validation and store work on the Executor.
+/// and does its validation and store work on the Executor, except a FindMissingBlobs the
+/// store can answer from memory alone (`answers_from_memory()`: no upstream to ask, index
+/// loaded), which runs on the gRPC thread: it never blocks, and the hand-off would cost
+/// more than the lookups.
 
 #include <grpcpp/grpcpp.h>
 
@@ -30,7 +33,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::FindMissingBlobsRequest* req,
                                              re::FindMissingBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post(incoming_context(ctx), [this, reactor, req, resp] {
+    auto work = [this, reactor, req, resp] {
       GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
       std::vector<Digest> digests;
       digests.reserve(static_cast<std::size_t>(req->blob_digests_size()));
@@ -39,9 +42,19 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
         if (!d) return reactor->Finish(to_grpc(d.error()));
         digests.push_back(*d);
       }
-      for (const Digest& d : store_.find_missing(digests)) *resp->add_missing_blob_digests() = to_proto(d);
+      const std::vector<Digest> missing = store_.find_missing(digests);
+      resp->mutable_missing_blob_digests()->Reserve(static_cast<int>(missing.size()));
+      for (const Digest& d : missing) *resp->add_missing_blob_digests() = to_proto(d);
       reactor->Finish(grpc::Status::OK);
-    });
+    };
+    if constexpr (requires { store_.answers_from_memory(); }) {
+      if (store_.answers_from_memory()) {
+        TraceContext::Scope scope(incoming_context(ctx));
+        work();
+        return reactor;
+      }
+    }
+    pool_.post(incoming_context(ctx), std::move(work));
     return reactor;
   }
 
@@ -59,11 +72,29 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
             "BatchUpdateBlobs carries {} bytes, over max_batch_total_size_bytes {}; use ByteStream",
             total, opt_.max_batch_total_size_bytes)));
       }
+      // Validate each blob, then store the valid ones together (one durability barrier).
+      std::vector<Status> results(static_cast<std::size_t>(req->requests_size()));
+      std::vector<BlobWrite> writes;
+      std::vector<std::size_t> where;
       for (int i = 0; i < req->requests_size(); ++i) {
-        const auto& r = req->requests(i);
+        auto d = check_one(req->requests(i), i);
+        if (!d) {
+          results[static_cast<std::size_t>(i)] = d.error();
+          continue;
+        }
+        writes.push_back({*d, req->requests(i).data()});
+        where.push_back(static_cast<std::size_t>(i));
+      }
+      if constexpr (requires(std::span<const BlobWrite> w) { store_.put_batch(w); }) {
+        std::vector<Status> stored = store_.put_batch(writes);
+        for (std::size_t j = 0; j < where.size(); ++j) results[where[j]] = std::move(stored[j]);
+      } else {
+        for (std::size_t j = 0; j < where.size(); ++j) results[where[j]] = store_.put(writes[j].digest, writes[j].data);
+      }
+      for (int i = 0; i < req->requests_size(); ++i) {
         auto* out = resp->add_responses();
-        *out->mutable_digest() = r.digest();
-        *out->mutable_status() = to_rpc_status(update_one(r, i));
+        *out->mutable_digest() = req->requests(i).digest();
+        *out->mutable_status() = to_rpc_status(results[static_cast<std::size_t>(i)]);
       }
       reactor->Finish(grpc::Status::OK);
     });
@@ -112,7 +143,8 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   }
 
  private:
-  Status update_one(const re::BatchUpdateBlobsRequest::Request& r, int i) {
+  /// The digest of one BatchUpdateBlobs entry, when the entry is acceptable.
+  Result<Digest> check_one(const re::BatchUpdateBlobsRequest::Request& r, int i) {
     if (r.compressor() != re::Compressor::IDENTITY) {
       return error(Code::kInvalidArgument, "requests[{}]: compressor {} is not supported", i,
                    re::Compressor::Value_Name(r.compressor()));
@@ -122,7 +154,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     if (Status s = opt_.check_blob_size(*d); !s.ok()) {
       return error(s.code(), "requests[{}]: {}", i, s.message());
     }
-    return store_.put(*d, r.data());
+    return *d;
   }
 
   /// One GetTree page: breadth-first from the root, skipping directories already seen;

@@ -1,14 +1,17 @@
 #pragma once
 /// Local<Backend, Eviction>: the local tier. A size-bounded store that keeps an in-memory
-/// index (key → bytes on disk) in front of a StorageBackend and lets an EvictionPolicy
-/// choose what to drop when a write needs room.
+/// Index (key → size, last access, verified) in front of a StorageBackend and lets an
+/// EvictionPolicy choose what to drop when a write needs room.
 ///
 /// Start-up: `start()` returns at once; the index is loaded by a background walk of the
 /// backend. Until the walk is done an index miss falls back to asking the backend, so
 /// answers are correct from the first request. The size limit is enforced from the moment
 /// the walk completes (writes before that are counted, and eviction catches up).
 /// Integrity: a blob the backend reports missing or corrupt is dropped from the index
-/// (and, when corrupt, from the backend) and answered as a miss.
+/// (and, when corrupt, from the backend) and answered as a miss. Reads: with
+/// `VerifyReads::kFirst` the backend re-hashes a blob on its first full read after start
+/// (bytes found on disk), never one this process verified when it was written or read
+/// before; `kAlways` re-hashes every full read. Backends without the choice decide alone.
 /// Thread safety: every public member may be called concurrently.
 
 #include <atomic>
@@ -22,7 +25,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
+#include <random>
 #include <vector>
 
 #include <gorego/concepts/blob_store.hpp>
@@ -32,11 +35,16 @@
 #include <gorego/core/log.hpp>
 #include <gorego/core/name.hpp>
 #include <gorego/eviction/lru.hpp>
+#include <gorego/eviction/sampled_lru.hpp>
 #include <gorego/hash/sha256.hpp>
+#include <gorego/store/index.hpp>
 
 namespace gorego {
 
-template <StorageBackend Backend, EvictionPolicy Eviction = Lru>
+/// Which full reads the backend re-hashes (see the file comment).
+enum class VerifyReads : std::uint8_t { kFirst, kAlways };
+
+template <StorageBackend Backend, EvictionPolicy Eviction = SampledLru>
 class Local {
  public:
   static constexpr std::string_view kLocal = "local";
@@ -46,6 +54,7 @@ class Local {
 
   struct Options {
     std::uint64_t max_bytes = std::uint64_t{10} << 30;  ///< limit on backend footprint
+    VerifyReads verify_reads = VerifyReads::kFirst;
   };
 
   Local(typename Backend::Options backend, typename Eviction::Options eviction, Options o)
@@ -84,14 +93,10 @@ class Local {
   }
 
   [[nodiscard]] bool loaded() const { return loaded_.load(); }
-  [[nodiscard]] std::uint64_t usage_bytes() const {
-    std::shared_lock lock(mu_);
-    return usage_;
-  }
-  [[nodiscard]] std::size_t index_size() const {
-    std::shared_lock lock(mu_);
-    return index_.size();
-  }
+  [[nodiscard]] std::uint64_t usage_bytes() const { return usage_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::size_t index_size() const { return index_.size(); }
+  /// Memory held by the index tables.
+  [[nodiscard]] std::size_t index_memory_bytes() const { return index_.memory_bytes(); }
   [[nodiscard]] std::uint64_t max_bytes() const { return opt_.max_bytes; }
   Backend& backend() { return backend_; }
 
@@ -104,12 +109,17 @@ class Local {
   class Reader {
    public:
     Reader() = default;  // the empty blob
-    Reader(typename Backend::Reader inner, Local* owner, ObjectKey key)
-        : inner_(std::move(inner)), owner_(owner), key_(key) {}
+    Reader(typename Backend::Reader inner, Local* owner, ObjectKey key, bool verifying)
+        : inner_(std::move(inner)), owner_(owner), key_(key), verifying_(verifying) {}
     Result<std::size_t> read(std::span<char> buf) {
       if (!inner_) return std::size_t{0};
       auto r = inner_->read(buf);
-      if (!r && r.error().code() == Code::kDataLoss) owner_->drop_corrupt(key_, r.error());
+      if (!r) {
+        if (r.error().code() == Code::kDataLoss) owner_->drop_corrupt(key_, r.error());
+      } else if (verifying_ && inner_->remaining() == 0) {
+        verifying_ = false;  // the backend checked the hash on this last read
+        owner_->index_.set_verified(key_.digest);
+      }
       return r;
     }
     [[nodiscard]] std::uint64_t remaining() const { return inner_ ? inner_->remaining() : 0; }
@@ -118,6 +128,7 @@ class Local {
     std::optional<typename Backend::Reader> inner_;
     Local* owner_ = nullptr;
     ObjectKey key_;
+    bool verifying_ = false;
   };
 
   class Writer {
@@ -149,7 +160,7 @@ class Local {
     Status commit() {
       if (!inner_) return {};
       GOREGO_RETURN_IF_ERROR(inner_->commit());
-      owner_->commit_index(key_, std::exchange(reserved_, 0));
+      owner_->commit_index(key_, inner_->written(), std::exchange(reserved_, 0));
       return {};
     }
     [[nodiscard]] std::uint64_t written() const { return inner_ ? inner_->written() : 0; }
@@ -177,9 +188,14 @@ class Local {
   Result<std::string> get(const Digest& d) {
     if (d.empty_blob()) return std::string();
     const ObjectKey key{d, Tree::kCas};
-    if (!present(key)) return error(Code::kNotFound, "blob {} not found", d);
-    auto r = backend_.get(d);
+    const auto hit = present(key);
+    if (!hit) return error(Code::kNotFound, "blob {} not found", d);
+    Result<std::string> r = [&] {
+      if constexpr (kBackendVerifies) return backend_.get(d, must_verify(*hit));
+      else return backend_.get(d);
+    }();
     if (!r) return on_read_error(key, r.error());
+    if (kBackendVerifies && must_verify(*hit)) index_.set_verified(d);
     after_read(key);
     return r;
   }
@@ -187,15 +203,49 @@ class Local {
   Status put(const Digest& d, std::string_view data) {
     if (d.empty_blob() && data.empty()) return {};
     const ObjectKey key{d, Tree::kCas};
-    if (indexed(key)) return verify_blob(d, data);  // a client sending wrong bytes must hear it
+    if (index_.contains(key)) return verify_blob(d, data);  // a client sending wrong bytes must hear it
     const std::uint64_t fp = backend_.footprint(data.size());
     GOREGO_RETURN_IF_ERROR(reserve(fp, d));
     if (Status s = backend_.put(d, data); !s.ok()) {
       unreserve(fp);
       return s;
     }
-    commit_index(key, fp);
+    commit_index(key, data.size(), fp);
     return {};
+  }
+
+  /// Stores several blobs as `put` does; a backend that can make a batch durable at once
+  /// (ShardedDisk: one group sync) does so. `out[i]` is the result for `blobs[i]`.
+  std::vector<Status> put_batch(std::span<const BlobWrite> blobs) {
+    std::vector<Status> out(blobs.size());
+    std::vector<BlobWrite> todo;
+    std::vector<std::size_t> where;
+    std::vector<std::uint64_t> fps;
+    for (std::size_t i = 0; i < blobs.size(); ++i) {
+      const BlobWrite& b = blobs[i];
+      if (b.digest.empty_blob() && b.data.empty()) continue;
+      if (index_.contains({b.digest, Tree::kCas})) {
+        out[i] = verify_blob(b.digest, b.data);
+        continue;
+      }
+      const std::uint64_t fp = backend_.footprint(b.data.size());
+      if (out[i] = reserve(fp, b.digest); !out[i].ok()) continue;
+      todo.push_back(b);
+      where.push_back(i);
+      fps.push_back(fp);
+    }
+    std::vector<Status> res(todo.size());
+    if constexpr (requires(std::span<const BlobWrite> in, std::span<Status> st) { backend_.put_batch(in, st); }) {
+      backend_.put_batch(todo, res);
+    } else {
+      for (std::size_t j = 0; j < todo.size(); ++j) res[j] = backend_.put(todo[j].digest, todo[j].data);
+    }
+    for (std::size_t j = 0; j < todo.size(); ++j) {
+      if (res[j].ok()) commit_index({todo[j].digest, Tree::kCas}, todo[j].data.size(), fps[j]);
+      else unreserve(fps[j]);
+      out[where[j]] = std::move(res[j]);
+    }
+    return out;
   }
 
   Result<Reader> open_read(const Digest& d, std::uint64_t offset) {
@@ -204,14 +254,19 @@ class Local {
       return Reader();
     }
     const ObjectKey key{d, Tree::kCas};
-    if (!present(key)) return error(Code::kNotFound, "blob {} not found", d);
-    auto r = backend_.open_read(d, offset);
+    const auto hit = present(key);
+    if (!hit) return error(Code::kNotFound, "blob {} not found", d);
+    const bool verify = kBackendVerifies && offset == 0 && must_verify(*hit);
+    auto r = [&] {
+      if constexpr (kBackendVerifies) return backend_.open_read(d, offset, verify);
+      else return backend_.open_read(d, offset);
+    }();
     if (!r) {
       if (r.error().code() == Code::kOutOfRange) return r.error();
       return on_read_error(key, r.error());
     }
     after_read(key);
-    return Reader(std::move(*r), this, key);
+    return Reader(std::move(*r), this, key, verify);
   }
 
   Result<Writer> open_write(const Digest& d) {
@@ -245,7 +300,7 @@ class Local {
       unreserve(fp);
       return s;
     }
-    commit_index(key, fp);
+    commit_index(key, bytes.size(), fp);
     return {};
   }
 
@@ -281,22 +336,26 @@ class Local {
                                                   opt_.max_bytes) * low_watermark())) / 2;
   }
 
-  bool indexed(const ObjectKey& key) const {
-    std::shared_lock lock(mu_);
-    return index_.contains(key);
+  static constexpr bool kBackendVerifies = requires(Backend& b, const Digest& d) {
+    { b.open_read(d, std::uint64_t{0}, true) } -> std::same_as<Result<typename Backend::Reader>>;
+    { b.get(d, true) } -> std::same_as<Result<std::string>>;
+  };
+
+  [[nodiscard]] bool must_verify(const Index::Hit& hit) const {
+    return opt_.verify_reads == VerifyReads::kAlways || !hit.verified;
   }
 
-  /// Index lookup; during the initial load a miss asks the backend. Counts as an access.
-  bool present(const ObjectKey& key) {
-    if (indexed(key)) {
+  /// Index lookup, recorded as an access; during the initial load a miss asks the backend.
+  std::optional<Index::Hit> present(const ObjectKey& key) {
+    if (auto hit = index_.touch(key, Index::now())) {
       eviction_.on_access(key);
-      return true;
+      return hit;
     }
-    if (loaded_) return false;
+    if (loaded_) return std::nullopt;
     auto bytes = backend_.stat(key);
-    if (!bytes) return false;
-    insert_if_absent(key, backend_.footprint(*bytes));
-    return true;
+    if (!bytes) return std::nullopt;
+    insert_if_absent(key, *bytes, Index::now());
+    return Index::Hit{false};
   }
 
   void after_read(const ObjectKey& key) {
@@ -317,13 +376,7 @@ class Local {
 
   /// Forgets an object the backend no longer has.
   void drop(const ObjectKey& key) {
-    {
-      std::unique_lock lock(mu_);
-      if (auto it = index_.find(key); it != index_.end()) {
-        usage_ -= it->second;
-        index_.erase(it);
-      }
-    }
+    if (auto bytes = index_.erase(key)) usage_.fetch_sub(backend_.footprint(*bytes));
     eviction_.on_erase(key);
   }
 
@@ -334,25 +387,18 @@ class Local {
     backend_.remove(key);
   }
 
-  void insert_if_absent(const ObjectKey& key, std::uint64_t fp) {
-    {
-      std::unique_lock lock(mu_);
-      if (!index_.emplace(key, fp).second) return;
-      usage_ += fp;
-    }
+  /// Indexes an object found in the backend (not verified by this process).
+  void insert_if_absent(const ObjectKey& key, std::uint64_t bytes, std::uint64_t stamp) {
+    if (!index_.insert(key, {.bytes = bytes, .stamp = stamp, .verified = false})) return;
+    const std::uint64_t fp = backend_.footprint(bytes);
+    usage_.fetch_add(fp);
     eviction_.on_insert(key, fp);
   }
 
-  /// Records a published object whose footprint was reserved.
-  void commit_index(const ObjectKey& key, std::uint64_t fp) {
-    {
-      std::unique_lock lock(mu_);
-      auto [it, fresh] = index_.emplace(key, fp);
-      if (!fresh) {
-        usage_ -= it->second;  // replaced (AC update) or raced with another writer
-        it->second = fp;
-      }
-    }
+  /// Records a published, verified object whose footprint `fp` was reserved.
+  void commit_index(const ObjectKey& key, std::uint64_t bytes, std::uint64_t fp) {
+    const auto replaced = index_.upsert(key, {.bytes = bytes, .stamp = Index::now(), .verified = true});
+    if (replaced) usage_.fetch_sub(backend_.footprint(*replaced));  // AC update, or a racing writer
     eviction_.on_insert(key, fp);
   }
 
@@ -363,14 +409,9 @@ class Local {
                    opt_.max_bytes);
     }
     for (int attempt = 0; attempt < 4; ++attempt) {
-      std::uint64_t used;
-      {
-        std::unique_lock lock(mu_);
-        if (!loaded_ || usage_ + fp <= opt_.max_bytes) {
-          usage_ += fp;
-          return {};
-        }
-        used = usage_;
+      std::uint64_t used = usage_.load();
+      while (!loaded_ || used + fp <= opt_.max_bytes) {
+        if (usage_.compare_exchange_weak(used, used + fp)) return {};
       }
       const auto low = static_cast<std::uint64_t>(static_cast<double>(opt_.max_bytes) * low_watermark());
       if (evict(used + fp - std::min(low, used + fp), EvictionRun::Trigger::kLimit) == 0 && attempt > 0) break;
@@ -381,24 +422,41 @@ class Local {
                  d, fp, usage_bytes(), opt_.max_bytes);
   }
 
-  void unreserve(std::uint64_t fp) {
-    std::unique_lock lock(mu_);
-    usage_ -= fp;
-  }
+  void unreserve(std::uint64_t fp) { usage_.fetch_sub(fp); }
+
+  /// What a policy's `select_victims` sees: the backend's scan and the index.
+  struct VictimSource {
+    Local* self;
+    template <class F>
+    void for_each_entry(F&& fn) {
+      self->backend_.for_each_entry(std::forward<F>(fn));
+    }
+    template <class F>
+    void for_each_indexed(F&& fn) {
+      self->index_.for_each([&](IndexedObject o) {
+        o.bytes = self->backend_.footprint(o.bytes);
+        fn(o);
+      });
+    }
+    [[nodiscard]] std::size_t indexed() const { return self->index_.size(); }
+    void sample(std::size_t n, std::vector<IndexedObject>& out) {
+      const std::size_t first = out.size();
+      self->index_.sample(self->rng_, n, out);
+      for (std::size_t i = first; i < out.size(); ++i) out[i].bytes = self->backend_.footprint(out[i].bytes);
+    }
+  };
 
   /// Removes victims worth at least `bytes`; returns how many objects were removed.
   std::size_t evict(std::uint64_t bytes, EvictionRun::Trigger trigger) {
     std::lock_guard evicting(evict_mu_);
     EvictionRun run{.trigger = trigger, .started = std::chrono::system_clock::now()};
-    const std::vector<ObjectKey> victims = eviction_.select_victims(bytes, backend_);
+    VictimSource source{this};
+    const std::vector<ObjectKey> victims = eviction_.select_victims(bytes, source);
     for (const ObjectKey& k : victims) {
-      {
-        std::unique_lock lock(mu_);
-        if (auto it = index_.find(k); it != index_.end()) {
-          usage_ -= it->second;
-          run.bytes += it->second;
-          index_.erase(it);
-        }
+      if (auto stored = index_.erase(k)) {
+        const std::uint64_t fp = backend_.footprint(*stored);
+        usage_.fetch_sub(fp);
+        run.bytes += fp;
       }
       backend_.remove(k);
     }
@@ -415,9 +473,9 @@ class Local {
     const auto started = std::chrono::steady_clock::now();
     struct Stopped {};
     try {
-      backend_.for_each_entry([&](const ObjectKey& k, std::uint64_t bytes, std::int64_t) {
+      backend_.for_each_entry([&](const ObjectKey& k, std::uint64_t bytes, std::int64_t atime) {
         if (st.stop_requested()) throw Stopped{};
-        insert_if_absent(k, backend_.footprint(bytes));
+        insert_if_absent(k, bytes, Index::stamp_of_wall_time(atime));
       });
     } catch (const Stopped&) {
       return;
@@ -452,10 +510,10 @@ class Local {
   Eviction eviction_;
   Options opt_;
 
-  mutable std::shared_mutex mu_;  // guards index_ and usage_
-  std::unordered_map<ObjectKey, std::uint64_t> index_;
-  std::uint64_t usage_ = 0;
-  std::mutex evict_mu_;  // one eviction pass at a time
+  Index index_;
+  std::atomic<std::uint64_t> usage_{0};  // footprint of indexed objects and reservations
+  std::mutex evict_mu_;                  // one eviction pass at a time; guards rng_
+  std::mt19937_64 rng_{std::random_device{}()};
   std::atomic<bool> loaded_{false};
   std::mutex wake_mu_;
   std::condition_variable wake_;

@@ -115,6 +115,13 @@ class ProxyStore {
     return std::get<I>(instr_);
   }
 
+  /// Whether presence checks are answered from memory alone, without blocking: no upstream
+  /// to ask and the local index loaded.
+  bool answers_from_memory() {
+    if constexpr (requires { local_.loaded(); }) return !remote_on() && local_.loaded();
+    return false;
+  }
+
   bool contains(const Digest& d) {
     return observe({.op = StoreOp::kContains, .digest = &d}, [&](OpState& st) {
       return missing(std::span(&d, 1), st).empty();
@@ -165,6 +172,22 @@ class ProxyStore {
       if (!remote_on() || s.code() == Code::kInvalidArgument) return s;
       if (!s.ok() && mode_back()) return s;  // nothing to acknowledge on
       return write_through(d, data, st);
+    });
+  }
+
+  /// Stores several blobs; `out[i]` is the result for `blobs[i]`. Without an active
+  /// upstream the local tier stores them with one durability barrier (one `put_batch`
+  /// operation for the instrumentation); with one, each blob is a `put` as above.
+  std::vector<Status> put_batch(std::span<const BlobWrite> blobs) {
+    if (remote_on()) {
+      std::vector<Status> out;
+      out.reserve(blobs.size());
+      for (const BlobWrite& b : blobs) out.push_back(put(b.digest, b.data));
+      return out;
+    }
+    return observe({.op = StoreOp::kPutBatch, .digests = blobs.size()}, [&](OpState& st) {
+      for (const BlobWrite& b : blobs) st.bytes += b.data.size();
+      return local_.put_batch(blobs);
     });
   }
 

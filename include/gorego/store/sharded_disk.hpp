@@ -4,13 +4,17 @@
 /// Layout under `root`:
 ///   cas/ab/cd/<hash>          CAS blobs, named by their lower-case hex SHA-256
 ///   ac/ab/cd/<hash>-<size>    serialized ActionResults, keyed by the Action digest
-///   tmp/                      uploads in progress (same filesystem, so publish is a rename)
+///   cas/ab/cd/.tmp-<run>-<n>  uploads in progress, next to their final name
 ///   LOCK                      flock()ed by the one process that owns the directory
-/// Writes go to a temporary file while hashing; `commit` verifies the digest, optionally
-/// fsyncs file and directory, and renames into place. A crash at any point leaves either
-/// no file or a complete, verified one at the final name; leftovers in tmp/ are deleted at
-/// start. Reads from offset 0 re-hash what they return and fail with DATA_LOSS rather than
-/// complete on bytes that do not match (`verify_reads`).
+/// Writes go to a temporary file in the object's own shard directory while hashing;
+/// `commit` verifies the digest, optionally fsyncs file and directory, and renames into
+/// place (a rename within one directory: no filesystem-wide rename lock, no shared
+/// directory that every upload contends on). A crash at any point leaves either no file
+/// or a complete, verified one at the final name; temporary files of earlier runs (another
+/// `<run>` tag) are deleted by the walk at start, and a `tmp/` of older versions at init.
+/// `put_batch` writes several blobs and makes them durable with one `syncfs`, shared by
+/// concurrent batches (group commit). Reads from offset 0 can re-hash what they return and fail with DATA_LOSS rather
+/// than complete on bytes that do not match (per call, or `verify_reads` by default).
 /// Thread safety: every member may be called concurrently.
 
 #include <dirent.h>
@@ -21,6 +25,10 @@
 
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <vector>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -30,6 +38,7 @@
 #include <string_view>
 #include <utility>
 
+#include <gorego/concepts/blob_store.hpp>
 #include <gorego/concepts/storage_backend.hpp>
 #include <gorego/hash/sha256.hpp>
 
@@ -88,11 +97,12 @@ class ShardedDisk {
   struct Options {
     std::filesystem::path root = "gorego-data";
     bool fsync = true;               ///< fsync file and directory before acknowledging a write
-    bool verify_reads = true;        ///< re-hash full reads; corrupt files fail with DATA_LOSS
+    bool verify_reads = true;        ///< default of the two-argument reads: re-hash full reads
     std::uint64_t block_size = 4096; ///< accounting granularity of `footprint`
   };
 
-  explicit ShardedDisk(Options o) : opt_(std::move(o)) {}
+  explicit ShardedDisk(Options o)
+      : opt_(std::move(o)), run_(fmt::format("{:016x}", std::random_device{}() * 0x100000001ull ^ ::getpid())) {}
   ShardedDisk(const ShardedDisk&) = delete;
   ShardedDisk& operator=(const ShardedDisk&) = delete;
 
@@ -100,7 +110,7 @@ class ShardedDisk {
   /// uploads. Errors name the directory and the system error.
   Status init() {
     std::error_code ec;
-    for (const char* sub : {"cas", "ac", "tmp"}) {
+    for (const char* sub : {"cas", "ac"}) {
       std::filesystem::create_directories(opt_.root / sub, ec);
       if (ec) {
         return error(Code::kFailedPrecondition, "cannot create data directory {}: {}",
@@ -116,12 +126,11 @@ class ShardedDisk {
       return error(Code::kFailedPrecondition,
                    "data directory {} is in use by another gorego process", opt_.root.string());
     }
-    for (const auto& e : std::filesystem::directory_iterator(opt_.root / "tmp", ec)) {
-      std::filesystem::remove(e.path(), ec);
-    }
+    std::filesystem::remove_all(opt_.root / "tmp", ec);  // uploads in progress, older versions
+    root_fd_ = detail::Fd(::open(opt_.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     // Probe that we can really write there (a read-only mount passes the checks above).
-    detail::Fd probe(::open((opt_.root / "tmp").c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644));
-    if (!probe && errno != EOPNOTSUPP && errno != EISDIR) {
+    detail::Fd probe(::open((opt_.root / "cas").c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644));
+    if (!root_fd_ || (!probe && errno != EOPNOTSUPP && errno != EISDIR)) {
       return error(Code::kFailedPrecondition, "data directory {} is not writable: {}",
                    opt_.root.string(), detail::errno_text(errno));
     }
@@ -179,15 +188,16 @@ class ShardedDisk {
 
   class Writer {
    public:
-    Writer(ShardedDisk* owner, ObjectKey key, detail::Fd fd, std::string tmp)
-        : owner_(owner), key_(key), fd_(std::move(fd)), tmp_(std::move(tmp)) {}
+    Writer(ShardedDisk* owner, ObjectKey key, detail::Fd fd, std::string tmp, bool created_dirs)
+        : owner_(owner), key_(key), fd_(std::move(fd)), tmp_(std::move(tmp)), created_dirs_(created_dirs) {}
     Writer(Writer&& o) noexcept
         : owner_(o.owner_),
           key_(o.key_),
           fd_(std::move(o.fd_)),
           tmp_(std::exchange(o.tmp_, {})),
           hasher_(std::move(o.hasher_)),
-          written_(o.written_) {}
+          written_(o.written_),
+          created_dirs_(o.created_dirs_) {}
     Writer& operator=(Writer&& o) noexcept {
       if (this != &o) {
         abort();
@@ -197,6 +207,7 @@ class ShardedDisk {
         tmp_ = std::exchange(o.tmp_, {});
         hasher_ = std::move(o.hasher_);
         written_ = o.written_;
+        created_dirs_ = o.created_dirs_;
       }
       return *this;
     }
@@ -215,7 +226,10 @@ class ShardedDisk {
       return {};
     }
 
-    Status commit() {
+    Status commit() { return commit(owner_->opt_.fsync); }
+
+    /// Verifies and publishes; with `sync` the file and its directory are durable first.
+    Status commit(bool sync) {
       if (tmp_.empty()) return error(Code::kFailedPrecondition, "write of {} already finished", key_.digest);
       if (key_.tree == Tree::kCas) {
         if (written_ != static_cast<std::uint64_t>(key_.digest.size)) {
@@ -227,12 +241,12 @@ class ShardedDisk {
                        to_hex(h), key_.digest.hex());
         }
       }
-      if (owner_->opt_.fsync && ::fdatasync(fd_.get()) != 0) {
+      if (sync && ::fdatasync(fd_.get()) != 0) {
         const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
         return error(c, "fsync of {}: {}", tmp_, detail::errno_text(errno));
       }
       fd_.reset();
-      GOREGO_RETURN_IF_ERROR(owner_->publish(tmp_, key_));
+      GOREGO_RETURN_IF_ERROR(owner_->publish(tmp_, key_, sync, created_dirs_));
       tmp_.clear();
       return {};
     }
@@ -252,10 +266,30 @@ class ShardedDisk {
     std::string tmp_;
     Sha256 hasher_;
     std::uint64_t written_ = 0;
+    bool created_dirs_ = false;
   };
 
-  Result<std::string> get(const Digest& d) {
-    auto r = open_read(d, 0);
+  /// Stores each blob as `put` does; with `fsync` they become durable together through one
+  /// group `syncfs` of the data directory, shared with concurrent batches. `out[i]` is the
+  /// result for `in[i]`; a failed sync fails every blob that was written.
+  void put_batch(std::span<const BlobWrite> in, std::span<Status> out) {
+    bool any = false;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+      out[i] = write_object({in[i].digest, Tree::kCas}, in[i].data, /*sync=*/false);
+      any = any || out[i].ok();
+    }
+    if (!opt_.fsync || !any) return;
+    if (const Status s = sync_all(); !s.ok()) {
+      for (Status& o : out) {
+        if (o.ok()) o = s;
+      }
+    }
+  }
+
+  Result<std::string> get(const Digest& d) { return get(d, opt_.verify_reads); }
+  /// As `get`, re-hashing the bytes when `verify` (DATA_LOSS when they do not match).
+  Result<std::string> get(const Digest& d, bool verify) {
+    auto r = open_read(d, 0, verify);
     if (!r) return r.error();
     std::string out(static_cast<std::size_t>(d.size), '\0');
     std::size_t off = 0;
@@ -271,6 +305,10 @@ class ShardedDisk {
   Status put(const Digest& d, std::string_view data) { return write_object({d, Tree::kCas}, data); }
 
   Result<Reader> open_read(const Digest& d, std::uint64_t offset) {
+    return open_read(d, offset, opt_.verify_reads);
+  }
+  /// As `open_read`; a read from offset 0 re-hashes the blob when `verify`.
+  Result<Reader> open_read(const Digest& d, std::uint64_t offset, bool verify) {
     const std::string p = path({d, Tree::kCas});
     detail::Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
@@ -287,7 +325,7 @@ class ShardedDisk {
     if (offset > static_cast<std::uint64_t>(d.size)) {
       return error(Code::kOutOfRange, "read offset {} is past the end of blob {}", offset, d);
     }
-    return Reader(std::move(fd), d, offset, opt_.verify_reads);
+    return Reader(std::move(fd), d, offset, verify);
   }
 
   Result<Writer> open_write(const Digest& d) { return open_writer({d, Tree::kCas}); }
@@ -369,17 +407,31 @@ class ShardedDisk {
   }
 
  private:
+  static constexpr std::string_view kTempPrefix = ".tmp-";
+
   Result<Writer> open_writer(const ObjectKey& k) {
-    std::string tmp = fmt::format("{}/tmp/{}.{}.tmp", opt_.root.string(), k.digest.hex(),
-                                  counter_.fetch_add(1, std::memory_order_relaxed));
-    detail::Fd fd(::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644));
-    if (!fd) {
-      return error(Code::kInternal, "creating {}: {}", tmp, detail::errno_text(errno));
+    std::string tmp = path(k);
+    tmp.resize(tmp.rfind('/') + 1);
+    fmt::format_to(std::back_inserter(tmp), "{}{}-{}", kTempPrefix, run_,
+                   counter_.fetch_add(1, std::memory_order_relaxed));
+    const int flags = O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC;
+    detail::Fd fd(::open(tmp.c_str(), flags, 0644));
+    bool created_dirs = false;
+    if (!fd && errno == ENOENT) {  // first object of this shard directory
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(tmp).parent_path(), ec);
+      created_dirs = true;
+      fd = detail::Fd(::open(tmp.c_str(), flags, 0644));
     }
-    return Writer(this, k, std::move(fd), std::move(tmp));
+    if (!fd) {
+      const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
+      return error(c, "creating {}: {}", tmp, detail::errno_text(errno));
+    }
+    return Writer(this, k, std::move(fd), std::move(tmp), created_dirs);
   }
 
-  Status write_object(const ObjectKey& k, std::string_view data) {
+  Status write_object(const ObjectKey& k, std::string_view data) { return write_object(k, data, opt_.fsync); }
+  Status write_object(const ObjectKey& k, std::string_view data, bool sync) {
     if (k.tree == Tree::kCas && static_cast<std::uint64_t>(k.digest.size) != data.size()) {
       return error(Code::kInvalidArgument, "blob {} has {} bytes, not the {} of its digest",
                    k.digest, data.size(), k.digest.size);
@@ -387,25 +439,16 @@ class ShardedDisk {
     auto w = open_writer(k);
     if (!w) return w.error();
     GOREGO_RETURN_IF_ERROR(w->append(data));
-    return w->commit();
+    return w->commit(sync);
   }
 
-  Status publish(const std::string& tmp, const ObjectKey& k) {
+  Status publish(const std::string& tmp, const ObjectKey& k, bool sync, bool created_dirs) {
     const std::string final_path = path(k);
     const std::filesystem::path leaf = std::filesystem::path(final_path).parent_path();
-    bool created_dirs = false;
     if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-      if (errno != ENOENT) {
-        return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
-      }
-      std::error_code ec;
-      std::filesystem::create_directories(leaf, ec);
-      if (ec || ::rename(tmp.c_str(), final_path.c_str()) != 0) {
-        return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
-      }
-      created_dirs = true;
+      return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
     }
-    if (opt_.fsync) {
+    if (sync) {
       // The rename is durable once the leaf directory is; new shard directories need their
       // parents synced too.
       GOREGO_RETURN_IF_ERROR(sync_dir(leaf));
@@ -415,6 +458,32 @@ class ShardedDisk {
       }
     }
     return {};
+  }
+
+  /// Group commit: waits for a `syncfs` that started after this call. One caller at a
+  /// time runs it; callers arriving meanwhile share the next one.
+  Status sync_all() {
+    std::unique_lock lock(sync_mu_);
+    const std::uint64_t need = sync_started_ + 1;
+    while (sync_done_ < need) {
+      if (syncing_) {
+        sync_cv_.wait(lock);
+        continue;
+      }
+      syncing_ = true;
+      const std::uint64_t mine = ++sync_started_;
+      lock.unlock();
+      const int rc = ::syncfs(root_fd_.get());
+      const int err = errno;
+      lock.lock();
+      syncing_ = false;
+      sync_done_ = mine;
+      sync_error_ = rc == 0 ? Status{}
+                            : error(err == ENOSPC || err == EDQUOT ? Code::kResourceExhausted : Code::kInternal,
+                                    "sync of data directory {}: {}", opt_.root.string(), detail::errno_text(err));
+      sync_cv_.notify_all();
+    }
+    return sync_error_;
   }
 
   static Status sync_dir(const std::filesystem::path& dir) {
@@ -441,12 +510,16 @@ class ShardedDisk {
   }
 
   template <class F>
-  static void scan_leaf(const std::filesystem::path& dir, Tree tree, F& fn) {
+  void scan_leaf(const std::filesystem::path& dir, Tree tree, F& fn) {
     const DirPtr d(::opendir(dir.c_str()));
     if (!d) return;
     const int dfd = ::dirfd(d.get());
     while (const dirent* e = ::readdir(d.get())) {
       const std::string_view name = e->d_name;
+      if (name.starts_with(kTempPrefix) && name.substr(kTempPrefix.size(), run_.size()) != run_) {
+        ::unlinkat(dfd, e->d_name, 0);  // an upload of an earlier run that never finished
+        continue;
+      }
       if (name.size() < 64 || name[0] == '.') continue;
       struct stat st {};
       if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
@@ -467,8 +540,16 @@ class ShardedDisk {
   }
 
   Options opt_;
+  std::string run_;  // tags this run's temporary files
   detail::Fd lock_;
+  detail::Fd root_fd_;
   std::atomic<std::uint64_t> counter_{0};
+  std::mutex sync_mu_;  // guards the group-commit state below
+  std::condition_variable sync_cv_;
+  bool syncing_ = false;
+  std::uint64_t sync_started_ = 0;
+  std::uint64_t sync_done_ = 0;
+  Status sync_error_;
 };
 static_assert(StorageBackend<ShardedDisk>);
 

@@ -176,7 +176,7 @@ class Counted {
   }
   static constexpr bool sized(StoreOp op) {
     return op == StoreOp::kGet || op == StoreOp::kPut || op == StoreOp::kOpenRead || op == StoreOp::kCommit ||
-           op == StoreOp::kGetAction || op == StoreOp::kPutAction;
+           op == StoreOp::kGetAction || op == StoreOp::kPutAction || op == StoreOp::kPutBatch;
   }
 
   static constexpr std::size_t kTiers = 3;

@@ -33,6 +33,17 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// Temporary upload files (".tmp-*", ShardedDisk's uploads in progress) anywhere under
+/// the data directory `root`.
+inline std::size_t upload_leftovers(const std::filesystem::path& root) {
+  std::size_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(root, ec)) {
+    if (e.path().filename().string().starts_with(".tmp-")) ++n;
+  }
+  return n;
+}
+
 /// Deterministic test content: `size` bytes derived from `seed`.
 inline std::string make_blob(std::uint64_t seed, std::size_t size) {
   std::string out(size, '\0');
