@@ -1,10 +1,16 @@
-// Micro-benchmarks of the framework: hashing, and each store stack's basic operations.
+// Micro-benchmarks of the framework: hashing, each store stack's basic operations, and
+// each eviction policy's cost per access, per insert that evicts, and memory per entry.
 // Run: build/benchmark/gorego_bench_store (see docs/performance.md).
 #include <benchmark/benchmark.h>
+#include <malloc.h>
+
+#include <random>
 
 #include <gorego/core/log.hpp>
 #include <gorego/eviction/atime_janitor.hpp>
 #include <gorego/eviction/lru.hpp>
+#include <gorego/eviction/sampled_lru.hpp>
+#include <gorego/store/index.hpp>
 #include <gorego/store/local.hpp>
 #include <gorego/store/memory_store.hpp>
 #include <gorego/store/proxy_store.hpp>
@@ -48,6 +54,9 @@ std::unique_ptr<S> make(const std::filesystem::path& dir) {
   if constexpr (std::is_constructible_v<S, ShardedDisk::Options, typename Local<ShardedDisk, Lru>::Options>) {
     s = std::make_unique<S>(ShardedDisk::Options{.root = dir, .fsync = false},
                             typename Local<ShardedDisk, Lru>::Options{.max_bytes = kMax});
+  } else if constexpr (std::is_constructible_v<S, ShardedDisk::Options, typename Local<ShardedDisk, SampledLru>::Options>) {
+    s = std::make_unique<S>(ShardedDisk::Options{.root = dir, .fsync = false},
+                            typename Local<ShardedDisk, SampledLru>::Options{.max_bytes = kMax});
   } else {
     s = std::make_unique<S>(MemoryStore::Options{}, typename Local<MemoryStore, Lru>::Options{.max_bytes = kMax});
   }
@@ -91,16 +100,103 @@ void BM_PutGetSmall(benchmark::State& st) {
 
 using MemLru = Local<MemoryStore, Lru>;
 using DiskLru = Local<ShardedDisk, Lru>;
+using DiskSampled = Local<ShardedDisk, SampledLru>;
 using ProxyMem = ProxyStore<MemLru, NoRemote>;
 using ProxyMemCounted = ProxyStore<MemLru, NoRemote, gorego::testing::OpCounter>;
 
 BENCHMARK_TEMPLATE(BM_FindMissing, MemLru);
 BENCHMARK_TEMPLATE(BM_FindMissing, DiskLru);
+BENCHMARK_TEMPLATE(BM_FindMissing, DiskSampled);
 BENCHMARK_TEMPLATE(BM_FindMissing, ProxyMem);
 BENCHMARK_TEMPLATE(BM_FindMissing, ProxyMemCounted);
 BENCHMARK_TEMPLATE(BM_PutGetSmall, MemLru);
 BENCHMARK_TEMPLATE(BM_PutGetSmall, DiskLru);
+BENCHMARK_TEMPLATE(BM_PutGetSmall, DiskSampled);
 BENCHMARK_TEMPLATE(BM_PutGetSmall, ProxyMem);
 BENCHMARK_TEMPLATE(BM_PutGetSmall, ProxyMemCounted);
+
+// ---- Eviction policies, each on Local<MemoryStore, E> ---------------------------------
+
+constexpr int kEntries = 100'000;
+
+template <class E>
+auto make_filled(std::uint64_t max_bytes, std::vector<std::pair<Digest, std::string>>& blobs) {
+  using L = Local<MemoryStore, E>;
+  auto s = std::make_unique<L>(MemoryStore::Options{}, typename E::Options{}, typename L::Options{.max_bytes = max_bytes});
+  if (!s->start().ok()) std::abort();
+  s->wait_loaded();
+  for (int i = 0; i < kEntries; ++i) {
+    std::string b = make_blob(static_cast<std::uint64_t>(i), 64);
+    blobs.emplace_back(Sha256::digest_of(b), std::move(b));
+    if (!s->put(blobs.back().first, blobs.back().second).ok()) std::abort();
+  }
+  return s;
+}
+
+/// A presence check that hits: the index lookup plus the policy's access hook.
+template <class E>
+void BM_EvictionTouch(benchmark::State& st) {
+  std::vector<std::pair<Digest, std::string>> blobs;
+  auto s = make_filled<E>(std::uint64_t{1} << 30, blobs);
+  std::minstd_rand rng(1);
+  for (auto _ : st) benchmark::DoNotOptimize(s->contains(blobs[rng() % blobs.size()].first));
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
+  st.SetLabel(std::string(E::kName));
+}
+
+/// A put into a full store: insert plus the eviction it causes (the atime janitor frees
+/// down to 90 % per scan, so its scans are amortised over many puts).
+template <class E>
+void BM_EvictionInsertEvict(benchmark::State& st) {
+  std::vector<std::pair<Digest, std::string>> blobs;
+  auto s = make_filled<E>(static_cast<std::uint64_t>(kEntries) * 64, blobs);
+  std::vector<std::pair<Digest, std::string>> fresh;
+  for (int i = 0; i < kEntries; ++i) {
+    std::string b = make_blob(static_cast<std::uint64_t>(kEntries + i), 64);
+    fresh.emplace_back(Sha256::digest_of(b), std::move(b));
+  }
+  std::size_t i = 0;
+  for (auto _ : st) {
+    const auto& [d, b] = (i / fresh.size()) % 2 == 0 ? fresh[i % fresh.size()] : blobs[i % blobs.size()];
+    ++i;
+    if (!s->put(d, b).ok()) std::abort();
+  }
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
+  st.SetLabel(std::string(E::kName));
+}
+
+/// Heap bytes per entry of the local index plus the policy's own structures (glibc's
+/// allocator statistics, so allocator overhead is included).
+template <class E>
+void BM_EvictionMemoryPerEntry(benchmark::State& st) {
+  constexpr int kN = 1'000'000;
+  std::vector<ObjectKey> keys;
+  keys.reserve(kN);
+  for (int i = 0; i < kN; ++i) keys.push_back({Sha256::digest_of(std::to_string(i)), Tree::kCas});
+  double per_entry = 0;
+  for (auto _ : st) {
+    const std::size_t before = ::mallinfo2().uordblks;
+    auto index = std::make_unique<Index>();
+    auto policy = std::make_unique<E>();
+    for (const ObjectKey& k : keys) {
+      index->insert(k, {.bytes = 1024, .stamp = 1});
+      policy->on_insert(k, 4096);
+    }
+    per_entry = static_cast<double>(::mallinfo2().uordblks - before) / kN;
+    benchmark::DoNotOptimize(index.get());
+  }
+  st.counters["bytes_per_entry"] = per_entry;
+  st.SetLabel(std::string(E::kName));
+}
+
+BENCHMARK_TEMPLATE(BM_EvictionTouch, SampledLru);
+BENCHMARK_TEMPLATE(BM_EvictionTouch, Lru);
+BENCHMARK_TEMPLATE(BM_EvictionTouch, AtimeJanitor);
+BENCHMARK_TEMPLATE(BM_EvictionInsertEvict, SampledLru);
+BENCHMARK_TEMPLATE(BM_EvictionInsertEvict, Lru);
+BENCHMARK_TEMPLATE(BM_EvictionInsertEvict, AtimeJanitor);
+BENCHMARK_TEMPLATE(BM_EvictionMemoryPerEntry, SampledLru)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_EvictionMemoryPerEntry, Lru)->Iterations(1)->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_EvictionMemoryPerEntry, AtimeJanitor)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -124,6 +124,11 @@ Result<std::string> parse_eviction(std::string_view text) {
   return parse_one_of("eviction", text, kNames);
 }
 
+Result<std::string> parse_verify_reads(std::string_view text) {
+  static constexpr std::array<std::string_view, 2> kNames{"first", "always"};
+  return parse_one_of("storage.verify_reads", text, kNames);
+}
+
 Result<std::string> parse_log_level(std::string_view text) {
   static constexpr std::array<std::string_view, 4> kNames{"debug", "info", "warn", "error"};
   return parse_one_of("log level", text, kNames);
@@ -453,6 +458,9 @@ constexpr std::array kSettings{
     setting<&Config::janitor_interval, &parse_positive_duration, &format_duration>(
         "storage.janitor_interval", "", "DURATION",
         "how often the atime janitor scans (eviction: atime): 60s, 5m, 1h"),
+    setting<&Config::verify_reads, &parse_verify_reads, &format_string>(
+        "storage.verify_reads", "", "WHEN",
+        "re-hash full reads: first (once per blob after start) or always"),
     setting<&Config::force_update_atime, &parse_bool, &format_bool>(
         "storage.force_update_atime", "", "BOOL",
         "touch a blob's atime on every read (for relatime/noatime mounts)"),

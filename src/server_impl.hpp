@@ -57,7 +57,10 @@ class ServerImpl final : public Server {
       : store_(ShardedDisk::Options{.root = c.data_dir,
                                     .fsync = c.fsync,
                                     .block_size = c.block_size},
-               eviction_options(c), typename Store::Local::Options{.max_bytes = c.max_size_bytes}),
+               eviction_options(c),
+               typename Store::Local::Options{
+                   .max_bytes = c.max_size_bytes,
+                   .verify_reads = c.verify_reads == "always" ? VerifyReads::kAlways : VerifyReads::kFirst}),
         // Threads that wait on the upstream are cheap; extra ones keep local hits flowing
         // while read-throughs wait (see docs/architecture.md).
         pool_(c.io_threads + (c.remote_target.empty() ? 0 : kUpstreamWaiters)),

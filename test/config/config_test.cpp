@@ -71,6 +71,7 @@ TEST_CASE("Config: defaults apply with no file, environment or flags") {
   CHECK(config.data_dir == fs::path("./gorego-data"));
   CHECK(config.max_size_bytes == 10 * kGiB);
   CHECK(config.eviction == "sampled-lru");
+  CHECK(config.verify_reads == "first");
   CHECK(config.fsync);
   CHECK(config.janitor_interval == std::chrono::seconds(60));
   CHECK_FALSE(config.force_update_atime);
@@ -274,6 +275,7 @@ TEST_CASE("Config: every setting has an environment variable") {
       {"GOREGO_STORAGE_FSYNC", "off"},
       {"GOREGO_STORAGE_JANITOR_INTERVAL", "1h"},
       {"GOREGO_STORAGE_FORCE_UPDATE_ATIME", "yes"},
+      {"GOREGO_STORAGE_VERIFY_READS", "always"},
       {"GOREGO_STORAGE_BLOCK_SIZE", "512"},
       {"GOREGO_SERVER_IO_THREADS", "2"},
       {"GOREGO_SERVER_MAX_BATCH_SIZE", "64KiB"},
@@ -300,6 +302,7 @@ TEST_CASE("Config: every setting has an environment variable") {
       .eviction = "atime",
       .fsync = false,
       .janitor_interval = std::chrono::hours(1),
+      .verify_reads = "always",
       .force_update_atime = true,
       .block_size = 512,
       .io_threads = 2,
@@ -390,6 +393,8 @@ TEST_CASE("Config: errors in the environment are INVALID_ARGUMENT naming variabl
       {{{"GOREGO_SERVER_SHUTDOWN_GRACE", "soon"}},
        {"GOREGO_SERVER_SHUTDOWN_GRACE", "duration \"soon\" does not start with a number"}},
       {{{"GOREGO_STORAGE_FORCE_UPDATE_ATIME", "sure"}}, {"\"sure\" is not a boolean"}},
+      {{{"GOREGO_STORAGE_VERIFY_READS", "never"}},
+       {"GOREGO_STORAGE_VERIFY_READS", "storage.verify_reads \"never\" is not one of: first, always"}},
   };
   for (const Case& c : cases) {
     INFO("environment: " << c.env.front().first << "=" << c.env.front().second);

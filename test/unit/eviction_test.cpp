@@ -337,3 +337,69 @@ TEST_CASE("Index: at most 100 bytes per CAS entry at any fill", "[index]") {
   }
   CHECK(worst <= 100);
 }
+
+TEST_CASE("Local: ActionCache entries are held in memory within their budget", "[disk]") {
+  TempDir dir;
+  test::DiskLru store(ShardedDisk::Options{.root = dir.path(), .fsync = false},
+                      test::DiskLru::Options{.max_bytes = 1 << 30, .ac_memory_bytes = 1000});
+  REQUIRE(store.start().ok());
+  store.wait_loaded();
+  const Digest a = Sha256::digest_of("action a");
+  const Digest b = Sha256::digest_of("action b");
+  const Digest c = Sha256::digest_of("action c");
+  REQUIRE(store.put_action(a, std::string(500, 'a')).ok());
+  REQUIRE(store.put_action(b, std::string(400, 'b')).ok());
+  REQUIRE(store.put_action(c, std::string(300, 'c')).ok());  // over the budget: disk only
+  for (const Digest& d : {a, b, c}) std::filesystem::remove(store.backend().path({d, Tree::kAc}));
+  CHECK(*store.get_action(a) == std::string(500, 'a'));  // served without the file
+  CHECK(*store.get_action(b) == std::string(400, 'b'));
+  CHECK(store.get_action(c).error().code() == Code::kNotFound);
+  REQUIRE(store.put_action(a, std::string(200, 'A')).ok());  // a replacement replaces the held copy
+  CHECK(*store.get_action(a) == std::string(200, 'A'));
+  REQUIRE(store.put_action(c, std::string(300, 'C')).ok());  // 200 + 400 + 300 fit now
+  std::filesystem::remove(store.backend().path({c, Tree::kAc}));
+  CHECK(*store.get_action(c) == std::string(300, 'C'));
+}
+
+TEST_CASE("Local: a clean stop leaves an index snapshot; the next start uses it and checks it", "[disk]") {
+  TempDir dir;
+  const std::string a = make_blob(41, 3000);
+  const std::string b = make_blob(42, 5000);
+  const Digest action = Sha256::digest_of("an action");
+  {
+    auto store = test::make_store<test::DiskSampled>(dir.path(), 1 << 30);
+    REQUIRE(store->put(Sha256::digest_of(a), a).ok());
+    REQUIRE(store->put(Sha256::digest_of(b), b).ok());
+    REQUIRE(store->put_action(action, "result").ok());
+  }
+  const auto snapshot = dir.path() / "index.snapshot";
+  REQUIRE(std::filesystem::exists(snapshot));
+  SECTION("used: loaded before start() returns, then pruned of what left the disk") {
+    std::filesystem::remove(ShardedDisk(ShardedDisk::Options{.root = dir.path()}).path({Sha256::digest_of(b), Tree::kCas}));
+    test::DiskSampled store(ShardedDisk::Options{.root = dir.path()}, test::DiskSampled::Options{.max_bytes = 1 << 30});
+    REQUIRE(store.start().ok());
+    CHECK(store.loaded());  // from the snapshot, without waiting for the walk
+    CHECK_FALSE(std::filesystem::exists(snapshot));
+    CHECK(store.contains(Sha256::digest_of(a)));
+    store.wait_walked();
+    CHECK(store.contains(Sha256::digest_of(a)));
+    CHECK_FALSE(store.contains(Sha256::digest_of(b)));  // gone from the disk: dropped by the walk
+    CHECK(*store.get_action(action) == "result");
+    CHECK(store.index_size() == 2);
+    CHECK(store.usage_bytes() == 2 * 4096);
+    CHECK(*store.get(Sha256::digest_of(a)) == a);
+  }
+  SECTION("ignored when damaged: the walk loads the index instead") {
+    {
+      std::fstream f(snapshot, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(30);
+      f.put('\x7f');
+    }
+    test::DiskSampled store(ShardedDisk::Options{.root = dir.path()}, test::DiskSampled::Options{.max_bytes = 1 << 30});
+    REQUIRE(store.start().ok());
+    store.wait_walked();
+    CHECK_FALSE(std::filesystem::exists(snapshot));
+    CHECK(store.index_size() == 3);
+    CHECK(store.contains(Sha256::digest_of(b)));
+  }
+}

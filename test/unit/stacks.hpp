@@ -54,8 +54,8 @@ std::unique_ptr<S> make_store(const std::filesystem::path& dir, std::uint64_t ma
     s = std::make_unique<S>(MemoryStore::Options{}, lo);
   }
   REQUIRE(s->start().ok());
-  if constexpr (requires { s->wait_loaded(); }) s->wait_loaded();
-  else s->local().wait_loaded();
+  if constexpr (requires { s->wait_walked(); }) s->wait_walked();
+  else s->local().wait_walked();
   return s;
 }
 

@@ -47,6 +47,9 @@ struct Config {
   /// `storage.janitor_interval`: how often the atime janitor scans when `eviction` is
   /// "atime" (a duration, > 0); LRU evicts on demand and ignores it.
   std::chrono::seconds janitor_interval{60};
+  /// `storage.verify_reads`: "first" (re-hash a blob's first full read after start; trust
+  /// bytes this process verified) or "always" (re-hash every full read).
+  std::string verify_reads = "first";
   /// `storage.force_update_atime`: touch the atime on every read, for filesystems mounted
   /// relatime/noatime when `eviction` is "atime".
   bool force_update_atime = false;

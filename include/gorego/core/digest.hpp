@@ -47,15 +47,18 @@ struct Digest {
                    truncate(hex), hex.size());
     }
     Digest d;
+    std::uint8_t bad = 0;  // any invalid character sets bit 7 (the table maps it to 0x80)
     for (std::size_t i = 0; i < 32; ++i) {
-      const int hi = nibble(hex[2 * i]);
-      const int lo = nibble(hex[2 * i + 1]);
-      if (hi < 0 || lo < 0) {
-        return error(Code::kInvalidArgument,
-                     "digest hash \"{}\" is not lower-case hex (bad character at {})", hex,
-                     hi < 0 ? 2 * i : 2 * i + 1);
-      }
-      d.hash[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+      const std::uint8_t hi = kNibble[static_cast<unsigned char>(hex[2 * i])];
+      const std::uint8_t lo = kNibble[static_cast<unsigned char>(hex[2 * i + 1])];
+      bad |= hi | lo;
+      d.hash[i] = static_cast<std::uint8_t>(hi << 4 | (lo & 0xf));
+    }
+    if ((bad & 0x80) != 0) {
+      std::size_t at = 0;
+      while (kNibble[static_cast<unsigned char>(hex[at])] != 0x80) ++at;
+      return error(Code::kInvalidArgument, "digest hash \"{}\" is not lower-case hex (bad character at {})",
+                   hex, at);
     }
     if (size < 0) return error(Code::kInvalidArgument, "digest size {} is negative", size);
     if (size > kMaxDigestSize) {
@@ -72,11 +75,14 @@ struct Digest {
   friend bool operator==(const Digest&, const Digest&) = default;
 
  private:
-  static constexpr int nibble(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  }
+  /// Value of each lower-case hex character; 0x80 for every other byte.
+  static constexpr std::array<std::uint8_t, 256> kNibble = [] {
+    std::array<std::uint8_t, 256> t{};
+    t.fill(0x80);
+    for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - '0');
+    for (int c = 'a'; c <= 'f'; ++c) t[static_cast<std::size_t>(c)] = static_cast<std::uint8_t>(c - 'a' + 10);
+    return t;
+  }();
   static std::string_view truncate(std::string_view s) { return s.substr(0, 80); }
 };
 

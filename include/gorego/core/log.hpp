@@ -28,6 +28,9 @@ inline std::atomic<Level>& threshold() {
   return level;
 }
 
+/// Whether lines of `level` are written: guard debug lines whose fields cost something.
+inline bool enabled(Level level) { return level >= threshold().load(std::memory_order_relaxed); }
+
 /// "debug", "info", "warn" or "error"; false for anything else.
 inline bool set_level(std::string_view name) {
   if (name == "debug") threshold() = Level::kDebug;

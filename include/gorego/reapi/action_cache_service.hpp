@@ -4,6 +4,8 @@
 /// GetActionResult applies the completeness check: a result whose outputs (files,
 /// stdout/stderr, output directory trees and the files inside them) are not all in the
 /// CAS is answered NOT_FOUND, so a client never gets a hit it cannot download.
+/// A lookup the store can answer from memory (`get_action_in_memory`) whose check needs no
+/// tree reads is answered on the gRPC thread, saving the hand-off to the Executor.
 
 #include <grpcpp/grpcpp.h>
 
@@ -29,6 +31,28 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
                                             const re::GetActionResultRequest* req,
                                             re::ActionResult* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    if constexpr (requires(const Digest& d) { store_.get_action_in_memory(d); }) {
+      TraceContext::Scope scope(incoming_context(ctx));
+      auto action = parse_request(*req);
+      if (!action) {
+        reactor->Finish(to_grpc(action.error()));
+        return reactor;
+      }
+      if (auto bytes = store_.get_action_in_memory(*action)) {
+        if (!*bytes) {
+          reactor->Finish(to_grpc(bytes->error()));
+        } else if (!resp->ParseFromString(**bytes)) {
+          reactor->Finish(to_grpc(unreadable(*action)));
+        } else if (resp->output_directories_size() == 0 && store_.answers_from_memory()) {
+          reactor->Finish(to_grpc(check_complete(*action, *resp)));
+        } else {  // the trees must be read: not on this thread
+          pool_.post(incoming_context(ctx), [this, reactor, resp, d = *action] {
+            reactor->Finish(to_grpc(check_complete(d, *resp)));
+          });
+        }
+        return reactor;
+      }
+    }
     pool_.post(incoming_context(ctx), [this, reactor, req, resp] { reactor->Finish(to_grpc(get(*req, *resp))); });
     return reactor;
   }
@@ -42,15 +66,25 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
   }
 
  private:
-  Status get(const re::GetActionResultRequest& req, re::ActionResult& out) {
+  static Result<Digest> parse_request(const re::GetActionResultRequest& req) {
     GOREGO_RETURN_IF_ERROR(check_digest_function(req.digest_function()));
-    auto action = from_proto(req.action_digest(), "action_digest");
+    return from_proto(req.action_digest(), "action_digest");
+  }
+  static Status unreadable(const Digest& action) {
+    return error(Code::kNotFound, "stored result of action {} is unreadable", action);
+  }
+
+  Status get(const re::GetActionResultRequest& req, re::ActionResult& out) {
+    auto action = parse_request(req);
     if (!action) return action.error();
     auto bytes = store_.get_action(*action);
     if (!bytes) return bytes.error();
-    if (!out.ParseFromString(*bytes)) {
-      return error(Code::kNotFound, "stored result of action {} is unreadable", *action);
-    }
+    if (!out.ParseFromString(*bytes)) return unreadable(*action);
+    return check_complete(*action, out);
+  }
+
+  /// NOT_FOUND unless every output of `out` can be downloaded.
+  Status check_complete(const Digest& action, re::ActionResult& out) {
     std::vector<Digest> needed;
     GOREGO_RETURN_IF_ERROR(collect_outputs(out, needed));
     // A proxy checks what either tier can serve; a plain store what it holds.
@@ -59,7 +93,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     else missing = store_.find_missing(needed);
     if (!missing.empty()) {
       return error(Code::kNotFound, "result of action {} references {} missing blob(s), first {}",
-                   *action, missing.size(), missing.front());
+                   action, missing.size(), missing.front());
     }
     return {};
   }
@@ -79,18 +113,22 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
 
   /// Checks every digest in a result is well-formed (collecting them).
   static Status validate_result(const re::ActionResult& r, std::vector<Digest>& out) {
-    auto add = [&](const re::Digest& d, std::string_view field) -> Status {
-      auto v = from_proto(d, field);
-      if (!v) return v.error();
+    // `field` is formatted only for an error.
+    auto add = [&](const re::Digest& d, std::string_view field, int i = -1, std::string_view suffix = {}) -> Status {
+      auto v = from_proto(d);
+      if (!v) {
+        const std::string name = i < 0 ? std::string(field) : fmt::format("{}[{}]{}", field, i, suffix);
+        return Status(v.error().code(), fmt::format("{}: {}", name, v.error().message()));
+      }
       out.push_back(*v);
       return {};
     };
     for (int i = 0; i < r.output_files_size(); ++i) {
-      GOREGO_RETURN_IF_ERROR(add(r.output_files(i).digest(), fmt::format("action_result.output_files[{}].digest", i)));
+      GOREGO_RETURN_IF_ERROR(add(r.output_files(i).digest(), "action_result.output_files", i, ".digest"));
     }
     for (int i = 0; i < r.output_directories_size(); ++i) {
-      GOREGO_RETURN_IF_ERROR(add(r.output_directories(i).tree_digest(),
-                                 fmt::format("action_result.output_directories[{}].tree_digest", i)));
+      GOREGO_RETURN_IF_ERROR(
+          add(r.output_directories(i).tree_digest(), "action_result.output_directories", i, ".tree_digest"));
     }
     if (r.has_stdout_digest()) GOREGO_RETURN_IF_ERROR(add(r.stdout_digest(), "action_result.stdout_digest"));
     if (r.has_stderr_digest()) GOREGO_RETURN_IF_ERROR(add(r.stderr_digest(), "action_result.stderr_digest"));

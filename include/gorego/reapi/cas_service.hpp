@@ -38,7 +38,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       std::vector<Digest> digests;
       digests.reserve(static_cast<std::size_t>(req->blob_digests_size()));
       for (int i = 0; i < req->blob_digests_size(); ++i) {
-        auto d = from_proto(req->blob_digests(i), fmt::format("blob_digests[{}]", i));
+        auto d = from_proto(req->blob_digests(i), "blob_digests", i);
         if (!d) return reactor->Finish(to_grpc(d.error()));
         digests.push_back(*d);
       }
@@ -110,7 +110,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       std::vector<Digest> digests;
       std::uint64_t total = 0;
       for (int i = 0; i < req->digests_size(); ++i) {
-        auto d = from_proto(req->digests(i), fmt::format("digests[{}]", i));
+        auto d = from_proto(req->digests(i), "digests", i);
         if (!d) return reactor->Finish(to_grpc(d.error()));
         total += static_cast<std::uint64_t>(d->size);
         digests.push_back(*d);

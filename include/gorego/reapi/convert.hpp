@@ -38,6 +38,14 @@ inline Result<Digest> from_proto(const re::Digest& d, std::string_view field) {
   return r;
 }
 
+/// As `from_proto`, for element `index` of a repeated field: the name ("digests[3]") is
+/// built only for an error, off the hot path of every valid digest.
+inline Result<Digest> from_proto(const re::Digest& d, std::string_view field, int index) {
+  auto r = from_proto(d);
+  if (!r) return Status(r.error().code(), fmt::format("{}[{}]: {}", field, index, r.error().message()));
+  return r;
+}
+
 inline re::Digest to_proto(const Digest& d) {
   re::Digest out;
   out.set_hash(d.hex());

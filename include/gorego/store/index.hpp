@@ -11,7 +11,9 @@
 /// CAS entries sit in a flat open-addressing table (linear probing, backward-shift
 /// deletion, capacity grown by 1.5x at 3/4 load): 48 bytes per slot, 64-96 bytes per blob
 /// including the empty slots. ActionCache entries, usually a small share, sit in a
-/// per-shard hash map. `sample` draws random entries for approximate-LRU eviction.
+/// per-shard hash map and may carry their serialized bytes, so that a hit needs no disk
+/// read, within a memory budget (`Options::ac_memory_bytes`). `sample` draws random
+/// entries for approximate-LRU eviction.
 /// Thread safety: every member may be called concurrently.
 ///
 ///   Index index;
@@ -29,6 +31,8 @@
 #include <optional>
 #include <random>
 #include <shared_mutex>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -46,10 +50,16 @@ class Index {
     std::uint64_t bytes = 0;
     std::uint64_t stamp = 0;  ///< last access, `now()` units (steady clock, ns)
     bool verified = false;    ///< the stored bytes were hashed by this process
+    bool seen = true;         ///< known to be on disk (false: from a snapshot, unconfirmed)
   };
   using Sample = IndexedObject;
   struct Hit {
     bool verified;
+    std::shared_ptr<const std::string> bytes;  ///< an ActionCache entry's bytes, when held
+  };
+  struct Options {
+    std::uint64_t ac_memory_bytes = std::uint64_t{64} << 20;  ///< budget for held AC bytes
+    std::uint64_t ac_max_entry_bytes = std::uint64_t{64} << 10;
   };
 
   /// The access clock: nanoseconds of the steady clock (never 0).
@@ -68,7 +78,11 @@ class Index {
     return n > static_cast<std::uint64_t>(age) ? n - static_cast<std::uint64_t>(age) : 1;
   }
 
-  Index() : shards_(std::make_unique<Shard[]>(kShards)) {}
+  Index() : Index(Options{}) {}
+  explicit Index(Options o) : opt_(o), shards_(std::make_unique<Shard[]>(kShards)) {}
+  ~Index() = default;
+  Index(const Index&) = delete;
+  Index& operator=(const Index&) = delete;
 
   /// Looks `k` up and, when present, records an access at `stamp`.
   std::optional<Hit> touch(const ObjectKey& k, std::uint64_t stamp) {
@@ -78,12 +92,12 @@ class Index {
       auto it = s.ac.find(k.digest);
       if (it == s.ac.end()) return std::nullopt;
       std::atomic_ref(it->second.stamp).store(stamp, std::memory_order_relaxed);
-      return Hit{true};
+      return Hit{true, it->second.held};
     }
     Slot* slot = s.cas.find(k.digest);
     if (slot == nullptr) return std::nullopt;
     std::atomic_ref(slot->stamp).store(stamp, std::memory_order_relaxed);
-    return Hit{slot->verified()};
+    return Hit{slot->verified(), nullptr};
   }
 
   [[nodiscard]] bool contains(const ObjectKey& k) const {
@@ -99,32 +113,35 @@ class Index {
     std::unique_lock lock(s.mu);
     bool fresh;
     if (k.tree == Tree::kAc) {
-      fresh = s.ac.try_emplace(k.digest, AcEntry{e.bytes, e.stamp}).second;
+      fresh = s.ac.try_emplace(k.digest, AcEntry{e.bytes, e.stamp, nullptr, e.seen}).second;
     } else {
-      fresh = s.cas.insert(k.digest, e.stamp, e.verified) != nullptr;
+      fresh = s.cas.insert(k.digest, e.stamp, e.verified, e.seen) != nullptr;
     }
     if (fresh) size_.fetch_add(1, std::memory_order_relaxed);
     return fresh;
   }
 
-  /// Adds or replaces `k`. Returns the stored size it replaced, if any.
-  std::optional<std::uint64_t> upsert(const ObjectKey& k, const Entry& e) {
+  /// Adds or replaces `k`. Returns the stored size it replaced, if any. For an ActionCache
+  /// entry, `held` are its bytes, kept in memory if the budget allows.
+  std::optional<std::uint64_t> upsert(const ObjectKey& k, const Entry& e, std::string_view held = {}) {
     Shard& s = shard(k);
     std::unique_lock lock(s.mu);
     if (k.tree == Tree::kAc) {
-      auto [it, fresh] = s.ac.try_emplace(k.digest, AcEntry{e.bytes, e.stamp});
-      if (fresh) {
-        size_.fetch_add(1, std::memory_order_relaxed);
-        return std::nullopt;
-      }
-      return std::exchange(it->second, AcEntry{e.bytes, e.stamp}).bytes;
+      auto [it, fresh] = s.ac.try_emplace(k.digest, AcEntry{e.bytes, e.stamp, nullptr, e.seen});
+      std::optional<std::uint64_t> replaced;
+      if (fresh) size_.fetch_add(1, std::memory_order_relaxed);
+      else replaced = it->second.bytes;
+      release(it->second);
+      it->second = AcEntry{e.bytes, e.stamp, hold(held), e.seen};
+      return replaced;
     }
     if (Slot* slot = s.cas.find(k.digest)) {
       slot->stamp = e.stamp;
       if (e.verified) slot->meta |= kVerified;
+      if (e.seen) slot->meta |= kSeen;
       return static_cast<std::uint64_t>(k.digest.size);
     }
-    s.cas.insert(k.digest, e.stamp, e.verified);
+    s.cas.insert(k.digest, e.stamp, e.verified, e.seen);
     size_.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
@@ -137,6 +154,7 @@ class Index {
     if (k.tree == Tree::kAc) {
       if (auto it = s.ac.find(k.digest); it != s.ac.end()) {
         out = it->second.bytes;
+        release(it->second);
         s.ac.erase(it);
       }
     } else if (s.cas.erase(k.digest)) {
@@ -145,6 +163,66 @@ class Index {
     if (out) size_.fetch_sub(1, std::memory_order_relaxed);
     return out;
   }
+
+  /// Marks `k` as found on disk, adding it (as `e`) when absent. Returns whether it was added.
+  bool mark_seen(const ObjectKey& k, const Entry& e) {
+    Shard& s = shard(k);
+    std::unique_lock lock(s.mu);
+    if (k.tree == Tree::kAc) {
+      auto [it, fresh] = s.ac.try_emplace(k.digest, AcEntry{e.bytes, e.stamp, nullptr, true});
+      it->second.seen = true;
+      if (fresh) size_.fetch_add(1, std::memory_order_relaxed);
+      return fresh;
+    }
+    if (Slot* slot = s.cas.find(k.digest)) {
+      slot->meta |= kSeen;
+      return false;
+    }
+    s.cas.insert(k.digest, e.stamp, e.verified, true);
+    size_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+
+  /// Removes every entry not marked seen, calling `fn(key, bytes)` for each.
+  template <class F>
+  void sweep_unseen(F&& fn) {
+    for (std::size_t i = 0; i < kShards; ++i) {
+      Shard& s = shards_[i];
+      std::vector<ObjectKey> gone;
+      {
+        std::shared_lock lock(s.mu);
+        s.cas.for_each([&](const Slot& slot) {
+          if ((slot.meta & kSeen) == 0) gone.push_back({slot.digest(), Tree::kCas});
+        });
+        for (const auto& [d, e] : s.ac) {
+          if (!e.seen) gone.push_back({d, Tree::kAc});
+        }
+      }
+      for (const ObjectKey& k : gone) {
+        if (auto bytes = erase(k)) fn(k, *bytes);
+      }
+    }
+  }
+
+  /// Sizes the tables for about `n` entries in all (avoids growth while loading).
+  void reserve(std::size_t n) {
+    for (std::size_t i = 0; i < kShards; ++i) {
+      std::unique_lock lock(shards_[i].mu);
+      shards_[i].cas.reserve(n / kShards + n / kShards / 16 + 16);  // shards differ by a few %
+    }
+  }
+
+  /// Keeps the bytes of ActionCache entry `d` (read from disk) in memory, budget allowing.
+  void hold_action(const Digest& d, std::string_view bytes) {
+    Shard& s = shard(ObjectKey{d, Tree::kAc});
+    std::unique_lock lock(s.mu);
+    if (auto it = s.ac.find(d); it != s.ac.end() && !it->second.held && it->second.bytes == bytes.size()) {
+      it->second.held = hold(bytes);
+    }
+  }
+
+  /// Bytes of ActionCache entries held in memory.
+  [[nodiscard]] std::uint64_t held_bytes() const { return held_.load(std::memory_order_relaxed); }
 
   /// Records that the stored bytes of CAS blob `d` were found to match it.
   void set_verified(const Digest& d) {
@@ -209,6 +287,7 @@ class Index {
  private:
   static constexpr std::uint64_t kUsed = std::uint64_t{1} << 63;
   static constexpr std::uint64_t kVerified = std::uint64_t{1} << 62;
+  static constexpr std::uint64_t kSeen = std::uint64_t{1} << 61;
   static constexpr std::uint64_t kSizeMask = (std::uint64_t{1} << 48) - 1;  // > kMaxDigestSize
 
   /// One CAS blob: hash, size and flags, access stamp. 48 bytes.
@@ -252,14 +331,14 @@ class Index {
     }
 
     /// Inserts `d` when absent; returns the new slot, or nullptr when it was present.
-    Slot* insert(const Digest& d, std::uint64_t stamp, bool verified) {
-      if ((size_ + 1) * 4 > slots_.size() * 3) grow();
+    Slot* insert(const Digest& d, std::uint64_t stamp, bool verified, bool seen) {
+      if ((size_ + 1) * 4 > slots_.size() * 3) grow(slots_.size() + slots_.size() / 2);
       for (std::size_t i = home(d.hash);; i = next(i)) {
         Slot& s = slots_[i];
         if (s.holds(d)) return nullptr;
         if (!s.used()) {
           s.hash = d.hash;
-          s.meta = kUsed | (verified ? kVerified : 0) | static_cast<std::uint64_t>(d.size);
+          s.meta = kUsed | (verified ? kVerified : 0) | (seen ? kSeen : 0) | static_cast<std::uint64_t>(d.size);
           s.stamp = stamp;
           ++size_;
           return &s;
@@ -301,6 +380,11 @@ class Index {
       }
     }
 
+    /// Room for `n` entries within the load limit.
+    void reserve(std::size_t n) {
+      if (n * 4 > slots_.size() * 3) grow(n * 4 / 3 + 1);
+    }
+
    private:
     [[nodiscard]] std::size_t home(const Hash256& h) const {
       std::uint64_t x;
@@ -309,10 +393,10 @@ class Index {
     }
     [[nodiscard]] std::size_t next(std::size_t i) const { return i + 1 == slots_.size() ? 0 : i + 1; }
 
-    void grow() {
+    void grow(std::size_t capacity) {
       std::vector<Slot> old;
       old.swap(slots_);
-      slots_.assign(std::max<std::size_t>(16, old.size() + old.size() / 2), Slot{});
+      slots_.assign(std::max<std::size_t>(16, capacity), Slot{});
       size_ = 0;
       for (const Slot& s : old) {
         if (!s.used()) continue;
@@ -330,7 +414,23 @@ class Index {
   struct AcEntry {
     std::uint64_t bytes;
     std::uint64_t stamp;
+    std::shared_ptr<const std::string> held;
+    bool seen = true;
   };
+
+  /// A held copy of `bytes` if they fit the budget; null otherwise (or when empty).
+  std::shared_ptr<const std::string> hold(std::string_view bytes) {
+    if (bytes.empty() || bytes.size() > opt_.ac_max_entry_bytes) return nullptr;
+    std::uint64_t used = held_.load(std::memory_order_relaxed);
+    do {
+      if (used + bytes.size() > opt_.ac_memory_bytes) return nullptr;
+    } while (!held_.compare_exchange_weak(used, used + bytes.size()));
+    return std::make_shared<const std::string>(bytes);
+  }
+  void release(AcEntry& e) {
+    if (e.held) held_.fetch_sub(e.held->size(), std::memory_order_relaxed);
+    e.held.reset();
+  }
 
   struct alignas(64) Shard {
     mutable std::shared_mutex mu;
@@ -342,8 +442,10 @@ class Index {
   Shard& shard(const ObjectKey& k) { return shards_[k.digest.hash[31] % kShards]; }
   [[nodiscard]] const Shard& shard(const ObjectKey& k) const { return shards_[k.digest.hash[31] % kShards]; }
 
+  Options opt_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<std::size_t> size_{0};
+  std::atomic<std::uint64_t> held_{0};
 };
 
 }  // namespace gorego

@@ -7,6 +7,9 @@
 /// backend. Until the walk is done an index miss falls back to asking the backend, so
 /// answers are correct from the first request. The size limit is enforced from the moment
 /// the walk completes (writes before that are counted, and eviction catches up).
+/// Backends with a `snapshot_path()` get the index written there at a clean `stop()`; the
+/// next `start()` reads it (and deletes it) instead of waiting for the walk, then walks in
+/// the background to add what the snapshot lacks and drop what is no longer on disk.
 /// Integrity: a blob the backend reports missing or corrupt is dropped from the index
 /// (and, when corrupt, from the backend) and answered as a miss. Reads: with
 /// `VerifyReads::kFirst` the backend re-hashes a blob on its first full read after start
@@ -14,9 +17,17 @@
 /// before; `kAlways` re-hashes every full read. Backends without the choice decide alone.
 /// Thread safety: every public member may be called concurrently.
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -55,10 +66,15 @@ class Local {
   struct Options {
     std::uint64_t max_bytes = std::uint64_t{10} << 30;  ///< limit on backend footprint
     VerifyReads verify_reads = VerifyReads::kFirst;
+    /// ActionCache entries up to 64 KiB are also kept in memory, up to this many bytes.
+    std::uint64_t ac_memory_bytes = std::uint64_t{64} << 20;
   };
 
   Local(typename Backend::Options backend, typename Eviction::Options eviction, Options o)
-      : backend_(std::move(backend)), eviction_(std::move(eviction)), opt_(o) {}
+      : backend_(std::move(backend)),
+        eviction_(std::move(eviction)),
+        opt_(o),
+        index_(Index::Options{.ac_memory_bytes = o.ac_memory_bytes}) {}
   Local(typename Backend::Options backend, Options o)
       : Local(std::move(backend), typename Eviction::Options{}, o) {}
   Local(const Local&) = delete;
@@ -68,7 +84,13 @@ class Local {
   /// Prepares the backend and starts loading the index in the background.
   Status start() {
     if constexpr (requires { backend_.init(); }) GOREGO_RETURN_IF_ERROR(backend_.init());
-    loader_ = std::jthread([this](std::stop_token st) { load(st); });
+    started_ = true;
+    const bool from_snapshot = load_snapshot();
+    if (from_snapshot) {
+      std::lock_guard lock(wake_mu_);
+      loaded_ = true;
+    }
+    loader_ = std::jthread([this, from_snapshot](std::stop_token st) { load(st, from_snapshot); });
     if constexpr (requires { eviction_.scan_interval(); }) {
       janitor_ = std::jthread([this](std::stop_token st) { janitor_loop(st); });
     }
@@ -76,6 +98,7 @@ class Local {
   }
 
   /// Stops background work; called by the destructor.
+  /// Stops background work and writes the index snapshot; called by the destructor.
   void stop() {
     for (std::jthread* t : {&janitor_, &loader_}) {
       if (t->joinable()) {
@@ -84,6 +107,14 @@ class Local {
         t->join();
       }
     }
+    if (std::exchange(started_, false)) save_snapshot();
+  }
+
+  /// Blocks until the background walk is over: the index is loaded and, after a start
+  /// from a snapshot, checked against the backend (tests).
+  void wait_walked() {
+    std::unique_lock lock(wake_mu_);
+    wake_.wait(lock, [&] { return walked_; });
   }
 
   /// Blocks until the background index load is complete (tests, benchmarks).
@@ -285,11 +316,26 @@ class Local {
 
   Result<std::string> get_action(const Digest& d) {
     const ObjectKey key{d, Tree::kAc};
-    if (!present(key)) return error(Code::kNotFound, "action {} not in the action cache", d);
+    const auto hit = present(key);
+    if (!hit) return error(Code::kNotFound, "action {} not in the action cache", d);
+    if (hit->bytes) return std::string(*hit->bytes);
     auto r = backend_.get_action(d);
     if (!r) return on_read_error(key, r.error());
+    index_.hold_action(d, *r);
     after_read(key);
     return r;
+  }
+
+  /// The ActionCache entry for `d` when memory alone can answer (index loaded; a miss, or a
+  /// hit whose bytes are held); nullopt when the answer needs the disk.
+  std::optional<Result<std::string>> action_in_memory(const Digest& d) {
+    if (!loaded_) return std::nullopt;
+    const ObjectKey key{d, Tree::kAc};
+    const auto hit = index_.touch(key, Index::now());
+    if (!hit) return Result<std::string>(error(Code::kNotFound, "action {} not in the action cache", d));
+    if (!hit->bytes) return std::nullopt;
+    eviction_.on_access(key);
+    return Result<std::string>(std::string(*hit->bytes));
   }
 
   Status put_action(const Digest& d, std::string_view bytes) {
@@ -300,7 +346,7 @@ class Local {
       unreserve(fp);
       return s;
     }
-    commit_index(key, bytes.size(), fp);
+    commit_index(key, bytes.size(), fp, bytes);
     return {};
   }
 
@@ -396,8 +442,8 @@ class Local {
   }
 
   /// Records a published, verified object whose footprint `fp` was reserved.
-  void commit_index(const ObjectKey& key, std::uint64_t bytes, std::uint64_t fp) {
-    const auto replaced = index_.upsert(key, {.bytes = bytes, .stamp = Index::now(), .verified = true});
+  void commit_index(const ObjectKey& key, std::uint64_t bytes, std::uint64_t fp, std::string_view held = {}) {
+    const auto replaced = index_.upsert(key, {.bytes = bytes, .stamp = Index::now(), .verified = true}, held);
     if (replaced) usage_.fetch_sub(backend_.footprint(*replaced));  // AC update, or a racing writer
     eviction_.on_insert(key, fp);
   }
@@ -463,34 +509,188 @@ class Local {
     run.objects = victims.size();
     run.finished = std::chrono::system_clock::now();
     if (on_eviction_) on_eviction_(run);
-    log::debug("evicted", {{"policy", std::string(Eviction::kName)},
-                           {"objects", std::to_string(victims.size())},
-                           {"requested_bytes", std::to_string(bytes)}});
+    if (log::enabled(log::Level::kDebug)) {
+      log::debug("evicted", {{"policy", std::string(Eviction::kName)},
+                             {"objects", std::to_string(victims.size())},
+                             {"requested_bytes", std::to_string(bytes)}});
+    }
     return victims.size();
   }
 
-  void load(const std::stop_token& st) {
+  void load(const std::stop_token& st, bool from_snapshot) {
     const auto started = std::chrono::steady_clock::now();
     struct Stopped {};
+    std::size_t added = 0;
     try {
       backend_.for_each_entry([&](const ObjectKey& k, std::uint64_t bytes, std::int64_t atime) {
         if (st.stop_requested()) throw Stopped{};
-        insert_if_absent(k, bytes, Index::stamp_of_wall_time(atime));
+        const std::uint64_t stamp = Index::stamp_of_wall_time(atime);
+        if (!from_snapshot) return insert_if_absent(k, bytes, stamp);
+        if (index_.mark_seen(k, {.bytes = bytes, .stamp = stamp, .verified = false})) {
+          const std::uint64_t fp = backend_.footprint(bytes);
+          usage_.fetch_add(fp);
+          eviction_.on_insert(k, fp);
+          ++added;
+        }
       });
     } catch (const Stopped&) {
       return;
     }
+    std::size_t removed = 0;
+    if (from_snapshot) {
+      index_.sweep_unseen([&](const ObjectKey& k, std::uint64_t bytes) {
+        usage_.fetch_sub(backend_.footprint(bytes));
+        eviction_.on_erase(k);
+        ++removed;
+      });
+    }
     {
       std::lock_guard lock(wake_mu_);
       loaded_ = true;
+      walked_ = true;
     }
     wake_.notify_all();
     const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    log::info("index loaded", {{"store", std::string(kName)},
-                               {"objects", std::to_string(index_size())},
-                               {"bytes", std::to_string(usage_bytes())},
-                               {"seconds", fmt::format("{:.3f}", seconds)}});
+    log::info(from_snapshot ? "index checked against the disk" : "index loaded",
+              {{"store", std::string(kName)},
+               {"objects", std::to_string(index_size())},
+               {"bytes", std::to_string(usage_bytes())},
+               {"added", std::to_string(added)},
+               {"removed", std::to_string(removed)},
+               {"seconds", fmt::format("{:.3f}", seconds)}});
     maintain();
+  }
+
+  // ---- index snapshot ---------------------------------------------------------------
+  // File: "GOREGOIX", u32 version, u64 count, count records, SHA-256 of all before it.
+  // Record: 32-byte hash, i64 digest size, u8 tree, u64 stored bytes, i64 last access
+  // (Unix ns). Integers in host byte order; a file that fails any check is ignored.
+
+  static constexpr std::string_view kSnapshotMagic = "GOREGOIX";
+  static constexpr std::uint32_t kSnapshotVersion = 1;
+  static constexpr std::size_t kSnapshotHeader = 8 + 4 + 8;
+  static constexpr std::size_t kSnapshotRecord = 32 + 8 + 1 + 8 + 8;
+
+  template <class T>
+  static void put_raw(std::string& out, T v) {
+    out.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  template <class T>
+  static T get_raw(const char*& p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    p += sizeof v;
+    return v;
+  }
+
+  void save_snapshot() {
+    if constexpr (requires { backend_.snapshot_path(); }) {
+      if (!loaded_) return;  // an incomplete index must not pass for a complete one
+      const auto started = std::chrono::steady_clock::now();
+      const std::filesystem::path path = backend_.snapshot_path();
+      std::string buf;
+      buf.reserve(kSnapshotHeader + index_.size() * kSnapshotRecord + 32);
+      buf.append(kSnapshotMagic);
+      put_raw(buf, kSnapshotVersion);
+      put_raw(buf, std::uint64_t{0});  // count, patched below
+      const auto wall_now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count();
+      const std::uint64_t steady_now = Index::now();
+      std::uint64_t count = 0;
+      index_.for_each([&](const IndexedObject& o) {
+        buf.append(reinterpret_cast<const char*>(o.key.digest.hash.data()), o.key.digest.hash.size());
+        put_raw(buf, o.key.digest.size);
+        put_raw(buf, static_cast<std::uint8_t>(o.key.tree));
+        put_raw(buf, o.bytes);
+        put_raw(buf, wall_now - static_cast<std::int64_t>(steady_now - std::min(o.stamp, steady_now)));
+        ++count;
+      });
+      std::memcpy(buf.data() + 12, &count, sizeof count);
+      const Hash256 sum = Sha256::digest_of(buf).hash;
+      buf.append(reinterpret_cast<const char*>(sum.data()), sum.size());
+      const std::filesystem::path tmp = path.string() + ".tmp";
+      {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        f.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+        if (!f.flush()) {
+          log::warn("could not write the index snapshot", {{"path", tmp.string()}});
+          return;
+        }
+      }
+      std::error_code ec;
+      std::filesystem::rename(tmp, path, ec);
+      log::info("index snapshot written",
+                {{"path", path.string()}, {"objects", std::to_string(count)},
+                 {"seconds", fmt::format("{:.3f}", std::chrono::duration<double>(
+                                                        std::chrono::steady_clock::now() - started).count())}});
+    }
+  }
+
+  /// Loads the snapshot of the last clean stop, if there is a valid one, and deletes it
+  /// (a crash later must not leave a stale one behind). Returns whether it was loaded.
+  bool load_snapshot() {
+    if constexpr (requires { backend_.snapshot_path(); }) {
+      const std::filesystem::path path = backend_.snapshot_path();
+      // Mapped, not read into the heap: the pages go back to the kernel when unmapped, so
+      // the snapshot does not stay in the resident set.
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return false;
+      struct stat st {};
+      void* map = MAP_FAILED;
+      if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+        map = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+      }
+      ::close(fd);
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+      if (map == MAP_FAILED) return false;
+      const std::size_t mapped = static_cast<std::size_t>(st.st_size);
+      const std::unique_ptr<void, std::function<void(void*)>> unmap(map, [mapped](void* m) { ::munmap(m, mapped); });
+      const std::string_view buf(static_cast<const char*>(map), mapped);
+      auto reject = [&](std::string_view why) {
+        log::warn("ignored the index snapshot; walking the store instead", {{"path", path.string()}, {"reason", std::string(why)}});
+        return false;
+      };
+      if (buf.size() < kSnapshotHeader + 32 || buf.substr(0, 8) != kSnapshotMagic) {
+        return reject("not a snapshot");
+      }
+      const char* p = buf.data() + 8;
+      if (get_raw<std::uint32_t>(p) != kSnapshotVersion) return reject("unknown version");
+      const auto count = get_raw<std::uint64_t>(p);
+      if (count > (buf.size() - kSnapshotHeader - 32) / kSnapshotRecord ||
+          buf.size() != kSnapshotHeader + count * kSnapshotRecord + 32) {
+        return reject("truncated");
+      }
+      const std::string_view body(buf.data(), buf.size() - 32);
+      if (std::memcmp(Sha256::digest_of(body).hash.data(), body.data() + body.size(), 32) != 0) {
+        return reject("checksum mismatch");
+      }
+      for (std::uint64_t i = 0; i < count; ++i) {  // check every record before using any
+        const char* r = p + i * kSnapshotRecord + 32;
+        const auto size = get_raw<std::int64_t>(r);
+        const auto tree = get_raw<std::uint8_t>(r);
+        if (size < 0 || size > kMaxDigestSize || tree > static_cast<std::uint8_t>(Tree::kAc)) return reject("bad record");
+      }
+      index_.reserve(static_cast<std::size_t>(count));  // no growth (and no freed old tables)
+      for (std::uint64_t i = 0; i < count; ++i) {
+        Digest d;
+        std::memcpy(d.hash.data(), p, d.hash.size());
+        p += d.hash.size();
+        d.size = get_raw<std::int64_t>(p);
+        const auto tree = static_cast<Tree>(get_raw<std::uint8_t>(p));
+        const auto bytes = get_raw<std::uint64_t>(p);
+        const auto atime = get_raw<std::int64_t>(p);
+        const ObjectKey key{d, tree};
+        if (index_.insert(key, {.bytes = bytes, .stamp = Index::stamp_of_wall_time(atime), .verified = false, .seen = false})) {
+          const std::uint64_t fp = backend_.footprint(bytes);
+          usage_.fetch_add(fp);
+          eviction_.on_insert(key, fp);
+        }
+      }
+      log::info("index loaded from snapshot", {{"store", std::string(kName)}, {"objects", std::to_string(count)}});
+      return true;
+    }
+    return false;
   }
 
   void janitor_loop(const std::stop_token& st) {
@@ -515,6 +715,8 @@ class Local {
   std::mutex evict_mu_;                  // one eviction pass at a time; guards rng_
   std::mt19937_64 rng_{std::random_device{}()};
   std::atomic<bool> loaded_{false};
+  bool walked_ = false;   // guarded by wake_mu_
+  bool started_ = false;  // start() succeeded: the directory is ours
   std::mutex wake_mu_;
   std::condition_variable wake_;
   std::function<void(const EvictionRun&)> on_eviction_;

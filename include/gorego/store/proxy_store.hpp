@@ -241,6 +241,21 @@ class ProxyStore {
     });
   }
 
+  /// `get_action` when it can be answered without blocking (no upstream, local answer in
+  /// memory); nullopt otherwise, and then nothing was reported to the instrumentation.
+  std::optional<Result<std::string>> get_action_in_memory(const Digest& d) {
+    if constexpr (requires { local_.action_in_memory(d); }) {
+      if (remote_on()) return std::nullopt;
+      auto probe = local_.action_in_memory(d);
+      if (!probe) return std::nullopt;
+      return observe({.op = StoreOp::kGetAction, .digest = &d}, [&](OpState& st) -> Result<std::string> {
+        if (*probe) st.bytes = (*probe)->size();
+        return std::move(*probe);
+      });
+    }
+    return std::nullopt;
+  }
+
   Status put_action(const Digest& d, std::string_view bytes) {
     return observe({.op = StoreOp::kPutAction, .digest = &d}, [&](OpState& st) {
       st.bytes = bytes.size();

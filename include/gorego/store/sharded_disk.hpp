@@ -6,6 +6,7 @@
 ///   ac/ab/cd/<hash>-<size>    serialized ActionResults, keyed by the Action digest
 ///   cas/ab/cd/.tmp-<run>-<n>  uploads in progress, next to their final name
 ///   LOCK                      flock()ed by the one process that owns the directory
+///   index.snapshot            the index as of the last clean stop (read and deleted at start)
 /// Writes go to a temporary file in the object's own shard directory while hashing;
 /// `commit` verifies the digest, optionally fsyncs file and directory, and renames into
 /// place (a rename within one directory: no filesystem-wide rename lock, no shared
@@ -390,6 +391,9 @@ class ShardedDisk {
       });
     }
   }
+
+  /// Where Local keeps its index snapshot between a clean stop and the next start.
+  [[nodiscard]] std::filesystem::path snapshot_path() const { return opt_.root / "index.snapshot"; }
 
   [[nodiscard]] std::uint64_t footprint(std::uint64_t bytes) const {
     const std::uint64_t bs = opt_.block_size;
