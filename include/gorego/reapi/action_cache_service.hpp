@@ -43,7 +43,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
           reactor->Finish(to_grpc(bytes->error()));
         } else if (!resp->ParseFromString(**bytes)) {
           reactor->Finish(to_grpc(unreadable(*action)));
-        } else if (resp->output_directories_size() == 0 && store_.answers_from_memory()) {
+        } else if (resp->output_directories_size() == 0) {  // in memory: nothing to read
           reactor->Finish(to_grpc(check_complete(*action, *resp)));
         } else {  // the trees must be read: not on this thread
           pool_.post(incoming_context(ctx), [this, reactor, resp, d = *action] {
@@ -113,13 +113,9 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
 
   /// Checks every digest in a result is well-formed (collecting them).
   static Status validate_result(const re::ActionResult& r, std::vector<Digest>& out) {
-    // `field` is formatted only for an error.
     auto add = [&](const re::Digest& d, std::string_view field, int i = -1, std::string_view suffix = {}) -> Status {
-      auto v = from_proto(d);
-      if (!v) {
-        const std::string name = i < 0 ? std::string(field) : fmt::format("{}[{}]{}", field, i, suffix);
-        return Status(v.error().code(), fmt::format("{}: {}", name, v.error().message()));
-      }
+      auto v = i < 0 ? from_proto(d, field) : from_proto(d, field, i, suffix);
+      if (!v) return v.error();
       out.push_back(*v);
       return {};
     };

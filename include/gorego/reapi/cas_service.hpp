@@ -149,7 +149,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       return error(Code::kInvalidArgument, "requests[{}]: compressor {} is not supported", i,
                    re::Compressor::Value_Name(r.compressor()));
     }
-    auto d = from_proto(r.digest(), fmt::format("requests[{}].digest", i));
+    auto d = from_proto(r.digest(), "requests", i, ".digest");
     if (!d) return d.error();
     if (Status s = opt_.check_blob_size(*d); !s.ok()) {
       return error(s.code(), "requests[{}]: {}", i, s.message());

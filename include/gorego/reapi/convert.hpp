@@ -38,11 +38,13 @@ inline Result<Digest> from_proto(const re::Digest& d, std::string_view field) {
   return r;
 }
 
-/// As `from_proto`, for element `index` of a repeated field: the name ("digests[3]") is
-/// built only for an error, off the hot path of every valid digest.
-inline Result<Digest> from_proto(const re::Digest& d, std::string_view field, int index) {
+/// As `from_proto`, for element `index` of a repeated field: the name ("digests[3]",
+/// "requests[3].digest" with a `suffix`) is built only for an error, off the hot path of
+/// every valid digest.
+inline Result<Digest> from_proto(const re::Digest& d, std::string_view field, int index,
+                                 std::string_view suffix = {}) {
   auto r = from_proto(d);
-  if (!r) return Status(r.error().code(), fmt::format("{}[{}]: {}", field, index, r.error().message()));
+  if (!r) return Status(r.error().code(), fmt::format("{}[{}]{}: {}", field, index, suffix, r.error().message()));
   return r;
 }
 

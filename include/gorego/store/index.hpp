@@ -150,18 +150,7 @@ class Index {
   std::optional<std::uint64_t> erase(const ObjectKey& k) {
     Shard& s = shard(k);
     std::unique_lock lock(s.mu);
-    std::optional<std::uint64_t> out;
-    if (k.tree == Tree::kAc) {
-      if (auto it = s.ac.find(k.digest); it != s.ac.end()) {
-        out = it->second.bytes;
-        release(it->second);
-        s.ac.erase(it);
-      }
-    } else if (s.cas.erase(k.digest)) {
-      out = static_cast<std::uint64_t>(k.digest.size);
-    }
-    if (out) size_.fetch_sub(1, std::memory_order_relaxed);
-    return out;
+    return erase_locked(s, k);
   }
 
   /// Marks `k` as found on disk, adding it (as `e`) when absent. Returns whether it was added.
@@ -188,19 +177,22 @@ class Index {
   void sweep_unseen(F&& fn) {
     for (std::size_t i = 0; i < kShards; ++i) {
       Shard& s = shards_[i];
-      std::vector<ObjectKey> gone;
+      std::vector<std::pair<ObjectKey, std::uint64_t>> gone;
       {
-        std::shared_lock lock(s.mu);
+        // One exclusive hold: an entry written meanwhile (and so seen) is never swept.
+        std::unique_lock lock(s.mu);
+        std::vector<ObjectKey> unseen;
         s.cas.for_each([&](const Slot& slot) {
-          if ((slot.meta & kSeen) == 0) gone.push_back({slot.digest(), Tree::kCas});
+          if ((slot.meta & kSeen) == 0) unseen.push_back({slot.digest(), Tree::kCas});
         });
         for (const auto& [d, e] : s.ac) {
-          if (!e.seen) gone.push_back({d, Tree::kAc});
+          if (!e.seen) unseen.push_back({d, Tree::kAc});
+        }
+        for (const ObjectKey& k : unseen) {
+          if (auto bytes = erase_locked(s, k)) gone.emplace_back(k, *bytes);
         }
       }
-      for (const ObjectKey& k : gone) {
-        if (auto bytes = erase(k)) fn(k, *bytes);
-      }
+      for (const auto& [k, bytes] : gone) fn(k, bytes);
     }
   }
 
@@ -220,9 +212,6 @@ class Index {
       it->second.held = hold(bytes);
     }
   }
-
-  /// Bytes of ActionCache entries held in memory.
-  [[nodiscard]] std::uint64_t held_bytes() const { return held_.load(std::memory_order_relaxed); }
 
   /// Records that the stored bytes of CAS blob `d` were found to match it.
   void set_verified(const Digest& d) {
@@ -441,6 +430,22 @@ class Index {
   // Shards by the hash's last byte: the table's home slot uses the first eight.
   Shard& shard(const ObjectKey& k) { return shards_[k.digest.hash[31] % kShards]; }
   [[nodiscard]] const Shard& shard(const ObjectKey& k) const { return shards_[k.digest.hash[31] % kShards]; }
+
+  /// `erase` with `s.mu` held exclusively.
+  std::optional<std::uint64_t> erase_locked(Shard& s, const ObjectKey& k) {
+    std::optional<std::uint64_t> out;
+    if (k.tree == Tree::kAc) {
+      if (auto it = s.ac.find(k.digest); it != s.ac.end()) {
+        out = it->second.bytes;
+        release(it->second);
+        s.ac.erase(it);
+      }
+    } else if (s.cas.erase(k.digest)) {
+      out = static_cast<std::uint64_t>(k.digest.size);
+    }
+    if (out) size_.fetch_sub(1, std::memory_order_relaxed);
+    return out;
+  }
 
   Options opt_;
   std::unique_ptr<Shard[]> shards_;

@@ -97,7 +97,6 @@ class Local {
     return {};
   }
 
-  /// Stops background work; called by the destructor.
   /// Stops background work and writes the index snapshot; called by the destructor.
   void stop() {
     for (std::jthread* t : {&janitor_, &loader_}) {
@@ -126,8 +125,6 @@ class Local {
   [[nodiscard]] bool loaded() const { return loaded_.load(); }
   [[nodiscard]] std::uint64_t usage_bytes() const { return usage_.load(std::memory_order_relaxed); }
   [[nodiscard]] std::size_t index_size() const { return index_.size(); }
-  /// Memory held by the index tables.
-  [[nodiscard]] std::size_t index_memory_bytes() const { return index_.memory_bytes(); }
   [[nodiscard]] std::uint64_t max_bytes() const { return opt_.max_bytes; }
   Backend& backend() { return backend_; }
 
@@ -329,12 +326,10 @@ class Local {
   /// The ActionCache entry for `d` when memory alone can answer (index loaded; a miss, or a
   /// hit whose bytes are held); nullopt when the answer needs the disk.
   std::optional<Result<std::string>> action_in_memory(const Digest& d) {
-    if (!loaded_) return std::nullopt;
-    const ObjectKey key{d, Tree::kAc};
-    const auto hit = index_.touch(key, Index::now());
+    if (!loaded_) return std::nullopt;  // present() would stat() the disk on a miss
+    const auto hit = present({d, Tree::kAc});
     if (!hit) return Result<std::string>(error(Code::kNotFound, "action {} not in the action cache", d));
     if (!hit->bytes) return std::nullopt;
-    eviction_.on_access(key);
     return Result<std::string>(std::string(*hit->bytes));
   }
 
@@ -435,7 +430,11 @@ class Local {
 
   /// Indexes an object found in the backend (not verified by this process).
   void insert_if_absent(const ObjectKey& key, std::uint64_t bytes, std::uint64_t stamp) {
-    if (!index_.insert(key, {.bytes = bytes, .stamp = stamp, .verified = false})) return;
+    if (index_.insert(key, {.bytes = bytes, .stamp = stamp, .verified = false})) account_new(key, bytes);
+  }
+
+  /// Counts an object just added to the index (not through a reservation).
+  void account_new(const ObjectKey& key, std::uint64_t bytes) {
     const std::uint64_t fp = backend_.footprint(bytes);
     usage_.fetch_add(fp);
     eviction_.on_insert(key, fp);
@@ -527,9 +526,7 @@ class Local {
         const std::uint64_t stamp = Index::stamp_of_wall_time(atime);
         if (!from_snapshot) return insert_if_absent(k, bytes, stamp);
         if (index_.mark_seen(k, {.bytes = bytes, .stamp = stamp, .verified = false})) {
-          const std::uint64_t fp = backend_.footprint(bytes);
-          usage_.fetch_add(fp);
-          eviction_.on_insert(k, fp);
+          account_new(k, bytes);
           ++added;
         }
       });
@@ -682,9 +679,7 @@ class Local {
         const auto atime = get_raw<std::int64_t>(p);
         const ObjectKey key{d, tree};
         if (index_.insert(key, {.bytes = bytes, .stamp = Index::stamp_of_wall_time(atime), .verified = false, .seen = false})) {
-          const std::uint64_t fp = backend_.footprint(bytes);
-          usage_.fetch_add(fp);
-          eviction_.on_insert(key, fp);
+          account_new(key, bytes);
         }
       }
       log::info("index loaded from snapshot", {{"store", std::string(kName)}, {"objects", std::to_string(count)}});

@@ -465,7 +465,9 @@ class ShardedDisk {
   }
 
   /// Group commit: waits for a `syncfs` that started after this call. One caller at a
-  /// time runs it; callers arriving meanwhile share the next one.
+  /// time runs it; callers arriving meanwhile share the next one. A caller fails if any
+  /// sync since its own started failed: a later success does not prove its pages reached
+  /// the disk (the kernel may have dropped them at the failed writeback).
   Status sync_all() {
     std::unique_lock lock(sync_mu_);
     const std::uint64_t need = sync_started_ + 1;
@@ -482,12 +484,14 @@ class ShardedDisk {
       lock.lock();
       syncing_ = false;
       sync_done_ = mine;
-      sync_error_ = rc == 0 ? Status{}
-                            : error(err == ENOSPC || err == EDQUOT ? Code::kResourceExhausted : Code::kInternal,
-                                    "sync of data directory {}: {}", opt_.root.string(), detail::errno_text(err));
+      if (rc != 0) {
+        sync_failed_ = mine;
+        sync_error_ = error(err == ENOSPC || err == EDQUOT ? Code::kResourceExhausted : Code::kInternal,
+                            "sync of data directory {}: {}", opt_.root.string(), detail::errno_text(err));
+      }
       sync_cv_.notify_all();
     }
-    return sync_error_;
+    return sync_failed_ >= need ? sync_error_ : Status{};
   }
 
   static Status sync_dir(const std::filesystem::path& dir) {
@@ -553,7 +557,8 @@ class ShardedDisk {
   bool syncing_ = false;
   std::uint64_t sync_started_ = 0;
   std::uint64_t sync_done_ = 0;
-  Status sync_error_;
+  std::uint64_t sync_failed_ = 0;  // generation of the last failed sync
+  Status sync_error_;              // its error
 };
 static_assert(StorageBackend<ShardedDisk>);
 
