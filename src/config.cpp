@@ -461,6 +461,9 @@ constexpr std::array kSettings{
     setting<&Config::verify_reads, &parse_verify_reads, &format_string>(
         "storage.verify_reads", "", "WHEN",
         "re-hash full reads: first (once per blob after start) or always"),
+    setting<&Config::memory_cache_bytes, &parse_size, &format_size>(
+        "storage.memory_cache", "memory-cache", "SIZE",
+        "memory for small verified blobs served without a disk read; 0 disables"),
     setting<&Config::force_update_atime, &parse_bool, &format_bool>(
         "storage.force_update_atime", "", "BOOL",
         "touch a blob's atime on every read (for relatime/noatime mounts)"),

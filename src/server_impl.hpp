@@ -60,7 +60,8 @@ class ServerImpl final : public Server {
                eviction_options(c),
                typename Store::Local::Options{
                    .max_bytes = c.max_size_bytes,
-                   .verify_reads = c.verify_reads == "always" ? VerifyReads::kAlways : VerifyReads::kFirst}),
+                   .verify_reads = c.verify_reads == "always" ? VerifyReads::kAlways : VerifyReads::kFirst,
+                   .memory_cache_bytes = c.memory_cache_bytes}),
         // Threads that wait on the upstream are cheap; extra ones keep local hits flowing
         // while read-throughs wait (see docs/architecture.md).
         pool_(c.io_threads + (c.remote_target.empty() ? 0 : kUpstreamWaiters)),

@@ -146,7 +146,7 @@ TEST_CASE("Local: a corrupt file is dropped, not served (verify_reads always)", 
 TEST_CASE("Local: a truncated file is a miss", "[disk]") {
   TempDir dir;
   auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
-  const std::string blob = make_blob(5, 9000);
+  const std::string blob = make_blob(5, 90000);  // over 64 KiB: not held in memory
   const Digest d = Sha256::digest_of(blob);
   REQUIRE(store->put(d, blob).ok());
   std::filesystem::resize_file(store->backend().path({d, Tree::kCas}), 100);
@@ -187,7 +187,7 @@ TEST_CASE("AtimeJanitor: force_update_atime marks reads so read blobs survive", 
 TEST_CASE("Local: with verify_reads first, bytes found on disk at start are re-hashed on first read", "[disk]") {
   TempDir dir;
   const std::string a = make_blob(6, 20000);
-  const std::string b = make_blob(7, 20000);
+  const std::string b = make_blob(7, 100000);  // streamed: not held in memory
   const std::string c = make_blob(8, 20000);
   std::string pa;
   std::string pb;
@@ -209,6 +209,7 @@ TEST_CASE("Local: with verify_reads first, bytes found on disk at start are re-h
   REQUIRE(r.ok());
   std::array<char, 65536> buf{};
   auto n = r->read(buf);
+  while (n.ok() && *n > 0) n = r->read(buf);
   CHECK(n.error().code() == Code::kDataLoss);
   CHECK_FALSE(store->contains(Sha256::digest_of(b)));
   auto good = store->get(Sha256::digest_of(c));
@@ -359,6 +360,109 @@ TEST_CASE("Local: ActionCache entries are held in memory within their budget", "
   REQUIRE(store.put_action(c, std::string(300, 'C')).ok());  // 200 + 400 + 300 fit now
   std::filesystem::remove(store.backend().path({c, Tree::kAc}));
   CHECK(*store.get_action(c) == std::string(300, 'C'));
+}
+
+TEST_CASE("BlobCache: holds within its capacity, least recently used out", "[cache]") {
+  // 16 shards of 1000 bytes; every entry costs its size plus kEntryOverhead.
+  BlobCache cache({.capacity_bytes = 16 * 1000, .max_entry_bytes = 600});
+  CHECK(cache.admits(600));
+  CHECK_FALSE(cache.admits(601));
+  std::vector<Digest> ds;
+  std::vector<std::string> blobs;
+  for (int i = 0; i < 400; ++i) {
+    blobs.push_back(make_blob(300 + i, 200));
+    ds.push_back(Sha256::digest_of(blobs.back()));
+    cache.put(ds.back(), blobs.back());
+    CHECK(cache.bytes() <= cache.capacity());
+  }
+  std::size_t held = 0;
+  for (std::size_t i = 0; i < ds.size(); ++i) {
+    if (auto b = cache.get(ds[i])) {
+      CHECK(*b == blobs[i]);
+      ++held;
+    }
+  }
+  CHECK(held > 0);
+  CHECK(held < ds.size());  // 400 x 360 bytes do not fit in 16000
+  CHECK(cache.hits() == held);
+  CHECK(cache.misses() == ds.size() - held);
+
+  // Within one shard: the entry used last survives a put that needs room.
+  BlobCache one({.capacity_bytes = 16 * (2 * (100 + BlobCache::kEntryOverhead)), .max_entry_bytes = 100});
+  std::vector<Digest> same;  // three digests of the same shard
+  std::vector<std::string> data;
+  for (int i = 0; same.size() < 3; ++i) {
+    std::string b = make_blob(1000 + i, 100);
+    const Digest d = Sha256::digest_of(b);
+    if (!same.empty() && d.hash[1] % BlobCache::kShards != same[0].hash[1] % BlobCache::kShards) continue;
+    same.push_back(d);
+    data.push_back(std::move(b));
+  }
+  one.put(same[0], data[0]);
+  one.put(same[1], data[1]);
+  REQUIRE(one.get(same[0]) != nullptr);  // 0 is now the most recent
+  one.put(same[2], data[2]);              // evicts 1
+  CHECK(one.get(same[0]) != nullptr);
+  CHECK(one.get(same[1]) == nullptr);
+  CHECK(one.get(same[2]) != nullptr);
+  one.erase(same[2]);
+  CHECK(one.get(same[2]) == nullptr);
+  CHECK(one.bytes() == 100 + BlobCache::kEntryOverhead);
+
+  BlobCache off({.capacity_bytes = 0});
+  off.put(ds[0], blobs[0]);
+  CHECK(off.get(ds[0]) == nullptr);
+  CHECK(off.bytes() == 0);
+}
+
+TEST_CASE("Local: small verified blobs are served from memory; the index decides presence", "[disk][cache]") {
+  TempDir dir;
+  const std::string blob = make_blob(21, 3000);
+  const Digest d = Sha256::digest_of(blob);
+  {
+    auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+    REQUIRE(store->put(d, blob).ok());
+    CHECK(store->memory_cache().bytes() == blob.size() + BlobCache::kEntryOverhead);
+    const std::string path = store->backend().path({d, Tree::kCas});
+    std::filesystem::remove(path);  // the file is gone; its verified bytes are in memory
+    CHECK(*store->get(d) == blob);
+    auto r = store->open_read(d, 1000);
+    REQUIRE(r.ok());
+    CHECK(r->remaining() == 2000);
+    std::array<char, 4096> buf{};
+    auto n = r->read(buf);
+    REQUIRE(n.ok());
+    CHECK(std::string_view(buf.data(), *n) == std::string_view(blob).substr(1000));
+    CHECK(store->open_read(d, 3001).error().code() == Code::kOutOfRange);
+    CHECK(store->memory_cache().hits() == 3);
+    std::ofstream(path, std::ios::binary) << blob;  // restore the file for the restart below
+  }
+  // A new process starts with an empty cache: the first read goes to disk (and verifies),
+  // the next one is served from memory.
+  auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+  CHECK(store->memory_cache().bytes() == 0);
+  CHECK(*store->get(d) == blob);
+  CHECK(store->memory_cache().misses() == 1);
+  auto r = store->open_read(d, 0);
+  REQUIRE(r.ok());
+  CHECK(store->memory_cache().hits() == 1);
+  store->maintain();  // under the limit: nothing evicted
+  CHECK(store->contains(d));
+
+  // Evicted by the policy: gone from the index and from memory.
+  test::DiskLru small(ShardedDisk::Options{.root = dir.path() / "small", .fsync = false},
+                      test::DiskLru::Options{.max_bytes = 3 * 4096});
+  REQUIRE(small.start().ok());
+  small.wait_loaded();
+  std::vector<Digest> ds;
+  for (int i = 0; i < 4; ++i) {
+    const std::string b = make_blob(40 + i, 3000);
+    ds.push_back(Sha256::digest_of(b));
+    REQUIRE(small.put(ds.back(), b).ok());
+  }
+  CHECK_FALSE(small.contains(ds[0]));  // the least recent went to make room
+  CHECK(small.get(ds[0]).error().code() == Code::kNotFound);
+  CHECK(small.memory_cache().bytes() <= 3 * (3000 + BlobCache::kEntryOverhead));
 }
 
 TEST_CASE("Local: a clean stop leaves an index snapshot; the next start uses it and checks it", "[disk]") {

@@ -50,6 +50,10 @@ struct Config {
   /// `storage.verify_reads`: "first" (re-hash a blob's first full read after start; trust
   /// bytes this process verified) or "always" (re-hash every full read).
   std::string verify_reads = "first";
+  /// `storage.memory_cache`, `--memory-cache`: memory for the verified bytes of small CAS
+  /// blobs (up to 64 KiB each), served without a disk read; a SIZE, 0 disables it. Not
+  /// used with `verify_reads: always`.
+  std::uint64_t memory_cache_bytes = 256 * kMiB;
   /// `storage.force_update_atime`: touch the atime on every read, for filesystems mounted
   /// relatime/noatime when `eviction` is "atime".
   bool force_update_atime = false;

@@ -14,7 +14,10 @@
 /// (and, when corrupt, from the backend) and answered as a miss. Reads: with
 /// `VerifyReads::kFirst` the backend re-hashes a blob on its first full read after start
 /// (bytes found on disk), never one this process verified when it was written or read
-/// before; `kAlways` re-hashes every full read. Backends without the choice decide alone.
+/// before; `kAlways` re-hashes every full read from the backend. Backends without the
+/// choice decide alone. Small blobs verified by this process (uploaded, or read in full)
+/// are also kept in a BlobCache (`Options::memory_cache_bytes`; none with `kAlways`);
+/// `get` and `open_read` serve a blob the index holds from there without the backend.
 /// Thread safety: every public member may be called concurrently.
 
 #include <fcntl.h>
@@ -48,6 +51,7 @@
 #include <gorego/eviction/lru.hpp>
 #include <gorego/eviction/sampled_lru.hpp>
 #include <gorego/hash/sha256.hpp>
+#include <gorego/store/blob_cache.hpp>
 #include <gorego/store/index.hpp>
 
 namespace gorego {
@@ -68,13 +72,20 @@ class Local {
     VerifyReads verify_reads = VerifyReads::kFirst;
     /// ActionCache entries up to 64 KiB are also kept in memory, up to this many bytes.
     std::uint64_t ac_memory_bytes = std::uint64_t{64} << 20;
+    /// Verified CAS blobs up to `memory_cache_max_blob` bytes are kept in memory, up to this
+    /// many bytes in all (0: none).
+    std::uint64_t memory_cache_bytes = std::uint64_t{256} << 20;
+    std::uint64_t memory_cache_max_blob = std::uint64_t{64} << 10;
   };
 
   Local(typename Backend::Options backend, typename Eviction::Options eviction, Options o)
       : backend_(std::move(backend)),
         eviction_(std::move(eviction)),
         opt_(o),
-        index_(Index::Options{.ac_memory_bytes = o.ac_memory_bytes}) {}
+        index_(Index::Options{.ac_memory_bytes = o.ac_memory_bytes}),
+        // `kAlways` promises a re-hash of the disk's bytes on every read: no memory cache.
+        cache_(BlobCache::Options{.capacity_bytes = o.verify_reads == VerifyReads::kAlways ? 0 : o.memory_cache_bytes,
+                                  .max_entry_bytes = o.memory_cache_max_blob}) {}
   Local(typename Backend::Options backend, Options o)
       : Local(std::move(backend), typename Eviction::Options{}, o) {}
   Local(const Local&) = delete;
@@ -126,6 +137,7 @@ class Local {
   [[nodiscard]] std::uint64_t usage_bytes() const { return usage_.load(std::memory_order_relaxed); }
   [[nodiscard]] std::size_t index_size() const { return index_.size(); }
   [[nodiscard]] std::uint64_t max_bytes() const { return opt_.max_bytes; }
+  [[nodiscard]] const BlobCache& memory_cache() const { return cache_; }
   Backend& backend() { return backend_; }
 
   /// Called after every eviction pass (and every janitor run, even one that frees
@@ -139,7 +151,15 @@ class Local {
     Reader() = default;  // the empty blob
     Reader(typename Backend::Reader inner, Local* owner, ObjectKey key, bool verifying)
         : inner_(std::move(inner)), owner_(owner), key_(key), verifying_(verifying) {}
+    /// Reads held bytes from `offset` on.
+    Reader(BlobCache::Bytes held, std::uint64_t offset) : held_(std::move(held)), pos_(offset) {}
     Result<std::size_t> read(std::span<char> buf) {
+      if (held_) {
+        const std::size_t n = std::min<std::size_t>(buf.size(), held_->size() - pos_);
+        std::memcpy(buf.data(), held_->data() + pos_, n);
+        pos_ += n;
+        return n;
+      }
       if (!inner_) return std::size_t{0};
       auto r = inner_->read(buf);
       if (!r) {
@@ -150,9 +170,14 @@ class Local {
       }
       return r;
     }
-    [[nodiscard]] std::uint64_t remaining() const { return inner_ ? inner_->remaining() : 0; }
+    [[nodiscard]] std::uint64_t remaining() const {
+      if (held_) return held_->size() - pos_;
+      return inner_ ? inner_->remaining() : 0;
+    }
 
    private:
+    BlobCache::Bytes held_;
+    std::uint64_t pos_ = 0;
     std::optional<typename Backend::Reader> inner_;
     Local* owner_ = nullptr;
     ObjectKey key_;
@@ -218,14 +243,26 @@ class Local {
     const ObjectKey key{d, Tree::kCas};
     const auto hit = present(key);
     if (!hit) return error(Code::kNotFound, "blob {} not found", d);
-    Result<std::string> r = [&] {
-      if constexpr (kBackendVerifies) return backend_.get(d, must_verify(*hit));
-      else return backend_.get(d);
-    }();
-    if (!r) return on_read_error(key, r.error());
-    if (kBackendVerifies && must_verify(*hit)) index_.set_verified(d);
+    if (cache_.admits(static_cast<std::uint64_t>(d.size))) {
+      if (auto held = cache_.get(d)) {
+        after_read(key);
+        return std::string(*held);
+      }
+    }
+    return read_backend(key, *hit);
+  }
+
+  /// The bytes of `d` when memory alone holds them (index loaded, blob in the memory
+  /// cache); nullopt when the answer needs the backend or is a miss.
+  std::optional<std::string> blob_in_memory(const Digest& d) {
+    if (d.empty_blob()) return std::string();
+    if (!loaded_ || !cache_.admits(static_cast<std::uint64_t>(d.size))) return std::nullopt;
+    const ObjectKey key{d, Tree::kCas};
+    if (!present(key)) return std::nullopt;
+    auto held = cache_.get(d);
+    if (!held) return std::nullopt;
     after_read(key);
-    return r;
+    return std::string(*held);
   }
 
   Status put(const Digest& d, std::string_view data) {
@@ -239,6 +276,7 @@ class Local {
       return s;
     }
     commit_index(key, data.size(), fp);
+    cache_.put(d, data);
     return {};
   }
 
@@ -269,8 +307,12 @@ class Local {
       for (std::size_t j = 0; j < todo.size(); ++j) res[j] = backend_.put(todo[j].digest, todo[j].data);
     }
     for (std::size_t j = 0; j < todo.size(); ++j) {
-      if (res[j].ok()) commit_index({todo[j].digest, Tree::kCas}, todo[j].data.size(), fps[j]);
-      else unreserve(fps[j]);
+      if (res[j].ok()) {
+        commit_index({todo[j].digest, Tree::kCas}, todo[j].data.size(), fps[j]);
+        cache_.put(todo[j].digest, todo[j].data);
+      } else {
+        unreserve(fps[j]);
+      }
       out[where[j]] = std::move(res[j]);
     }
     return out;
@@ -284,6 +326,18 @@ class Local {
     const ObjectKey key{d, Tree::kCas};
     const auto hit = present(key);
     if (!hit) return error(Code::kNotFound, "blob {} not found", d);
+    if (cache_.admits(static_cast<std::uint64_t>(d.size))) {  // small: whole, from memory
+      if (auto held = cache_.get(d)) {
+        if (offset > held->size()) return error(Code::kOutOfRange, "read offset {} is past the end of blob {}", offset, d);
+        after_read(key);
+        return Reader(std::move(held), offset);
+      }
+      if (offset == 0) {
+        auto r = read_backend(key, *hit);
+        if (!r) return r.error();
+        return Reader(std::make_shared<const std::string>(std::move(*r)), 0);
+      }
+    }
     const bool verify = kBackendVerifies && offset == 0 && must_verify(*hit);
     auto r = [&] {
       if constexpr (kBackendVerifies) return backend_.open_read(d, offset, verify);
@@ -386,6 +440,21 @@ class Local {
     return opt_.verify_reads == VerifyReads::kAlways || !hit.verified;
   }
 
+  /// Reads a whole CAS blob the index holds from the backend, verifying it as the read
+  /// policy asks; verified bytes go to the memory cache.
+  Result<std::string> read_backend(const ObjectKey& key, const Index::Hit& hit) {
+    const bool verify = kBackendVerifies && must_verify(hit);
+    Result<std::string> r = [&] {
+      if constexpr (kBackendVerifies) return backend_.get(key.digest, verify);
+      else return backend_.get(key.digest);
+    }();
+    if (!r) return on_read_error(key, r.error());
+    if (verify) index_.set_verified(key.digest);
+    if (verify || hit.verified) cache_.put(key.digest, *r);
+    after_read(key);
+    return r;
+  }
+
   /// Index lookup, recorded as an access; during the initial load a miss asks the backend.
   std::optional<Index::Hit> present(const ObjectKey& key) {
     if (auto hit = index_.touch(key, Index::now())) {
@@ -418,6 +487,7 @@ class Local {
   /// Forgets an object the backend no longer has.
   void drop(const ObjectKey& key) {
     if (auto bytes = index_.erase(key)) usage_.fetch_sub(backend_.footprint(*bytes));
+    if (key.tree == Tree::kCas) cache_.erase(key.digest);
     eviction_.on_erase(key);
   }
 
@@ -503,6 +573,7 @@ class Local {
         usage_.fetch_sub(fp);
         run.bytes += fp;
       }
+      if (k.tree == Tree::kCas) cache_.erase(k.digest);
       backend_.remove(k);
     }
     run.objects = victims.size();
@@ -537,6 +608,7 @@ class Local {
     if (from_snapshot) {
       index_.sweep_unseen([&](const ObjectKey& k, std::uint64_t bytes) {
         usage_.fetch_sub(backend_.footprint(bytes));
+        if (k.tree == Tree::kCas) cache_.erase(k.digest);
         eviction_.on_erase(k);
         ++removed;
       });
@@ -706,6 +778,7 @@ class Local {
   Options opt_;
 
   Index index_;
+  BlobCache cache_;
   std::atomic<std::uint64_t> usage_{0};  // footprint of indexed objects and reservations
   std::mutex evict_mu_;                  // one eviction pass at a time; guards rng_
   std::mt19937_64 rng_{std::random_device{}()};

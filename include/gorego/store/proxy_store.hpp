@@ -165,6 +165,28 @@ class ProxyStore {
     });
   }
 
+  /// `get` of every blob in `ds` when the local tier holds them all in memory (hits that
+  /// cannot block and need no upstream); nullopt otherwise, and then nothing was reported.
+  std::optional<std::vector<std::string>> get_all_in_memory(std::span<const Digest> ds) {
+    if constexpr (requires(const Digest& d) { local_.blob_in_memory(d); }) {
+      std::vector<std::string> out;
+      out.reserve(ds.size());
+      for (const Digest& d : ds) {
+        auto held = local_.blob_in_memory(d);
+        if (!held) return std::nullopt;
+        out.push_back(std::move(*held));
+      }
+      for (std::size_t i = 0; i < ds.size(); ++i) {
+        observe({.op = StoreOp::kGet, .digest = &ds[i]}, [&](OpState& st) {
+          st.bytes = out[i].size();
+          return Status{};
+        });
+      }
+      return out;
+    }
+    return std::nullopt;
+  }
+
   Status put(const Digest& d, std::string_view data) {
     return observe({.op = StoreOp::kPut, .digest = &d}, [&](OpState& st) {
       st.bytes = data.size();

@@ -135,6 +135,12 @@ class Counted {
                    [&local] { return static_cast<double>(local.max_bytes()); });
     gauges_->gauge("gorego_index_blobs", "Objects (CAS blobs and action results) in the local index",
                    [&local] { return static_cast<double>(local.index_size()); });
+    gauges_->gauge("gorego_memory_cache_bytes", "Memory held by the small-blob cache (storage.memory_cache), with per-entry overhead",
+                   [&local] { return static_cast<double>(local.memory_cache().bytes()); });
+    gauges_->add("gorego_memory_cache_lookups_total", "Small-blob cache lookups, by result",
+                 prometheus::MetricType::Counter,
+                 {{{{"result", "hit"}}, [&local] { return static_cast<double>(local.memory_cache().hits()); }},
+                  {{{"result", "miss"}}, [&local] { return static_cast<double>(local.memory_cache().misses()); }}});
     gauges_->gauge("gorego_index_loaded", "1 once the start-up walk of the local tier has finished",
                    [&local] { return local.loaded() ? 1.0 : 0.0; });
     if constexpr (Store::Remote::kEnabled) {
