@@ -74,6 +74,22 @@ TEST_CASE("ShardedDisk: blobs live at cas/ab/cd/<hash> and survive a restart", "
   CHECK(reopened.usage_bytes() == 2 * 8192 - 4096);  // 5000 B → 8 KiB, "result" → 4 KiB
 }
 
+TEST_CASE("ShardedDisk: a verified upload replaces whatever file had its name", "[disk]") {
+  TempDir dir;
+  const std::string blob = make_blob(12, 3000);
+  const Digest d = Sha256::digest_of(blob);
+  for (const bool fsync : {false, true}) {
+    ShardedDisk disk(ShardedDisk::Options{.root = dir.path() / (fsync ? "sync" : "nosync"), .fsync = fsync});
+    REQUIRE(disk.init().ok());
+    const std::string path = disk.path({d, Tree::kCas});
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    std::ofstream(path, std::ios::binary) << "damaged";
+    REQUIRE(disk.put(d, blob).ok());
+    CHECK(*disk.get(d, /*verify=*/true) == blob);
+    CHECK(testing::upload_leftovers(dir.path()) == 0);
+  }
+}
+
 TEST_CASE("ShardedDisk: a second process cannot open the same directory", "[disk]") {
   TempDir dir;
   auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
@@ -86,20 +102,20 @@ TEST_CASE("ShardedDisk: a second process cannot open the same directory", "[disk
 TEST_CASE("ShardedDisk: leftovers of interrupted uploads are removed at start", "[disk]") {
   TempDir dir;
   const std::string blob = make_blob(9, 5000);
-  std::filesystem::path leftover;
   {
     auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
     auto w = store->open_write(Sha256::digest_of(blob));
     REQUIRE(w.ok());
     REQUIRE(w->append(std::string_view(blob).substr(0, 100)).ok());
-    REQUIRE(testing::upload_leftovers(dir.path()) == 1);
-    for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path())) {
-      if (e.path().filename().string().starts_with(".tmp-")) leftover = e.path();
-    }
-    // A crash would leave it: keep a copy where the next run will find it.
-    std::filesystem::copy_file(leftover, leftover.string() + "-copy");
+    // A CAS upload writes an unnamed (O_TMPFILE) file: a crash now would leave nothing.
+    CHECK(testing::upload_leftovers(dir.path()) == 0);
   }
-  std::filesystem::create_directories(dir.path() / "tmp");  // the layout of older versions
+  // What an interrupted named write leaves (an ActionCache update, or any write on a
+  // filesystem without O_TMPFILE), and the temporary directory of older versions.
+  const std::filesystem::path leaf = dir.path() / "ac" / "ab" / "cd";
+  std::filesystem::create_directories(leaf);
+  std::ofstream(leaf / ".tmp-0123456789abcdef-7") << "half an entry";
+  std::filesystem::create_directories(dir.path() / "tmp");
   std::ofstream(dir.path() / "tmp" / "partial.tmp") << "half a blob";
   CHECK(testing::upload_leftovers(dir.path()) == 1);
   auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);  // waits for the walk

@@ -4,15 +4,18 @@
 /// Layout under `root`:
 ///   cas/ab/cd/<hash>          CAS blobs, named by their lower-case hex SHA-256
 ///   ac/ab/cd/<hash>-<size>    serialized ActionResults, keyed by the Action digest
-///   cas/ab/cd/.tmp-<run>-<n>  uploads in progress, next to their final name
+///   ac/ab/cd/.tmp-<run>-<n>   writes in progress, next to their final name
 ///   LOCK                      flock()ed by the one process that owns the directory
 ///   index.snapshot            the index as of the last clean stop (read and deleted at start)
 /// Writes go to a temporary file in the object's own shard directory while hashing;
-/// `commit` verifies the digest, optionally fsyncs file and directory, and renames into
-/// place (a rename within one directory: no filesystem-wide rename lock, no shared
-/// directory that every upload contends on). A crash at any point leaves either no file
-/// or a complete, verified one at the final name; temporary files of earlier runs (another
-/// `<run>` tag) are deleted by the walk at start, and a `tmp/` of older versions at init.
+/// `commit` verifies the digest, optionally fsyncs file and directory, and puts the file
+/// in place. CAS uploads write an unnamed file (O_TMPFILE) that commit links under its
+/// final name: one directory update instead of a create and a rename, and nothing left
+/// behind by a crash. ActionCache entries, which replace earlier ones, and filesystems
+/// without O_TMPFILE use a named temporary file renamed into place (a rename within one
+/// directory). A crash at any point leaves either no file or a complete, verified one at
+/// the final name; temporary files of earlier runs (another `<run>` tag) are deleted by
+/// the walk at start, and a `tmp/` of older versions at init.
 /// `put_batch` writes several blobs and makes them durable with one `syncfs`, shared by
 /// concurrent batches (group commit). Reads from offset 0 can re-hash what they return and
 /// fail with DATA_LOSS rather than complete on bytes that do not match (per call, or
@@ -141,6 +144,11 @@ class ShardedDisk {
       return error(Code::kFailedPrecondition, "data directory {} is not writable: {}",
                    opt_.root.string(), detail::errno_text(errno));
     }
+    if (probe) {  // can unnamed files be given a name (needs /proc)?
+      const std::string name = fmt::format("{}probe-{}", kTempPrefix, run_);
+      anonymous_ = ::linkat(AT_FDCWD, fd_link(probe.get()).c_str(), top_[0][0].get(), name.c_str(), AT_SYMLINK_FOLLOW) == 0;
+      if (anonymous_) ::unlinkat(top_[0][0].get(), name.c_str(), 0);
+    }
     return {};
   }
 
@@ -195,10 +203,12 @@ class ShardedDisk {
 
   class Writer {
    public:
-    Writer(ShardedDisk* owner, ObjectKey key, detail::Fd fd, std::string tmp, bool created_dirs)
-        : owner_(owner), key_(key), fd_(std::move(fd)), tmp_(std::move(tmp)), created_dirs_(created_dirs) {}
-    /// `tmp` is the temporary file's full path (for messages); the file operations use its
-    /// part below the first-level directory.
+    /// `tmp` is the temporary file's full path (for messages; the file operations use its
+    /// part below the first-level directory), or with `anonymous` the path of the directory
+    /// where an unnamed (O_TMPFILE) file will be linked.
+    Writer(ShardedDisk* owner, ObjectKey key, detail::Fd fd, std::string tmp, bool created_dirs, bool anonymous)
+        : owner_(owner), key_(key), fd_(std::move(fd)), tmp_(std::move(tmp)), created_dirs_(created_dirs),
+          anonymous_(anonymous) {}
     Writer(Writer&& o) noexcept
         : owner_(o.owner_),
           key_(o.key_),
@@ -206,7 +216,8 @@ class ShardedDisk {
           tmp_(std::exchange(o.tmp_, {})),
           hasher_(std::move(o.hasher_)),
           written_(o.written_),
-          created_dirs_(o.created_dirs_) {}
+          created_dirs_(o.created_dirs_),
+          anonymous_(o.anonymous_) {}
     Writer& operator=(Writer&& o) noexcept {
       if (this != &o) {
         abort();
@@ -217,6 +228,7 @@ class ShardedDisk {
         hasher_ = std::move(o.hasher_);
         written_ = o.written_;
         created_dirs_ = o.created_dirs_;
+        anonymous_ = o.anonymous_;
       }
       return *this;
     }
@@ -254,8 +266,13 @@ class ShardedDisk {
         const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
         return error(c, "fsync of {}: {}", tmp_, detail::errno_text(errno));
       }
-      fd_.reset();
-      GOREGO_RETURN_IF_ERROR(owner_->publish(tmp_, key_, sync, created_dirs_));
+      if (anonymous_) {
+        GOREGO_RETURN_IF_ERROR(owner_->publish_anonymous(fd_.get(), key_, sync, created_dirs_));
+        fd_.reset();
+      } else {
+        fd_.reset();
+        GOREGO_RETURN_IF_ERROR(owner_->publish(tmp_, key_, sync, created_dirs_));
+      }
       tmp_.clear();
       return {};
     }
@@ -265,7 +282,7 @@ class ShardedDisk {
    private:
     void abort() {
       fd_.reset();
-      if (!tmp_.empty()) ::unlinkat(owner_->top_fd(key_), owner_->below_top(tmp_, key_.tree), 0);
+      if (!tmp_.empty() && !anonymous_) ::unlinkat(owner_->top_fd(key_), owner_->below_top(tmp_, key_.tree), 0);
       tmp_.clear();
     }
 
@@ -276,6 +293,7 @@ class ShardedDisk {
     Sha256 hasher_;
     std::uint64_t written_ = 0;
     bool created_dirs_ = false;
+    bool anonymous_ = false;
   };
 
   /// Stores each blob as `put` does; with `fsync` they become durable together through one
@@ -429,6 +447,25 @@ class ShardedDisk {
   Result<Writer> open_writer(const ObjectKey& k) {
     std::string tmp = path(k);
     tmp.resize(tmp.rfind('/') + 1);
+    if (anonymous_ && k.tree == Tree::kCas) {  // an unnamed file, linked at commit
+      const int top = top_fd(k);
+      const std::string leaf(below_top(tmp, k.tree), 2);
+      const int flags = O_TMPFILE | O_WRONLY | O_CLOEXEC;
+      detail::Fd fd(::openat(top, leaf.c_str(), flags, 0644));
+      bool created_dirs = false;
+      if (!fd && errno == ENOENT) {
+        if (::mkdirat(top, leaf.c_str(), 0755) != 0 && errno != EEXIST) {
+          return error(Code::kInternal, "creating directory {}: {}", tmp, detail::errno_text(errno));
+        }
+        created_dirs = true;
+        fd = detail::Fd(::openat(top, leaf.c_str(), flags, 0644));
+      }
+      if (!fd) {
+        const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
+        return error(c, "creating a file in {}: {}", tmp, detail::errno_text(errno));
+      }
+      return Writer(this, k, std::move(fd), std::move(tmp), created_dirs, true);
+    }
     fmt::format_to(std::back_inserter(tmp), "{}{}-{}", kTempPrefix, run_,
                    counter_.fetch_add(1, std::memory_order_relaxed));
     const int flags = O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC;
@@ -448,7 +485,7 @@ class ShardedDisk {
       const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
       return error(c, "creating {}: {}", tmp, detail::errno_text(errno));
     }
-    return Writer(this, k, std::move(fd), std::move(tmp), created_dirs);
+    return Writer(this, k, std::move(fd), std::move(tmp), created_dirs, false);
   }
 
   Status write_object(const ObjectKey& k, std::string_view data) { return write_object(k, data, opt_.fsync); }
@@ -463,6 +500,42 @@ class ShardedDisk {
     return w->commit(sync);
   }
 
+  static std::string fd_link(int fd) { return fmt::format("/proc/self/fd/{}", fd); }
+
+  /// Gives the unnamed file `fd` its final name. If the name exists (a concurrent upload of
+  /// the same blob, or a damaged leftover), the new, verified file replaces it through a
+  /// temporary name, as `publish` does.
+  Status publish_anonymous(int fd, const ObjectKey& k, bool sync, bool created_dirs) {
+    const std::string final_path = path(k);
+    const int top = top_fd(k);
+    const std::string link = fd_link(fd);
+    if (::linkat(AT_FDCWD, link.c_str(), top, below_top(final_path, k.tree), AT_SYMLINK_FOLLOW) == 0) {
+      return sync ? sync_leaf(final_path, k, created_dirs) : Status{};
+    }
+    if (errno != EEXIST) {
+      return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
+    }
+    std::string tmp = final_path.substr(0, final_path.rfind('/') + 1);
+    fmt::format_to(std::back_inserter(tmp), "{}{}-{}", kTempPrefix, run_, counter_.fetch_add(1, std::memory_order_relaxed));
+    if (::linkat(AT_FDCWD, link.c_str(), top, below_top(tmp, k.tree), AT_SYMLINK_FOLLOW) != 0) {
+      return error(Code::kInternal, "publishing {}: {}", tmp, detail::errno_text(errno));
+    }
+    Status s = publish(tmp, k, sync, created_dirs);
+    if (!s.ok()) ::unlinkat(top, below_top(tmp, k.tree), 0);
+    return s;
+  }
+
+  /// Makes the directory entry of `final_path` durable (and a new leaf directory's own entry).
+  Status sync_leaf(const std::string& final_path, const ObjectKey& k, bool created_dirs) {
+    const int top = top_fd(k);
+    const std::string leaf(below_top(final_path, k.tree), 2);
+    detail::Fd dir(::openat(top, leaf.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir || ::fsync(dir.get()) != 0 || (created_dirs && ::fsync(top) != 0)) {
+      return error(Code::kInternal, "fsync of the directory of {}: {}", final_path, detail::errno_text(errno));
+    }
+    return {};
+  }
+
   Status publish(const std::string& tmp, const ObjectKey& k, bool sync, bool created_dirs) {
     const std::string final_path = path(k);
     const int top = top_fd(k);
@@ -470,16 +543,9 @@ class ShardedDisk {
     if (::renameat(top, below_top(tmp, k.tree), top, rel) != 0) {
       return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
     }
-    if (sync) {
-      // The rename is durable once the leaf directory is; a new leaf directory needs its
-      // parent synced too (the first-level ones were made durable at init).
-      const std::string leaf(rel, 2);
-      detail::Fd dir(::openat(top, leaf.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-      if (!dir || ::fsync(dir.get()) != 0 || (created_dirs && ::fsync(top) != 0)) {
-        return error(Code::kInternal, "fsync of the directory of {}: {}", final_path, detail::errno_text(errno));
-      }
-    }
-    return {};
+    // The rename is durable once the leaf directory is; a new leaf directory needs its
+    // parent synced too (the first-level ones were made durable at init).
+    return sync ? sync_leaf(final_path, k, created_dirs) : Status{};
   }
 
   /// Creates (when new) and opens cas/XX and ac/XX for every XX; with `fsync`, makes the
@@ -599,6 +665,7 @@ class ShardedDisk {
   std::string run_;  // tags this run's temporary files
   detail::Fd lock_;
   detail::Fd root_fd_;
+  bool anonymous_ = false;  // CAS uploads use O_TMPFILE files, linked at commit
   std::array<std::array<detail::Fd, 256>, 2> top_;  // [tree][first hash byte]: cas/XX, ac/XX
   std::atomic<std::uint64_t> counter_{0};
   std::mutex sync_mu_;  // guards the group-commit state below
