@@ -4,39 +4,51 @@
 # reads), or if a run that must fail (reading a population never uploaded) succeeds.
 # No timing is asserted.
 #
-# usage: load_smoke.sh /path/to/gorego /path/to/gorego-load
+# With a third argument, the same client also drives gorego-echo (the gRPC floor server
+# of benchmark/) with the workloads it serves.
+#
+# usage: load_smoke.sh /path/to/gorego /path/to/gorego-load [/path/to/gorego-echo]
 set -euo pipefail
 
 log() { printf 'load smoke: %s\n' "$*" >&2; }
 fail() { printf 'load smoke: FAIL: %s\n' "$*" >&2; exit 1; }
 
-[[ $# -eq 2 ]] || { echo "usage: $0 /path/to/gorego /path/to/gorego-load" >&2; exit 2; }
+[[ $# -eq 2 || $# -eq 3 ]] || { echo "usage: $0 /path/to/gorego /path/to/gorego-load [/path/to/gorego-echo]" >&2; exit 2; }
 GOREGO=$1
 LOAD=$2
+ECHO=${3:-}
 [[ -x $GOREGO ]] || fail "gorego binary '$GOREGO' is not executable"
 [[ -x $LOAD ]] || fail "gorego-load binary '$LOAD' is not executable"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gorego-load-smoke.XXXXXX")
 SERVER_PID=
+ECHO_PID=
 cleanup() {
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    for pid in $SERVER_PID $ECHO_PID; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_listening() { # pid port name log
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$1" 2>/dev/null || { cat "$4" >&2; fail "$3 exited during start-up"; }
+        if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    fail "$3 did not listen on port $2 within 30 s"
+}
+
+PORT=$(free_port)
 "$GOREGO" --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" --metrics-addr "" --fsync false >"$TMP/gorego.log" 2>&1 &
 SERVER_PID=$!
-for ((i = 0; i < 300; i++)); do
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/gorego.log" >&2; fail "gorego exited during start-up"; }
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || fail "gorego did not listen on port $PORT within 30 s"
+wait_listening "$SERVER_PID" "$PORT" gorego "$TMP/gorego.log"
 log "gorego pid $SERVER_PID on 127.0.0.1:$PORT"
 
 # Small population shared by the reading workloads.
@@ -70,6 +82,24 @@ grep -q "missing" "$TMP/neg.log" || fail "batch-read of a missing population did
 # cold-start runs its own gorego on its own port, in a directory under $TMP.
 TMPDIR=$TMP load --workload cold-start --blobs 2000 --size 256 --check-digests 200 \
     --server-cmd "$GOREGO --listen 127.0.0.1:{port} --data-dir {dir} --metrics-addr 127.0.0.1:0 --fsync false"
+
+if [[ -n $ECHO ]]; then
+    EPORT=$(free_port)
+    "$ECHO" --listen "127.0.0.1:$EPORT" >"$TMP/echo.log" 2>&1 &
+    ECHO_PID=$!
+    wait_listening "$ECHO_PID" "$EPORT" gorego-echo "$TMP/echo.log"
+    ECHO_COMMON=(--target "127.0.0.1:$EPORT" --server-pid "$ECHO_PID" --concurrency 4)
+    for args in "--workload find-missing --missing-fraction 0" "--workload ac-update" "--workload ac-get --actions 20"; do
+        log "gorego-load (echo) $args"
+        # shellcheck disable=SC2086
+        "$LOAD" "${ECHO_COMMON[@]}" "${POP[@]}" --requests 50 $args || fail "gorego-load $args against gorego-echo failed"
+    done
+    kill -TERM "$ECHO_PID"
+    status=0
+    wait "$ECHO_PID" || status=$?
+    ECHO_PID=
+    [[ $status -eq 0 ]] || fail "gorego-echo exited with status $status after SIGTERM"
+fi
 
 kill -0 "$SERVER_PID" 2>/dev/null || fail "gorego died during the runs"
 kill -TERM "$SERVER_PID"
