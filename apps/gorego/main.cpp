@@ -1,6 +1,7 @@
 // gorego: the caching REAPI server. See README.md and docs/configuration.md.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <unistd.h>
 
@@ -44,6 +45,14 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  // The data directory alone keeps 512 directories open, and every connection and read
+  // needs one more descriptor: raise the soft limit (often 1024) to the hard one, as Go's
+  // runtime does for its servers.
+  if (rlimit r{}; ::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &r);
+  }
 
   auto server = start_server(cfg);
   if (!server) {

@@ -110,8 +110,9 @@ TEST_CASE("ShardedDisk: leftovers of interrupted uploads are removed at start", 
     // A CAS upload writes an unnamed (O_TMPFILE) file: a crash now would leave nothing.
     CHECK(testing::upload_leftovers(dir.path()) == 0);
   }
-  // What an interrupted named write leaves (an ActionCache update, or any write on a
-  // filesystem without O_TMPFILE), and the temporary directory of older versions.
+  // What an interrupted named write leaves (an update between its link and its rename, or
+  // any write on a filesystem without O_TMPFILE), and the temporary directory of older
+  // versions.
   const std::filesystem::path leaf = dir.path() / "ac" / "ab" / "cd";
   std::filesystem::create_directories(leaf);
   std::ofstream(leaf / ".tmp-0123456789abcdef-7") << "half an entry";

@@ -4,15 +4,17 @@
 /// Layout under `root`:
 ///   cas/ab/cd/<hash>          CAS blobs, named by their lower-case hex SHA-256
 ///   ac/ab/cd/<hash>-<size>    serialized ActionResults, keyed by the Action digest
-///   ac/ab/cd/.tmp-<run>-<n>   writes in progress, next to their final name
+///   */ab/cd/.tmp-<run>-<n>    an update replacing an existing name, or any write in progress
+///                             on a filesystem without O_TMPFILE
 ///   LOCK                      flock()ed by the one process that owns the directory
 ///   index.snapshot            the index as of the last clean stop (read and deleted at start)
 /// Writes go to a temporary file in the object's own shard directory while hashing;
 /// `commit` verifies the digest, optionally fsyncs file and directory, and puts the file
-/// in place. CAS uploads write an unnamed file (O_TMPFILE) that commit links under its
-/// final name: one directory update instead of a create and a rename, and nothing left
-/// behind by a crash. ActionCache entries, which replace earlier ones, and filesystems
-/// without O_TMPFILE use a named temporary file renamed into place (a rename within one
+/// in place. Writes go to an unnamed file (O_TMPFILE) that commit links under its final
+/// name: one directory update instead of a create and a rename, and nothing left behind by
+/// a crash. Where the name exists (an ActionCache update, a concurrent upload of the same
+/// blob), the file is linked under a temporary name and renamed over it. Filesystems
+/// without O_TMPFILE get a named temporary file renamed into place (a rename within one
 /// directory). A crash at any point leaves either no file or a complete, verified one at
 /// the final name; temporary files of earlier runs (another `<run>` tag) are deleted by
 /// the walk at start, and a `tmp/` of older versions at init.
@@ -447,7 +449,7 @@ class ShardedDisk {
   Result<Writer> open_writer(const ObjectKey& k) {
     std::string tmp = path(k);
     tmp.resize(tmp.rfind('/') + 1);
-    if (anonymous_ && k.tree == Tree::kCas) {  // an unnamed file, linked at commit
+    if (anonymous_) {  // an unnamed file, linked at commit
       const int top = top_fd(k);
       const std::string leaf(below_top(tmp, k.tree), 2);
       const int flags = O_TMPFILE | O_WRONLY | O_CLOEXEC;
@@ -665,7 +667,7 @@ class ShardedDisk {
   std::string run_;  // tags this run's temporary files
   detail::Fd lock_;
   detail::Fd root_fd_;
-  bool anonymous_ = false;  // CAS uploads use O_TMPFILE files, linked at commit
+  bool anonymous_ = false;  // writes use O_TMPFILE files, linked at commit
   std::array<std::array<detail::Fd, 256>, 2> top_;  // [tree][first hash byte]: cas/XX, ac/XX
   std::atomic<std::uint64_t> counter_{0};
   std::mutex sync_mu_;  // guards the group-commit state below
