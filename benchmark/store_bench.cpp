@@ -115,6 +115,28 @@ BENCHMARK_TEMPLATE(BM_PutGetSmall, DiskSampled);
 BENCHMARK_TEMPLATE(BM_PutGetSmall, ProxyMem);
 BENCHMARK_TEMPLATE(BM_PutGetSmall, ProxyMemCounted);
 
+/// A get of a stored, verified 1 KiB blob from the disk tier, served from the memory cache
+/// (argument 1) or from its file (argument 0, `memory_cache_bytes = 0`).
+void BM_GetSmallDisk(benchmark::State& st) {
+  gorego::testing::TempDir dir("bench");
+  DiskSampled s(ShardedDisk::Options{.root = dir.path(), .fsync = false},
+                DiskSampled::Options{.max_bytes = std::uint64_t{8} << 30,
+                                     .memory_cache_bytes = st.range(0) != 0 ? std::uint64_t{64} << 20 : 0});
+  if (!s.start().ok()) std::abort();
+  s.wait_loaded();
+  std::vector<Digest> ds;
+  for (int i = 0; i < 256; ++i) {
+    const std::string b = make_blob(i, 1024);
+    ds.push_back(Sha256::digest_of(b));
+    if (!s.put(ds.back(), b).ok()) std::abort();
+  }
+  std::size_t i = 0;
+  for (auto _ : st) benchmark::DoNotOptimize(s.get(ds[i++ % ds.size()]));
+  st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()));
+  st.SetLabel(st.range(0) != 0 ? "memory cache" : "file");
+}
+BENCHMARK(BM_GetSmallDisk)->Arg(0)->Arg(1);
+
 // ---- Eviction policies, each on Local<MemoryStore, E> ---------------------------------
 
 constexpr int kEntries = 100'000;

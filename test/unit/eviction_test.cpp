@@ -379,6 +379,22 @@ TEST_CASE("Local: ActionCache entries are held in memory within their budget", "
   CHECK(*store.get_action(c) == std::string(300, 'C'));
 }
 
+namespace {
+/// `n` blobs of 100 bytes (seeds from `seed` on) that fall into the same BlobCache shard.
+std::pair<std::vector<Digest>, std::vector<std::string>> one_shard_blobs(std::size_t n, int seed) {
+  std::vector<Digest> ds;
+  std::vector<std::string> blobs;
+  for (int i = seed; ds.size() < n; ++i) {
+    std::string b = make_blob(i, 100);
+    const Digest d = Sha256::digest_of(b);
+    if (!ds.empty() && d.hash[1] % BlobCache::kShards != ds[0].hash[1] % BlobCache::kShards) continue;
+    ds.push_back(d);
+    blobs.push_back(std::move(b));
+  }
+  return {ds, blobs};
+}
+}  // namespace
+
 TEST_CASE("BlobCache: holds within its capacity, least recently used out", "[cache]") {
   // 16 shards of 1000 bytes; every entry costs its size plus kEntryOverhead.
   BlobCache cache({.capacity_bytes = 16 * 1000, .max_entry_bytes = 600});
@@ -406,15 +422,7 @@ TEST_CASE("BlobCache: holds within its capacity, least recently used out", "[cac
 
   // Within one shard: the entry used last survives a put that needs room.
   BlobCache one({.capacity_bytes = 16 * (2 * (100 + BlobCache::kEntryOverhead)), .max_entry_bytes = 100});
-  std::vector<Digest> same;  // three digests of the same shard
-  std::vector<std::string> data;
-  for (int i = 0; same.size() < 3; ++i) {
-    std::string b = make_blob(1000 + i, 100);
-    const Digest d = Sha256::digest_of(b);
-    if (!same.empty() && d.hash[1] % BlobCache::kShards != same[0].hash[1] % BlobCache::kShards) continue;
-    same.push_back(d);
-    data.push_back(std::move(b));
-  }
+  auto [same, data] = one_shard_blobs(3, 1000);
   one.put(same[0], data[0]);
   one.put(same[1], data[1]);
   REQUIRE(one.get(same[0]) != nullptr);  // 0 is now the most recent
@@ -425,6 +433,19 @@ TEST_CASE("BlobCache: holds within its capacity, least recently used out", "[cac
   one.erase(same[2]);
   CHECK(one.get(same[2]) == nullptr);
   CHECK(one.bytes() == 100 + BlobCache::kEntryOverhead);
+
+  // Offers (bytes read from disk) enter while there is room; once full, one in kAdmitOneIn.
+  BlobCache admit({.capacity_bytes = 16 * 4 * (100 + BlobCache::kEntryOverhead), .max_entry_bytes = 100});
+  auto [shard, bytes] = one_shard_blobs(20, 2000);  // room for 4 of them
+  for (std::size_t i = 0; i < shard.size(); ++i) admit.offer(shard[i], bytes[i]);
+  std::size_t old_held = 0;
+  std::size_t new_held = 0;
+  for (std::size_t i = 0; i < shard.size(); ++i) {
+    if (admit.get(shard[i]) == nullptr) continue;
+    (i < 4 ? old_held : new_held) += 1;
+  }
+  CHECK(new_held == 16 / BlobCache::kAdmitOneIn);  // offers 0 and 8 of the 16 made when full
+  CHECK(old_held == 4 - new_held);                 // each admission evicted the oldest
 
   BlobCache off({.capacity_bytes = 0});
   off.put(ds[0], blobs[0]);

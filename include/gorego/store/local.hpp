@@ -450,7 +450,7 @@ class Local {
     }();
     if (!r) return on_read_error(key, r.error());
     if (verify) index_.set_verified(key.digest);
-    if (verify || hit.verified) cache_.put(key.digest, *r);
+    if (verify || hit.verified) cache_.offer(key.digest, *r);
     after_read(key);
     return r;
   }
