@@ -179,7 +179,7 @@ TEST_CASE("AtimeJanitor: force_update_atime marks reads so read blobs survive", 
                                               .low_watermark = 0.5},
                         {.max_bytes = 10 * 4096});
   REQUIRE(store.start().ok());
-  store.wait_loaded();
+  store.wait_walked();  // the pass after the walk must not run after the files are aged below
   std::vector<Digest> ds;
   for (int i = 0; i < 10; ++i) {
     const std::string b = make_blob(i, 4000);
@@ -491,7 +491,7 @@ TEST_CASE("Local: small verified blobs are served from memory; the index decides
   test::DiskLru small(ShardedDisk::Options{.root = dir.path() / "small", .fsync = false},
                       test::DiskLru::Options{.max_bytes = 3 * 4096});
   REQUIRE(small.start().ok());
-  small.wait_loaded();
+  small.wait_walked();
   std::vector<Digest> ds;
   for (int i = 0; i < 4; ++i) {
     const std::string b = make_blob(40 + i, 3000);

@@ -106,8 +106,8 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                            re::BatchReadBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
     if constexpr (requires(std::span<const Digest> ds) { store_.get_all_in_memory(ds); }) {
+      TraceContext::Scope scope(incoming_context(ctx));
       if (read_from_memory(*req, *resp)) {
-        TraceContext::Scope scope(incoming_context(ctx));
         reactor->Finish(grpc::Status::OK);
         return reactor;
       }

@@ -120,8 +120,9 @@ class Local {
     if (std::exchange(started_, false)) save_snapshot();
   }
 
-  /// Blocks until the background walk is over: the index is loaded and, after a start
-  /// from a snapshot, checked against the backend (tests).
+  /// Blocks until the background walk is over: the index is loaded (after a start from a
+  /// snapshot, checked against the backend) and the eviction pass that follows it has run
+  /// (tests: nothing in the background evicts after this, short of new writes).
   void wait_walked() {
     std::unique_lock lock(wake_mu_);
     wake_.wait(lock, [&] { return walked_; });
@@ -616,7 +617,6 @@ class Local {
     {
       std::lock_guard lock(wake_mu_);
       loaded_ = true;
-      walked_ = true;
     }
     wake_.notify_all();
     const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -627,7 +627,12 @@ class Local {
                {"added", std::to_string(added)},
                {"removed", std::to_string(removed)},
                {"seconds", fmt::format("{:.3f}", seconds)}});
-    maintain();
+    maintain();  // the limit holds from here on
+    {
+      std::lock_guard lock(wake_mu_);
+      walked_ = true;
+    }
+    wake_.notify_all();
   }
 
   // ---- index snapshot ---------------------------------------------------------------

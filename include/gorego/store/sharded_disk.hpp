@@ -8,11 +8,10 @@
 ///                             on a filesystem without O_TMPFILE
 ///   LOCK                      flock()ed by the one process that owns the directory
 ///   index.snapshot            the index as of the last clean stop (read and deleted at start)
-/// Writes go to a temporary file in the object's own shard directory while hashing;
-/// `commit` verifies the digest, optionally fsyncs file and directory, and puts the file
-/// in place. Writes go to an unnamed file (O_TMPFILE) that commit links under its final
-/// name: one directory update instead of a create and a rename, and nothing left behind by
-/// a crash. Where the name exists (an ActionCache update, a concurrent upload of the same
+/// Writes go to a file in the object's own shard directory while hashing; `commit`
+/// verifies the digest, optionally fsyncs file and directory, and puts the file in place.
+/// The file is unnamed (O_TMPFILE) and commit links it under its final name: one directory
+/// update instead of a create and a rename, and nothing left behind by a crash. Where the name exists (an ActionCache update, a concurrent upload of the same
 /// blob), the file is linked under a temporary name and renamed over it. Filesystems
 /// without O_TMPFILE get a named temporary file renamed into place (a rename within one
 /// directory). A crash at any point leaves either no file or a complete, verified one at
@@ -146,10 +145,13 @@ class ShardedDisk {
       return error(Code::kFailedPrecondition, "data directory {} is not writable: {}",
                    opt_.root.string(), detail::errno_text(errno));
     }
-    if (probe) {  // can unnamed files be given a name (needs /proc)?
-      const std::string name = fmt::format("{}probe-{}", kTempPrefix, run_);
-      anonymous_ = ::linkat(AT_FDCWD, fd_link(probe.get()).c_str(), top_[0][0].get(), name.c_str(), AT_SYMLINK_FOLLOW) == 0;
-      if (anonymous_) ::unlinkat(top_[0][0].get(), name.c_str(), 0);
+    if (probe) {  // can unnamed files be given a name (needs /proc)? A fixed name: the
+                  // directory is ours alone, and a crash here leaves no second file.
+      const int dir = top_[0][0].get();
+      const char* name = ".tmp-probe";
+      ::unlinkat(dir, name, 0);
+      anonymous_ = ::linkat(AT_FDCWD, fd_link(probe.get()).c_str(), dir, name, AT_SYMLINK_FOLLOW) == 0;
+      ::unlinkat(dir, name, 0);
     }
     return {};
   }
