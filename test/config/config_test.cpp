@@ -72,6 +72,7 @@ TEST_CASE("Config: defaults apply with no file, environment or flags") {
   CHECK(config.max_size_bytes == 10 * kGiB);
   CHECK(config.eviction == "sampled-lru");
   CHECK(config.verify_reads == "first");
+  CHECK(config.memory_cache_bytes == 256 * kMiB);
   CHECK(config.fsync);
   CHECK(config.janitor_interval == std::chrono::seconds(60));
   CHECK_FALSE(config.force_update_atime);
@@ -276,6 +277,7 @@ TEST_CASE("Config: every setting has an environment variable") {
       {"GOREGO_STORAGE_JANITOR_INTERVAL", "1h"},
       {"GOREGO_STORAGE_FORCE_UPDATE_ATIME", "yes"},
       {"GOREGO_STORAGE_VERIFY_READS", "always"},
+      {"GOREGO_STORAGE_MEMORY_CACHE", "0"},
       {"GOREGO_STORAGE_BLOCK_SIZE", "512"},
       {"GOREGO_SERVER_IO_THREADS", "2"},
       {"GOREGO_SERVER_MAX_BATCH_SIZE", "64KiB"},
@@ -303,6 +305,7 @@ TEST_CASE("Config: every setting has an environment variable") {
       .fsync = false,
       .janitor_interval = std::chrono::hours(1),
       .verify_reads = "always",
+      .memory_cache_bytes = 0,
       .force_update_atime = true,
       .block_size = 512,
       .io_threads = 2,
@@ -393,6 +396,7 @@ TEST_CASE("Config: errors in the environment are INVALID_ARGUMENT naming variabl
       {{{"GOREGO_SERVER_SHUTDOWN_GRACE", "soon"}},
        {"GOREGO_SERVER_SHUTDOWN_GRACE", "duration \"soon\" does not start with a number"}},
       {{{"GOREGO_STORAGE_FORCE_UPDATE_ATIME", "sure"}}, {"\"sure\" is not a boolean"}},
+      {{{"GOREGO_STORAGE_MEMORY_CACHE", "lots"}}, {"GOREGO_STORAGE_MEMORY_CACHE", "\"lots\""}},
       {{{"GOREGO_STORAGE_VERIFY_READS", "never"}},
        {"GOREGO_STORAGE_VERIFY_READS", "storage.verify_reads \"never\" is not one of: first, always"}},
   };
