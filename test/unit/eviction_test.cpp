@@ -346,6 +346,49 @@ TEST_CASE("Index: an upsert keeps one entry; verified and stamps are per entry",
   CHECK(stamps == std::map<std::uint64_t, std::uint64_t>{{1, 7}, {400, 2}});
 }
 
+TEST_CASE("Index: erase_and_delete leaves the file of a key being written", "[index]") {
+  Index index;
+  const ObjectKey k = key(7);
+  int deleted = 0;
+  auto del = [&] { ++deleted; };
+  REQUIRE(index.insert(k, {.bytes = 10, .stamp = 1}));
+  index.begin_write(k);  // an upload of the same blob is publishing its file
+  const auto stored = static_cast<std::uint64_t>(k.digest.size);  // a CAS entry's stored size
+  CHECK(index.erase_and_delete(k, del) == stored);
+  CHECK(deleted == 0);  // its file must survive the eviction of the old entry
+  index.begin_write(k);  // a second writer of the same key
+  index.end_write(k);
+  CHECK_FALSE(index.erase_and_delete(k, del).has_value());
+  CHECK(deleted == 0);  // one writer is still in progress
+  index.end_write(k);
+  REQUIRE(index.insert(k, {.bytes = 10, .stamp = 2}));
+  CHECK(index.erase_and_delete(k, del) == stored);
+  CHECK(deleted == 1);  // no writer: entry and file go together
+}
+
+TEST_CASE("Local: an eviction during an upload of the same blob keeps the uploaded file", "[disk]") {
+  TempDir dir;
+  test::DiskLru store(ShardedDisk::Options{.root = dir.path(), .fsync = false},
+                      test::DiskLru::Options{.max_bytes = 3 * 4096, .memory_cache_bytes = 0});
+  REQUIRE(store.start().ok());
+  store.wait_walked();
+  const std::string a = make_blob(60, 3000);
+  const Digest da = Sha256::digest_of(a);
+  REQUIRE(store.put(da, a).ok());
+  auto w = store.open_write(da);  // a second upload of `a` (ByteStream does not ask the index)
+  REQUIRE(w.ok());
+  REQUIRE(w->append(a).ok());
+  for (int i = 0; i < 3; ++i) {  // room for the new blobs evicts `a`, the least recent
+    const std::string b = make_blob(61 + i, 3000);
+    REQUIRE(store.put(Sha256::digest_of(b), b).ok());
+  }
+  REQUIRE_FALSE(store.contains(da));
+  CHECK(std::filesystem::exists(store.backend().path({da, Tree::kCas})));  // left for the writer
+  REQUIRE(w->commit().ok());
+  CHECK(store.contains(da));
+  CHECK(*store.get(da) == a);
+}
+
 TEST_CASE("Index: at most 100 bytes per CAS entry at any fill", "[index]") {
   Index index;
   std::size_t worst = 0;

@@ -153,6 +153,33 @@ class Index {
     return erase_locked(s, k);
   }
 
+  /// A write of `k` is starting: until `end_write(k)`, `erase_and_delete` leaves the file
+  /// alone. Pair every call with one `end_write`.
+  void begin_write(const ObjectKey& k) {
+    Shard& s = shard(k);
+    std::unique_lock lock(s.mu);
+    ++s.writing[k];
+  }
+  void end_write(const ObjectKey& k) {
+    Shard& s = shard(k);
+    std::unique_lock lock(s.mu);
+    auto it = s.writing.find(k);
+    if (it != s.writing.end() && --it->second == 0) s.writing.erase(it);
+  }
+
+  /// Erases `k` and, unless a write of `k` is in progress, calls `delete_file()` under the
+  /// same lock. A writer publishes its file before indexing it: deleting without this check
+  /// could remove a file just published for a new, acknowledged entry. Returns the stored
+  /// size erased, if any.
+  template <class F>
+  std::optional<std::uint64_t> erase_and_delete(const ObjectKey& k, F&& delete_file) {
+    Shard& s = shard(k);
+    std::unique_lock lock(s.mu);
+    auto out = erase_locked(s, k);
+    if (!s.writing.contains(k)) delete_file();
+    return out;
+  }
+
   /// Marks `k` as found on disk, adding it (as `e`) when absent. Returns whether it was added.
   bool mark_seen(const ObjectKey& k, const Entry& e) {
     Shard& s = shard(k);
@@ -425,6 +452,7 @@ class Index {
     mutable std::shared_mutex mu;
     Table cas;
     std::unordered_map<Digest, AcEntry> ac;
+    std::unordered_map<ObjectKey, std::uint32_t> writing;  // writes in progress, by key
   };
 
   // Shards by the hash's last byte: the table's home slot uses the first eight.

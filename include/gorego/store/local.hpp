@@ -188,8 +188,9 @@ class Local {
   class Writer {
    public:
     Writer() = default;  // the empty blob
+    /// Takes over the reservation and the `begin_write` registration of `key`.
     Writer(typename Backend::Writer inner, Local* owner, ObjectKey key, std::uint64_t reserved)
-        : inner_(std::move(inner)), owner_(owner), key_(key), reserved_(reserved) {}
+        : inner_(std::move(inner)), owner_(owner), key_(key), reserved_(reserved), writing_(true) {}
     Writer(Writer&& o) noexcept { *this = std::move(o); }
     Writer& operator=(Writer&& o) noexcept {
       if (this != &o) {
@@ -199,6 +200,7 @@ class Local {
         owner_ = o.owner_;
         key_ = o.key_;
         reserved_ = std::exchange(o.reserved_, 0);
+        writing_ = std::exchange(o.writing_, false);
       }
       return *this;
     }
@@ -215,6 +217,7 @@ class Local {
       if (!inner_) return {};
       GOREGO_RETURN_IF_ERROR(inner_->commit());
       owner_->commit_index(key_, inner_->written(), std::exchange(reserved_, 0));
+      if (std::exchange(writing_, false)) owner_->index_.end_write(key_);
       return {};
     }
     [[nodiscard]] std::uint64_t written() const { return inner_ ? inner_->written() : 0; }
@@ -222,11 +225,13 @@ class Local {
    private:
     void release() {
       if (reserved_ != 0) owner_->unreserve(std::exchange(reserved_, 0));
+      if (std::exchange(writing_, false)) owner_->index_.end_write(key_);
     }
     std::optional<typename Backend::Writer> inner_;
     Local* owner_ = nullptr;
     ObjectKey key_;
     std::uint64_t reserved_ = 0;
+    bool writing_ = false;  // registered with Index::begin_write
   };
 
   bool contains(const Digest& d) { return d.empty_blob() || present({d, Tree::kCas}); }
@@ -272,6 +277,7 @@ class Local {
     if (index_.contains(key)) return verify_blob(d, data);  // a client sending wrong bytes must hear it
     const std::uint64_t fp = backend_.footprint(data.size());
     GOREGO_RETURN_IF_ERROR(reserve(fp, d));
+    const WriteScope writing(index_, key);
     if (Status s = backend_.put(d, data); !s.ok()) {
       unreserve(fp);
       return s;
@@ -302,6 +308,7 @@ class Local {
       fps.push_back(fp);
     }
     std::vector<Status> res(todo.size());
+    for (const BlobWrite& b : todo) index_.begin_write({b.digest, Tree::kCas});
     if constexpr (requires(std::span<const BlobWrite> in, std::span<Status> st) { backend_.put_batch(in, st); }) {
       backend_.put_batch(todo, res);
     } else {
@@ -314,6 +321,7 @@ class Local {
       } else {
         unreserve(fps[j]);
       }
+      index_.end_write({todo[j].digest, Tree::kCas});
       out[where[j]] = std::move(res[j]);
     }
     return out;
@@ -356,12 +364,15 @@ class Local {
     if (d.empty_blob()) return Writer();
     const std::uint64_t fp = backend_.footprint(static_cast<std::uint64_t>(d.size));
     GOREGO_RETURN_IF_ERROR(reserve(fp, d));
+    const ObjectKey key{d, Tree::kCas};
+    index_.begin_write(key);
     auto w = backend_.open_write(d);
     if (!w) {
+      index_.end_write(key);
       unreserve(fp);
       return w.error();
     }
-    return Writer(std::move(*w), this, ObjectKey{d, Tree::kCas}, fp);
+    return Writer(std::move(*w), this, key, fp);
   }
 
   // ---- ActionStore -----------------------------------------------------------------
@@ -392,6 +403,7 @@ class Local {
     const ObjectKey key{d, Tree::kAc};
     const std::uint64_t fp = backend_.footprint(bytes.size());
     GOREGO_RETURN_IF_ERROR(reserve(fp, d));
+    const WriteScope writing(index_, key);
     if (Status s = backend_.put_action(d, bytes); !s.ok()) {
       unreserve(fp);
       return s;
@@ -485,9 +497,13 @@ class Local {
     return s;
   }
 
-  /// Forgets an object the backend no longer has.
-  void drop(const ObjectKey& key) {
-    if (auto bytes = index_.erase(key)) usage_.fetch_sub(backend_.footprint(*bytes));
+  /// Forgets an object the backend no longer has (and, with `delete_file`, deletes its file
+  /// unless a write of it is in progress).
+  void drop(const ObjectKey& key, bool delete_file = false) {
+    const auto bytes = index_.erase_and_delete(key, [&] {
+      if (delete_file) backend_.remove(key);
+    });
+    if (bytes) usage_.fetch_sub(backend_.footprint(*bytes));
     if (key.tree == Tree::kCas) cache_.erase(key.digest);
     eviction_.on_erase(key);
   }
@@ -495,9 +511,18 @@ class Local {
   /// Forgets and deletes an object found not to match its digest.
   void drop_corrupt(const ObjectKey& key, const Status& why) {
     log::warn("dropped a corrupt object", {{"digest", fmt::format("{}", key.digest)}, {"error", why.message()}});
-    drop(key);
-    backend_.remove(key);
+    drop(key, /*delete_file=*/true);
   }
+
+  /// Registers a write of one key with the index for its lifetime (see Index::begin_write).
+  struct WriteScope {
+    WriteScope(Index& i, const ObjectKey& k) : index(i), key(k) { index.begin_write(key); }
+    ~WriteScope() { index.end_write(key); }
+    WriteScope(const WriteScope&) = delete;
+    WriteScope& operator=(const WriteScope&) = delete;
+    Index& index;
+    ObjectKey key;
+  };
 
   /// Indexes an object found in the backend (not verified by this process).
   void insert_if_absent(const ObjectKey& key, std::uint64_t bytes, std::uint64_t stamp) {
@@ -569,13 +594,14 @@ class Local {
     VictimSource source{this};
     const std::vector<ObjectKey> victims = eviction_.select_victims(bytes, source);
     for (const ObjectKey& k : victims) {
-      if (auto stored = index_.erase(k)) {
+      // The file goes with the entry, under the index's lock, unless the same key is being
+      // written right now: that writer's file, published or about to be, must stay.
+      if (auto stored = index_.erase_and_delete(k, [&] { backend_.remove(k); })) {
         const std::uint64_t fp = backend_.footprint(*stored);
         usage_.fetch_sub(fp);
         run.bytes += fp;
       }
       if (k.tree == Tree::kCas) cache_.erase(k.digest);
-      backend_.remove(k);
     }
     run.objects = victims.size();
     run.finished = std::chrono::system_clock::now();
