@@ -231,6 +231,11 @@ TEST_CASE("metrics: exact deltas after a known sequence of RPCs, valid for promt
   CHECK(delta(R"(gorego_grpc_requests_total{grpc_code="OK",grpc_method="Write",grpc_service="google.bytestream.ByteStream"})") == 1);
   CHECK(delta(R"(gorego_grpc_request_duration_seconds_count{grpc_method="FindMissingBlobs",grpc_service=")" + cas + "\"}") == 1);
   CHECK(after.at("gorego_index_blobs") == 4);  // a, b, big and the action result
+  CHECK(after.at("gorego_index_memory_bytes") > 0);
+  CHECK(after.at("gorego_memory_cache_bytes") == 1000 + 3000 + 2 * 160);  // a and b; big is over 64 KiB
+  // The BatchReadBlobs asked for `absent` too, so it was not answered from memory alone: the
+  // two hits are its reads of a and b, not the abandoned in-memory attempt as well.
+  CHECK(delta(R"(gorego_memory_cache_lookups_total{result="hit"})") == 2);
   CHECK(after.at("gorego_disk_usage_bytes") == 4096 * 3 + 303104);  // 4 KiB blocks
   CHECK(after.at("gorego_ready") == 1);
   CHECK(after.at("process_resident_memory_bytes") > 0);

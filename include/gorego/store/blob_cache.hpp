@@ -60,20 +60,23 @@ class BlobCache {
     return size <= opt_.max_entry_bytes && size + kEntryOverhead <= shard_capacity_;
   }
 
-  /// The held bytes of `d`, marked as just used; null on a miss.
-  Bytes get(const Digest& d) {
+  /// The held bytes of `d`, marked as just used; null on a miss. With `count` false the
+  /// lookup is left out of `hits`/`misses` (a probe whose caller may not use the answer;
+  /// it reports what it used through `count_hits`).
+  Bytes get(const Digest& d, bool count = true) {
     if (shard_capacity_ == 0) return nullptr;
     Shard& s = shard(d);
     std::lock_guard lock(s.mu);
     auto it = s.map.find(d);
     if (it == s.map.end()) {
-      misses_.fetch_add(1, std::memory_order_relaxed);
+      if (count) misses_.fetch_add(1, std::memory_order_relaxed);
       return nullptr;
     }
     s.lru.splice(s.lru.begin(), s.lru, it->second);
-    hits_.fetch_add(1, std::memory_order_relaxed);
+    if (count) hits_.fetch_add(1, std::memory_order_relaxed);
     return it->second->bytes;
   }
+  void count_hits(std::uint64_t n) { hits_.fetch_add(n, std::memory_order_relaxed); }
 
   /// Holds a copy of `bytes`, which must be the verified content of `d`, if it fits;
   /// drops the least recently used entries of its shard to make room.

@@ -249,6 +249,9 @@ class Index {
 
   [[nodiscard]] std::size_t size() const { return size_.load(std::memory_order_relaxed); }
 
+  /// ActionCache bytes held in memory (within `Options::ac_memory_bytes`).
+  [[nodiscard]] std::uint64_t held_action_bytes() const { return held_.load(std::memory_order_relaxed); }
+
   /// Bytes held by the tables (not counting the allocator's own overhead).
   [[nodiscard]] std::size_t memory_bytes() const {
     std::size_t n = 0;

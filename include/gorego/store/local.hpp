@@ -139,6 +139,10 @@ class Local {
   [[nodiscard]] std::size_t index_size() const { return index_.size(); }
   [[nodiscard]] std::uint64_t max_bytes() const { return opt_.max_bytes; }
   [[nodiscard]] const BlobCache& memory_cache() const { return cache_; }
+  /// Memory of the index's tables and of the ActionCache entries it holds.
+  [[nodiscard]] std::uint64_t index_memory_bytes() const {
+    return index_.memory_bytes() + index_.held_action_bytes();
+  }
   Backend& backend() { return backend_; }
 
   /// Called after every eviction pass (and every janitor run, even one that frees
@@ -265,11 +269,14 @@ class Local {
     if (!loaded_ || !cache_.admits(static_cast<std::uint64_t>(d.size))) return std::nullopt;
     const ObjectKey key{d, Tree::kCas};
     if (!present(key)) return std::nullopt;
-    auto held = cache_.get(d);
+    auto held = cache_.get(d, /*count=*/false);  // the caller reports what it serves
     if (!held) return std::nullopt;
     after_read(key);
     return std::string(*held);
   }
+
+  /// Counts `n` reads served from `blob_in_memory` as memory-cache hits.
+  void count_memory_hits(std::uint64_t n) { cache_.count_hits(n); }
 
   Status put(const Digest& d, std::string_view data) {
     if (d.empty_blob() && data.empty()) return {};

@@ -23,6 +23,7 @@
 ///   store.remote().connect(std::move(client), {.mode = WriteMode::kThrough});
 ///   GOREGO_RETURN_IF_ERROR(store.start());
 
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <string>
@@ -176,6 +177,8 @@ class ProxyStore {
         if (!held) return std::nullopt;
         out.push_back(std::move(*held));
       }
+      local_.count_memory_hits(static_cast<std::uint64_t>(
+          std::count_if(ds.begin(), ds.end(), [](const Digest& d) { return !d.empty_blob(); })));
       for (std::size_t i = 0; i < ds.size(); ++i) {
         observe({.op = StoreOp::kGet, .digest = &ds[i]}, [&](OpState& st) {
           st.bytes = out[i].size();

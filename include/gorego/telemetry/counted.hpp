@@ -135,6 +135,8 @@ class Counted {
                    [&local] { return static_cast<double>(local.max_bytes()); });
     gauges_->gauge("gorego_index_blobs", "Objects (CAS blobs and action results) in the local index",
                    [&local] { return static_cast<double>(local.index_size()); });
+    gauges_->gauge("gorego_index_memory_bytes", "Memory of the local index's tables and of the ActionCache entries held with it",
+                   [&local] { return static_cast<double>(local.index_memory_bytes()); });
     gauges_->gauge("gorego_memory_cache_bytes", "Memory held by the small-blob cache (storage.memory_cache), with per-entry overhead",
                    [&local] { return static_cast<double>(local.memory_cache().bytes()); });
     gauges_->add("gorego_memory_cache_lookups_total", "Small-blob cache lookups, by result",
