@@ -464,6 +464,9 @@ constexpr std::array kSettings{
     setting<&Config::memory_cache_bytes, &parse_size, &format_size>(
         "storage.memory_cache", "memory-cache", "SIZE",
         "memory for small verified blobs served without a disk read; 0 disables"),
+    setting<&Config::ac_memory_bytes, &parse_size, &format_size>(
+        "storage.ac_memory", "", "SIZE",
+        "memory for ActionCache entries served without a disk read; 0 disables"),
     setting<&Config::force_update_atime, &parse_bool, &format_bool>(
         "storage.force_update_atime", "", "BOOL",
         "touch a blob's atime on every read (for relatime/noatime mounts)"),

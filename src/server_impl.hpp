@@ -61,6 +61,7 @@ class ServerImpl final : public Server {
                typename Store::Local::Options{
                    .max_bytes = c.max_size_bytes,
                    .verify_reads = c.verify_reads == "always" ? VerifyReads::kAlways : VerifyReads::kFirst,
+                   .ac_memory_bytes = c.ac_memory_bytes,
                    .memory_cache_bytes = c.memory_cache_bytes}),
         // Threads that wait on the upstream are cheap; extra ones keep local hits flowing
         // while read-throughs wait (see docs/architecture.md).

@@ -73,6 +73,7 @@ TEST_CASE("Config: defaults apply with no file, environment or flags") {
   CHECK(config.eviction == "sampled-lru");
   CHECK(config.verify_reads == "first");
   CHECK(config.memory_cache_bytes == 256 * kMiB);
+  CHECK(config.ac_memory_bytes == 64 * kMiB);
   CHECK(config.fsync);
   CHECK(config.janitor_interval == std::chrono::seconds(60));
   CHECK_FALSE(config.force_update_atime);
@@ -278,6 +279,7 @@ TEST_CASE("Config: every setting has an environment variable") {
       {"GOREGO_STORAGE_FORCE_UPDATE_ATIME", "yes"},
       {"GOREGO_STORAGE_VERIFY_READS", "always"},
       {"GOREGO_STORAGE_MEMORY_CACHE", "0"},
+      {"GOREGO_STORAGE_AC_MEMORY", "1MiB"},
       {"GOREGO_STORAGE_BLOCK_SIZE", "512"},
       {"GOREGO_SERVER_IO_THREADS", "2"},
       {"GOREGO_SERVER_MAX_BATCH_SIZE", "64KiB"},
@@ -306,6 +308,7 @@ TEST_CASE("Config: every setting has an environment variable") {
       .janitor_interval = std::chrono::hours(1),
       .verify_reads = "always",
       .memory_cache_bytes = 0,
+      .ac_memory_bytes = kMiB,
       .force_update_atime = true,
       .block_size = 512,
       .io_threads = 2,

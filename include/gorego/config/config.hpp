@@ -54,6 +54,9 @@ struct Config {
   /// blobs (up to 64 KiB each), served without a disk read; a SIZE, 0 disables it. Not
   /// used with `verify_reads: always`.
   std::uint64_t memory_cache_bytes = 256 * kMiB;
+  /// `storage.ac_memory`: memory for ActionCache entries (up to 64 KiB each) kept with the
+  /// index and served without a disk read; a SIZE, 0 disables it.
+  std::uint64_t ac_memory_bytes = 64 * kMiB;
   /// `storage.force_update_atime`: touch the atime on every read, for filesystems mounted
   /// relatime/noatime when `eviction` is "atime".
   bool force_update_atime = false;
