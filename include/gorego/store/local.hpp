@@ -253,12 +253,7 @@ class Local {
     const ObjectKey key{d, Tree::kCas};
     const auto hit = present(key);
     if (!hit) return error(Code::kNotFound, "blob {} not found", d);
-    if (cache_.admits(static_cast<std::uint64_t>(d.size))) {
-      if (auto held = cache_.get(d)) {
-        after_read(key);
-        return std::string(*held);
-      }
-    }
+    if (auto held = from_memory(key)) return std::string(*held);
     return read_backend(key, *hit);
   }
 
@@ -269,9 +264,8 @@ class Local {
     if (!loaded_ || !cache_.admits(static_cast<std::uint64_t>(d.size))) return std::nullopt;
     const ObjectKey key{d, Tree::kCas};
     if (!present(key)) return std::nullopt;
-    auto held = cache_.get(d, /*count=*/false);  // the caller reports what it serves
+    auto held = from_memory(key, /*count=*/false);  // the caller reports what it serves
     if (!held) return std::nullopt;
-    after_read(key);
     return std::string(*held);
   }
 
@@ -342,12 +336,11 @@ class Local {
     const ObjectKey key{d, Tree::kCas};
     const auto hit = present(key);
     if (!hit) return error(Code::kNotFound, "blob {} not found", d);
+    if (offset > static_cast<std::uint64_t>(d.size)) {
+      return error(Code::kOutOfRange, "read offset {} is past the end of blob {}", offset, d);
+    }
     if (cache_.admits(static_cast<std::uint64_t>(d.size))) {  // small: whole, from memory
-      if (auto held = cache_.get(d)) {
-        if (offset > held->size()) return error(Code::kOutOfRange, "read offset {} is past the end of blob {}", offset, d);
-        after_read(key);
-        return Reader(std::move(held), offset);
-      }
+      if (auto held = from_memory(key)) return Reader(std::move(held), offset);
       if (offset == 0) {
         auto r = read_backend(key, *hit);
         if (!r) return r.error();
@@ -458,6 +451,15 @@ class Local {
 
   [[nodiscard]] bool must_verify(const Index::Hit& hit) const {
     return opt_.verify_reads == VerifyReads::kAlways || !hit.verified;
+  }
+
+  /// The memory cache's bytes of CAS blob `key`, recorded as a read; null when not held.
+  /// `count`: whether the lookup counts in the cache's hits and misses.
+  BlobCache::Bytes from_memory(const ObjectKey& key, bool count = true) {
+    if (!cache_.admits(static_cast<std::uint64_t>(key.digest.size))) return nullptr;
+    auto held = cache_.get(key.digest, count);
+    if (held) after_read(key);
+    return held;
   }
 
   /// Reads a whole CAS blob the index holds from the backend, verifying it as the read

@@ -448,48 +448,36 @@ class ShardedDisk {
  private:
   static constexpr std::string_view kTempPrefix = ".tmp-";
 
+  /// A writer for `k`: an unnamed file in the leaf directory (`anonymous_`), or a named
+  /// temporary file there; the leaf directory is created if this is its first object.
   Result<Writer> open_writer(const ObjectKey& k) {
     std::string tmp = path(k);
-    tmp.resize(tmp.rfind('/') + 1);
-    if (anonymous_) {  // an unnamed file, linked at commit
-      const int top = top_fd(k);
-      const std::string leaf(below_top(tmp, k.tree), 2);
-      const int flags = O_TMPFILE | O_WRONLY | O_CLOEXEC;
-      detail::Fd fd(::openat(top, leaf.c_str(), flags, 0644));
-      bool created_dirs = false;
-      if (!fd && errno == ENOENT) {
-        if (::mkdirat(top, leaf.c_str(), 0755) != 0 && errno != EEXIST) {
-          return error(Code::kInternal, "creating directory {}: {}", tmp, detail::errno_text(errno));
-        }
-        created_dirs = true;
-        fd = detail::Fd(::openat(top, leaf.c_str(), flags, 0644));
-      }
-      if (!fd) {
-        const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
-        return error(c, "creating a file in {}: {}", tmp, detail::errno_text(errno));
-      }
-      return Writer(this, k, std::move(fd), std::move(tmp), created_dirs, true);
-    }
-    fmt::format_to(std::back_inserter(tmp), "{}{}-{}", kTempPrefix, run_,
-                   counter_.fetch_add(1, std::memory_order_relaxed));
-    const int flags = O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC;
+    tmp.resize(tmp.rfind('/') + 1);  // the leaf directory, for an unnamed file
+    if (!anonymous_) append_temp_name(tmp);
     const int top = top_fd(k);
     const char* rel = below_top(tmp, k.tree);
-    detail::Fd fd(::openat(top, rel, flags, 0644));
+    const std::string leaf(rel, 2);
+    const char* target = anonymous_ ? leaf.c_str() : rel;
+    const int flags = O_WRONLY | O_CLOEXEC | (anonymous_ ? O_TMPFILE : O_CREAT | O_EXCL);
+    detail::Fd fd(::openat(top, target, flags, 0644));
     bool created_dirs = false;
     if (!fd && errno == ENOENT) {  // first object of this leaf directory
-      const std::string leaf(rel, 2);
       if (::mkdirat(top, leaf.c_str(), 0755) != 0 && errno != EEXIST) {
         return error(Code::kInternal, "creating directory for {}: {}", tmp, detail::errno_text(errno));
       }
       created_dirs = true;
-      fd = detail::Fd(::openat(top, rel, flags, 0644));
+      fd = detail::Fd(::openat(top, target, flags, 0644));
     }
     if (!fd) {
       const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
-      return error(c, "creating {}: {}", tmp, detail::errno_text(errno));
+      return error(c, "creating {}{}: {}", tmp, anonymous_ ? " (an unnamed file)" : "", detail::errno_text(errno));
     }
-    return Writer(this, k, std::move(fd), std::move(tmp), created_dirs, false);
+    return Writer(this, k, std::move(fd), std::move(tmp), created_dirs, anonymous_);
+  }
+
+  /// Appends a temporary file name unique to this run (`.tmp-<run>-<n>`) to `dir`.
+  void append_temp_name(std::string& dir) {
+    fmt::format_to(std::back_inserter(dir), "{}{}-{}", kTempPrefix, run_, counter_.fetch_add(1, std::memory_order_relaxed));
   }
 
   Status write_object(const ObjectKey& k, std::string_view data) { return write_object(k, data, opt_.fsync); }
@@ -520,7 +508,7 @@ class ShardedDisk {
       return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
     }
     std::string tmp = final_path.substr(0, final_path.rfind('/') + 1);
-    fmt::format_to(std::back_inserter(tmp), "{}{}-{}", kTempPrefix, run_, counter_.fetch_add(1, std::memory_order_relaxed));
+    append_temp_name(tmp);
     if (::linkat(AT_FDCWD, link.c_str(), top, below_top(tmp, k.tree), AT_SYMLINK_FOLLOW) != 0) {
       return error(Code::kInternal, "publishing {}: {}", tmp, detail::errno_text(errno));
     }
