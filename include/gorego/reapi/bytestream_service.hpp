@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,14 +33,19 @@ namespace gorego::reapi {
 
 namespace bs = google::bytestream;
 
+/// Read is a raw method: responses are built by hand as one slice holding the encoded
+/// `ReadResponse` field header followed by the bytes read from the store, so a chunk is
+/// copied once (store to slice) instead of three times (store to string, string to the
+/// serialized slice, and zero-filling the string first).
 template <BlobStore Store>
-class ByteStreamService final : public bs::ByteStream::CallbackService {
+class ByteStreamService final
+    : public bs::ByteStream::WithRawCallbackMethod_Read<bs::ByteStream::CallbackService> {
  public:
   ByteStreamService(Store& store, Executor& pool, ServiceOptions opt)
       : store_(store), pool_(pool), opt_(opt) {}
 
-  grpc::ServerWriteReactor<bs::ReadResponse>* Read(grpc::CallbackServerContext* ctx,
-                                                   const bs::ReadRequest* req) override {
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Read(grpc::CallbackServerContext* ctx,
+                                                   const grpc::ByteBuffer* req) override {
     return new ReadReactor(this, req, incoming_context(ctx));
   }
 
@@ -75,11 +81,18 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
   }
 
  private:
-  class ReadReactor final : public grpc::ServerWriteReactor<bs::ReadResponse> {
+  class ReadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
    public:
-    ReadReactor(ByteStreamService* svc, const bs::ReadRequest* req, TraceContext tc) : svc_(svc) {
-      svc_->pool_.post(std::move(tc), [this, req] {
-        const Status s = open(*req);
+    ReadReactor(ByteStreamService* svc, const grpc::ByteBuffer* raw, TraceContext tc) : svc_(svc) {
+      bs::ReadRequest req;
+      grpc::ByteBuffer copy(*raw);  // shares the slices; Deserialize consumes its argument
+      if (!grpc::SerializationTraits<bs::ReadRequest>::Deserialize(&copy, &req).ok()) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            fmt::format("ReadRequest of {} bytes does not parse", raw->Length())));
+        return;
+      }
+      svc_->pool_.post(std::move(tc), [this, req = std::move(req)] {
+        const Status s = open(req);
         if (!s.ok()) return Finish(to_grpc(s));
         next();
       });
@@ -91,6 +104,11 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
     void OnDone() override { delete this; }
 
    private:
+    /// `ReadResponse.data` is field 10, length-delimited: tag byte 0x52, then the length as
+    /// a varint of at most 5 bytes for a chunk below 4 GiB.
+    static constexpr std::uint8_t kDataTag = (10 << 3) | 2;
+    static constexpr std::size_t kHeaderRoom = 6;
+
     Status open(const bs::ReadRequest& req) {
       auto name = parse_read_resource(req.resource_name());
       log::debug("ByteStream.Read", {{"resource", req.resource_name()}, {"offset", std::to_string(req.read_offset())}});
@@ -115,20 +133,37 @@ class ByteStreamService final : public bs::ByteStream::CallbackService {
 
     void next() {
       if (left_ == 0) return Finish(grpc::Status::OK);
-      std::string* data = resp_.mutable_data();
-      data->resize(std::min<std::uint64_t>(left_, svc_->opt_.read_chunk_bytes));
-      auto n = reader_->read({data->data(), data->size()});
+      const std::size_t want = std::min<std::uint64_t>(left_, svc_->opt_.read_chunk_bytes);
+      // Read straight into the slice that gRPC will send, past room for the field header.
+      // (Always refcounted: an inlined small slice would live inside the struct itself.)
+      grpc_slice raw = grpc_slice_malloc_large(kHeaderRoom + want);
+      char* base = reinterpret_cast<char*>(GRPC_SLICE_START_PTR(raw));
+      grpc::Slice chunk(raw, grpc::Slice::STEAL_REF);
+      auto n = reader_->read({base + kHeaderRoom, want});
       if (!n) return Finish(to_grpc(n.error()));
       if (*n == 0) return Finish(grpc::Status::OK);
-      data->resize(*n);
+      std::uint8_t header[kHeaderRoom];
+      std::size_t len = 0;
+      header[len++] = kDataTag;
+      for (std::uint64_t v = *n; ; v >>= 7) {
+        if (v < 0x80) {
+          header[len++] = static_cast<std::uint8_t>(v);
+          break;
+        }
+        header[len++] = static_cast<std::uint8_t>(v | 0x80);
+      }
+      const std::size_t start = kHeaderRoom - len;
+      std::memcpy(base + start, header, len);
       left_ -= *n;
-      StartWrite(&resp_);
+      grpc::Slice message = chunk.sub(start, kHeaderRoom + *n);
+      out_ = grpc::ByteBuffer(&message, 1);
+      StartWrite(&out_);
     }
 
     ByteStreamService* svc_;
     std::optional<typename Store::Reader> reader_;
     std::uint64_t left_ = 0;
-    bs::ReadResponse resp_;
+    grpc::ByteBuffer out_;
   };
 
   class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {

@@ -408,7 +408,8 @@ class Index {
     [[nodiscard]] std::size_t home(const Hash256& h) const {
       std::uint64_t x;
       std::memcpy(&x, h.data(), sizeof x);
-      return static_cast<std::size_t>((static_cast<unsigned __int128>(x) * slots_.size()) >> 64);
+      __extension__ using U128 = unsigned __int128;  // GCC and Clang; -Wpedantic knows it is an extension
+      return static_cast<std::size_t>((static_cast<U128>(x) * slots_.size()) >> 64);
     }
     [[nodiscard]] std::size_t next(std::size_t i) const { return i + 1 == slots_.size() ? 0 : i + 1; }
 
