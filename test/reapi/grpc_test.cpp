@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
@@ -405,6 +406,41 @@ TEST_CASE("ByteStream: malformed resource names are INVALID_ARGUMENT", "[grpc]")
   bs::WriteResponse wr;
   CHECK_STATUS(f.write("blobs/" + h + "/1", "x", wr), grpc::StatusCode::INVALID_ARGUMENT,
                "uploads/uuid/blobs");
+}
+
+TEST_CASE("ByteStream: a Read request that does not parse is INVALID_ARGUMENT", "[grpc]") {
+  // Read is served raw (the server decodes the request itself): send undecodable bytes.
+  Fixture f;
+  grpc::GenericStub stub(f.channel);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  auto step = [&cq](std::intptr_t want) {
+    void* tag = nullptr;
+    bool ok = false;
+    REQUIRE(cq.Next(&tag, &ok));
+    CHECK(reinterpret_cast<std::intptr_t>(tag) == want);
+    return ok;
+  };
+  auto call = stub.PrepareCall(&ctx, "/google.bytestream.ByteStream/Read", &cq);
+  call->StartCall(reinterpret_cast<void*>(1));
+  REQUIRE(step(1));
+  const char garbage[] = {0x0a, static_cast<char>(0xff)};  // field 1, a length that never ends
+  grpc::Slice slice(garbage, sizeof garbage);
+  call->WriteLast(grpc::ByteBuffer(&slice, 1), grpc::WriteOptions(), reinterpret_cast<void*>(2));
+  step(2);
+  grpc::ByteBuffer resp;
+  call->Read(&resp, reinterpret_cast<void*>(3));
+  CHECK_FALSE(step(3));  // no data message
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  REQUIRE(step(4));
+  CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(status.error_message(), Catch::Matchers::Contains("ReadRequest of 2 bytes does not parse"));
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 TEST_CASE("ByteStream: bad uploads are refused and store nothing", "[grpc]") {

@@ -588,3 +588,75 @@ TEST_CASE("Local: a clean stop leaves an index snapshot; the next start uses it 
     CHECK(store.contains(Sha256::digest_of(b)));
   }
 }
+
+TEST_CASE("Local: read_cached never serves bytes that still need verifying", "[disk]") {
+  TempDir dir;
+  const std::string big = make_blob(51, 200000);  // over 64 KiB: read from the file
+  const std::string small = make_blob(52, 3000);  // held in memory after upload
+  const Digest db = Sha256::digest_of(big);
+  const Digest ds = Sha256::digest_of(small);
+  // Reads alternate read_cached and read; when read_cached declines, nothing is consumed.
+  auto drain = [](auto& r) -> Result<std::string> {
+    std::string out;
+    std::array<char, 30000> buf{};
+    for (bool cached = true;; cached = !cached) {
+      const std::uint64_t before = r.remaining();
+      if (cached) {
+        auto n = r.read_cached(buf);
+        if (!n) {
+          if (r.remaining() != before) return error(Code::kInternal, "a declined read_cached consumed bytes");
+          continue;
+        }
+        if (!*n) return n->error();
+        out.append(buf.data(), **n);
+      } else {
+        auto n = r.read(buf);
+        if (!n) return n.error();
+        if (*n == 0) return out;
+        out.append(buf.data(), *n);
+      }
+    }
+  };
+  std::string path;
+  {
+    auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+    REQUIRE(store->put(db, big).ok());
+    REQUIRE(store->put(ds, small).ok());
+    path = store->backend().path({db, Tree::kCas});
+    auto r = store->open_read(db, 0);  // verified at upload
+    REQUIRE(r.ok());
+    auto got = drain(*r);
+    REQUIRE(got.ok());
+    CHECK(*got == big);
+    auto held = store->open_read(ds, 100);
+    REQUIRE(held.ok());
+    std::array<char, 5000> buf{};
+    auto n = held->read_cached(buf);
+    REQUIRE(n.has_value());  // held bytes are always available without waiting
+    REQUIRE(n->ok());
+    CHECK(std::string_view(buf.data(), **n) == std::string_view(small).substr(100));
+  }
+  {
+    // Found on disk at start: not verified yet, so only read() may serve it, and it hashes.
+    auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+    auto r = store->open_read(db, 0);
+    REQUIRE(r.ok());
+    std::array<char, 4096> buf{};
+    CHECK_FALSE(r->read_cached(buf).has_value());
+    auto got = drain(*r);
+    REQUIRE(got.ok());
+    CHECK(*got == big);
+  }
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(150000);
+    f.put('X');
+  }
+  auto store = test::make_store<test::DiskLru>(dir.path(), 1 << 30);
+  auto r = store->open_read(db, 0);
+  REQUIRE(r.ok());
+  auto got = drain(*r);
+  REQUIRE_FALSE(got.ok());
+  CHECK(got.error().code() == Code::kDataLoss);
+  CHECK_FALSE(store->contains(db));
+}

@@ -99,6 +99,11 @@ class ByteStreamService final
     }
     void OnWriteDone(bool ok) override {
       if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      // Bytes already in memory go out from this gRPC thread; a read that would wait for
+      // the disk (or hash) goes to the pool.
+      if constexpr (requires(typename Store::Reader& r, std::span<char> b) { r.read_cached(b); }) {
+        if (send_next([this](std::span<char> b) { return reader_->read_cached(b); })) return;
+      }
       svc_->pool_.post([this] { next(); });
     }
     void OnDone() override { delete this; }
@@ -132,20 +137,38 @@ class ByteStreamService final
     }
 
     void next() {
-      if (left_ == 0) return Finish(grpc::Status::OK);
+      send_next([this](std::span<char> b) -> std::optional<Result<std::size_t>> { return reader_->read(b); });
+    }
+
+    /// Sends the next chunk (or finishes) with `read` filling the buffer; false, with nothing
+    /// sent, when `read` returns nullopt.
+    template <class ReadFn>
+    bool send_next(ReadFn&& read) {
+      if (left_ == 0) {
+        Finish(grpc::Status::OK);
+        return true;
+      }
       const std::size_t want = std::min<std::uint64_t>(left_, svc_->opt_.read_chunk_bytes);
       // Read straight into the slice that gRPC will send, past room for the field header.
       // (Always refcounted: an inlined small slice would live inside the struct itself.)
       grpc_slice raw = grpc_slice_malloc_large(kHeaderRoom + want);
       char* base = reinterpret_cast<char*>(GRPC_SLICE_START_PTR(raw));
       grpc::Slice chunk(raw, grpc::Slice::STEAL_REF);
-      auto n = reader_->read({base + kHeaderRoom, want});
-      if (!n) return Finish(to_grpc(n.error()));
-      if (*n == 0) return Finish(grpc::Status::OK);
+      std::optional<Result<std::size_t>> n = read(std::span<char>(base + kHeaderRoom, want));
+      if (!n) return false;
+      if (!*n) {
+        Finish(to_grpc(n->error()));
+        return true;
+      }
+      const std::size_t got = **n;
+      if (got == 0) {
+        Finish(grpc::Status::OK);
+        return true;
+      }
       std::uint8_t header[kHeaderRoom];
       std::size_t len = 0;
       header[len++] = kDataTag;
-      for (std::uint64_t v = *n; ; v >>= 7) {
+      for (std::uint64_t v = got;; v >>= 7) {
         if (v < 0x80) {
           header[len++] = static_cast<std::uint8_t>(v);
           break;
@@ -154,10 +177,11 @@ class ByteStreamService final
       }
       const std::size_t start = kHeaderRoom - len;
       std::memcpy(base + start, header, len);
-      left_ -= *n;
-      grpc::Slice message = chunk.sub(start, kHeaderRoom + *n);
+      left_ -= got;
+      grpc::Slice message = chunk.sub(start, kHeaderRoom + got);
       out_ = grpc::ByteBuffer(&message, 1);
       StartWrite(&out_);
+      return true;
     }
 
     ByteStreamService* svc_;

@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <array>
@@ -185,6 +186,18 @@ class ShardedDisk {
     }
     [[nodiscard]] std::uint64_t remaining() const {
       return static_cast<std::uint64_t>(digest_.size) - pos_;
+    }
+    /// `read` that never waits for the disk: nullopt when none of the next bytes are in the
+    /// page cache (or the kernel cannot say, or the reader is hashing), so the caller can do
+    /// the blocking read on a thread meant for it. May return fewer bytes than asked.
+    std::optional<Result<std::size_t>> read_cached(std::span<char> buf) {
+      const std::size_t want = std::min<std::uint64_t>(buf.size(), remaining());
+      if (verify_ || want == 0) return std::nullopt;
+      iovec iov{buf.data(), want};
+      const ssize_t n = ::preadv2(fd_.get(), &iov, 1, static_cast<off_t>(pos_), RWF_NOWAIT);
+      if (n <= 0) return std::nullopt;  // EAGAIN, EOPNOTSUPP, ...; a short file is read() to report
+      pos_ += static_cast<std::uint64_t>(n);
+      return static_cast<std::size_t>(n);
     }
 
    private:
