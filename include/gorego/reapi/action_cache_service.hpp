@@ -16,6 +16,7 @@
 #include <gorego/concepts/action_store.hpp>
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
+#include <gorego/reapi/arena_allocator.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/rpc_context.hpp>
 
@@ -25,7 +26,9 @@ template <class Store>
   requires BlobStore<Store> && ActionStore<Store>
 class ActionCacheService final : public re::ActionCache::CallbackService {
  public:
-  ActionCacheService(Store& store, Executor& pool) : store_(store), pool_(pool) {}
+  ActionCacheService(Store& store, Executor& pool) : store_(store), pool_(pool) {
+    SetMessageAllocatorFor_GetActionResult(&get_alloc_);
+  }
 
   grpc::ServerUnaryReactor* GetActionResult(grpc::CallbackServerContext* ctx,
                                             const re::GetActionResultRequest* req,
@@ -161,6 +164,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
 
   Store& store_;
   Executor& pool_;
+  ArenaMessageAllocator<re::GetActionResultRequest, re::ActionResult> get_alloc_;
 };
 
 }  // namespace gorego::reapi

@@ -17,6 +17,7 @@
 
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
+#include <gorego/reapi/arena_allocator.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/rpc_context.hpp>
 #include <gorego/reapi/service_options.hpp>
@@ -27,7 +28,10 @@ template <BlobStore Store>
 class CasService final : public re::ContentAddressableStorage::CallbackService {
  public:
   CasService(Store& store, Executor& pool, ServiceOptions opt)
-      : store_(store), pool_(pool), opt_(opt) {}
+      : store_(store), pool_(pool), opt_(opt) {
+    SetMessageAllocatorFor_FindMissingBlobs(&find_missing_alloc_);
+    SetMessageAllocatorFor_BatchReadBlobs(&batch_read_alloc_);
+  }
 
   grpc::ServerUnaryReactor* FindMissingBlobs(grpc::CallbackServerContext* ctx,
                                              const re::FindMissingBlobsRequest* req,
@@ -276,6 +280,8 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   Store& store_;
   Executor& pool_;
   ServiceOptions opt_;
+  ArenaMessageAllocator<re::FindMissingBlobsRequest, re::FindMissingBlobsResponse> find_missing_alloc_;
+  ArenaMessageAllocator<re::BatchReadBlobsRequest, re::BatchReadBlobsResponse> batch_read_alloc_;
 };
 
 }  // namespace gorego::reapi

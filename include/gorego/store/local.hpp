@@ -251,8 +251,9 @@ class Local {
 
   std::vector<Digest> find_missing(std::span<const Digest> ds) {
     std::vector<Digest> out;
+    const std::uint64_t stamp = Index::now();  // one access time for the batch: a clock read per digest was 3 % of the CPU
     for (const Digest& d : ds) {
-      if (!contains(d)) out.push_back(d);
+      if (!d.empty_blob() && !present({d, Tree::kCas}, stamp)) out.push_back(d);
     }
     return out;
   }
@@ -487,15 +488,15 @@ class Local {
   }
 
   /// Index lookup, recorded as an access; during the initial load a miss asks the backend.
-  std::optional<Index::Hit> present(const ObjectKey& key) {
-    if (auto hit = index_.touch(key, Index::now())) {
+  std::optional<Index::Hit> present(const ObjectKey& key, std::uint64_t stamp = Index::now()) {
+    if (auto hit = index_.touch(key, stamp)) {
       eviction_.on_access(key);
       return hit;
     }
     if (loaded_) return std::nullopt;
     auto bytes = backend_.stat(key);
     if (!bytes) return std::nullopt;
-    insert_if_absent(key, *bytes, Index::now());
+    insert_if_absent(key, *bytes, stamp);
     return Index::Hit{false};
   }
 
