@@ -192,10 +192,12 @@ class ShardedDisk {
     /// the blocking read on a thread meant for it. May return fewer bytes than asked.
     std::optional<Result<std::size_t>> read_cached(std::span<char> buf) {
       const std::size_t want = std::min<std::uint64_t>(buf.size(), remaining());
-      if (verify_ || want == 0) return std::nullopt;
+      static std::atomic<bool> unsupported{false};  // a kernel or filesystem without RWF_NOWAIT
+      if (verify_ || want == 0 || unsupported.load(std::memory_order_relaxed)) return std::nullopt;
       iovec iov{buf.data(), want};
       const ssize_t n = ::preadv2(fd_.get(), &iov, 1, static_cast<off_t>(pos_), RWF_NOWAIT);
-      if (n <= 0) return std::nullopt;  // EAGAIN, EOPNOTSUPP, ...; a short file is read() to report
+      if (n < 0 && errno == EOPNOTSUPP) unsupported.store(true, std::memory_order_relaxed);
+      if (n <= 0) return std::nullopt;  // EAGAIN: not cached; 0: a short file, for read() to report
       pos_ += static_cast<std::uint64_t>(n);
       return static_cast<std::size_t>(n);
     }
