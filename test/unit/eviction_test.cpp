@@ -1,6 +1,10 @@
 // Eviction policies on their own, and the disk tier's restart and corruption behaviour.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <map>
 #include <random>
@@ -596,7 +600,8 @@ TEST_CASE("Local: read_cached never serves bytes that still need verifying", "[d
   const Digest db = Sha256::digest_of(big);
   const Digest ds = Sha256::digest_of(small);
   // Reads alternate read_cached and read; when read_cached declines, nothing is consumed.
-  auto drain = [](auto& r) -> Result<std::string> {
+  int served_cached = 0;
+  auto drain = [&served_cached](auto& r) -> Result<std::string> {
     std::string out;
     std::array<char, 30000> buf{};
     for (bool cached = true;; cached = !cached) {
@@ -608,6 +613,7 @@ TEST_CASE("Local: read_cached never serves bytes that still need verifying", "[d
           continue;
         }
         if (!*n) return n->error();
+        ++served_cached;
         out.append(buf.data(), **n);
       } else {
         auto n = r.read(buf);
@@ -628,6 +634,16 @@ TEST_CASE("Local: read_cached never serves bytes that still need verifying", "[d
     auto got = drain(*r);
     REQUIRE(got.ok());
     CHECK(*got == big);
+    // Just written, so in the page cache: read_cached served some chunks, where the kernel
+    // and filesystem support RWF_NOWAIT at all.
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    char probe[16];
+    iovec iov{probe, sizeof probe};
+    const bool nowait = ::preadv2(fd, &iov, 1, 0, RWF_NOWAIT) == static_cast<ssize_t>(sizeof probe);
+    ::close(fd);
+    if (nowait) CHECK(served_cached > 0);
+    served_cached = 0;
     auto held = store->open_read(ds, 100);
     REQUIRE(held.ok());
     std::array<char, 5000> buf{};
@@ -646,6 +662,7 @@ TEST_CASE("Local: read_cached never serves bytes that still need verifying", "[d
     auto got = drain(*r);
     REQUIRE(got.ok());
     CHECK(*got == big);
+    CHECK(served_cached == 0);  // every byte went through the hashing read
   }
   {
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
@@ -658,5 +675,6 @@ TEST_CASE("Local: read_cached never serves bytes that still need verifying", "[d
   auto got = drain(*r);
   REQUIRE_FALSE(got.ok());
   CHECK(got.error().code() == Code::kDataLoss);
+  CHECK(served_cached == 0);
   CHECK_FALSE(store->contains(db));
 }

@@ -11,6 +11,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -42,7 +43,10 @@ class ByteStreamService final
     : public bs::ByteStream::WithRawCallbackMethod_Read<bs::ByteStream::CallbackService> {
  public:
   ByteStreamService(Store& store, Executor& pool, ServiceOptions opt)
-      : store_(store), pool_(pool), opt_(opt) {}
+      : store_(store), pool_(pool), opt_(opt) {
+    // A chunk's length must fit the 5-byte varint of the hand-built header (and be > 0).
+    opt_.read_chunk_bytes = std::clamp<std::size_t>(opt_.read_chunk_bytes, 1, std::size_t{1} << 30);
+  }
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Read(grpc::CallbackServerContext* ctx,
                                                    const grpc::ByteBuffer* req) override {
@@ -150,12 +154,20 @@ class ByteStreamService final
       }
       const std::size_t want = std::min<std::uint64_t>(left_, svc_->opt_.read_chunk_bytes);
       // Read straight into the slice that gRPC will send, past room for the field header.
-      // (Always refcounted: an inlined small slice would live inside the struct itself.)
-      grpc_slice raw = grpc_slice_malloc_large(kHeaderRoom + want);
-      char* base = reinterpret_cast<char*>(GRPC_SLICE_START_PTR(raw));
-      grpc::Slice chunk(raw, grpc::Slice::STEAL_REF);
+      // (Always refcounted: an inlined small slice would live inside the struct itself.) A
+      // slice left by a declined read_cached is reused by the read on the pool.
+      grpc::Slice chunk;
+      if (spare_.size() == kHeaderRoom + want) {
+        chunk = std::exchange(spare_, grpc::Slice());
+      } else {
+        chunk = grpc::Slice(grpc_slice_malloc_large(kHeaderRoom + want), grpc::Slice::STEAL_REF);
+      }
+      char* base = reinterpret_cast<char*>(const_cast<std::uint8_t*>(chunk.begin()));  // ours alone
       std::optional<Result<std::size_t>> n = read(std::span<char>(base + kHeaderRoom, want));
-      if (!n) return false;
+      if (!n) {
+        spare_ = std::move(chunk);
+        return false;
+      }
       if (!*n) {
         Finish(to_grpc(n->error()));
         return true;
@@ -188,6 +200,7 @@ class ByteStreamService final
     std::optional<typename Store::Reader> reader_;
     std::uint64_t left_ = 0;
     grpc::ByteBuffer out_;
+    grpc::Slice spare_;
   };
 
   class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {

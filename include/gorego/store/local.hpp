@@ -179,8 +179,9 @@ class Local {
       if (held_) return held_->size() - pos_;
       return inner_ ? inner_->remaining() : 0;
     }
-    /// `read` without waiting for the disk or hashing: nullopt when only `read` can go on
-    /// (the backend cannot tell, the bytes are not cached, or the blob is being verified).
+    /// `read` without waiting for the disk or hashing: nullopt, with nothing consumed, when
+    /// only `read` can go on (the backend cannot tell, the bytes are not all cached, or the
+    /// blob is being verified).
     std::optional<Result<std::size_t>> read_cached(std::span<char> buf) {
       if (held_) return read(buf);
       if constexpr (requires(typename Backend::Reader& r) { r.read_cached(buf); }) {

@@ -187,9 +187,9 @@ class ShardedDisk {
     [[nodiscard]] std::uint64_t remaining() const {
       return static_cast<std::uint64_t>(digest_.size) - pos_;
     }
-    /// `read` that never waits for the disk: nullopt when none of the next bytes are in the
-    /// page cache (or the kernel cannot say, or the reader is hashing), so the caller can do
-    /// the blocking read on a thread meant for it. May return fewer bytes than asked.
+    /// `read` that never waits for the disk: nullopt, with nothing consumed, unless all of the
+    /// next `buf.size()` bytes (or all that remain) are in the page cache (and the reader is
+    /// not hashing), so the caller can do the blocking read on a thread meant for it.
     std::optional<Result<std::size_t>> read_cached(std::span<char> buf) {
       const std::size_t want = std::min<std::uint64_t>(buf.size(), remaining());
       static std::atomic<bool> unsupported{false};  // a kernel or filesystem without RWF_NOWAIT
@@ -197,7 +197,9 @@ class ShardedDisk {
       iovec iov{buf.data(), want};
       const ssize_t n = ::preadv2(fd_.get(), &iov, 1, static_cast<off_t>(pos_), RWF_NOWAIT);
       if (n < 0 && errno == EOPNOTSUPP) unsupported.store(true, std::memory_order_relaxed);
-      if (n <= 0) return std::nullopt;  // EAGAIN: not cached; 0: a short file, for read() to report
+      // EAGAIN: not cached; 0: a short file, for read() to report; a part: all or nothing, so
+      // that chunks stay whole (the pool's read copies it again).
+      if (n <= 0 || static_cast<std::size_t>(n) < want) return std::nullopt;
       pos_ += static_cast<std::uint64_t>(n);
       return static_cast<std::size_t>(n);
     }
