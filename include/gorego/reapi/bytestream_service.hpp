@@ -3,7 +3,9 @@
 /// uploads verified at `finish_write`, and QueryWriteStatus.
 ///
 /// Each call keeps one read or one write in flight; disk and hashing work for each chunk
-/// runs on the Executor, and the reactor resumes from there. An upload of a blob that is
+/// runs on the Executor, and the reactor resumes from there, except a download chunk that
+/// the store can hand over without waiting or hashing (`read_cached`: page cache, verified
+/// blob), which is read on the gRPC thread. An upload of a blob that is
 /// already present finishes at once with `committed_size` = size (REAPI early return).
 /// Uploads are not resumable across calls: QueryWriteStatus reports progress of an upload
 /// in flight, completion for a stored blob, and NOT_FOUND otherwise, so clients restart
