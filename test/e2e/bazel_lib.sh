@@ -134,8 +134,22 @@ start_gorego() { # $1 = name, $2 = port, $3 = data dir, rest = more gorego flags
     [[ $ready -eq 1 ]] || fail "$name did not accept connections on 127.0.0.1:$port within 30 s"
 }
 
-# SIGTERM, then up to 10 s for it to exit, then SIGKILL. Sets STOP_STATUS to
-# its exit status; returns 1 if SIGKILL was needed. No-op if not running.
+# What each thread of a process that will not exit is doing: state, wait channel and,
+# for threads in uninterruptible sleep, the kernel stack (readable as root).
+describe_threads() { # $1 = pid
+    local t st
+    for t in /proc/"$1"/task/*; do
+        st=$(sed -n 's/^.*) \([A-Za-z]\).*$/\1/p' "$t/stat" 2>/dev/null || true)
+        log "  thread ${t##*/} ($(cat "$t/comm" 2>/dev/null)): state $st, wchan $(cat "$t/wchan" 2>/dev/null)"
+        if [[ $st == D ]]; then
+            sed 's/^/      /' "$t/stack" >&2 2>/dev/null || true
+        fi
+    done
+}
+
+# SIGTERM, then up to 20 s for it to exit (beyond gorego's default 10 s grace period),
+# then SIGKILL. Sets STOP_STATUS to its exit status; returns 1 if SIGKILL was needed.
+# No-op if not running.
 stop_gorego() { # $1 = name
     local name=$1 pid=${SERVER_PID[$1]:-} killed=0
     STOP_STATUS=0
@@ -143,12 +157,14 @@ stop_gorego() { # $1 = name
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
         local i
-        for ((i = 0; i < 100; i++)); do
+        for ((i = 0; i < 200; i++)); do
             gorego_alive "$name" || break
+            [[ $i -ne 100 ]] || { log "$name (pid $pid) still running 10 s after SIGTERM:"; describe_threads "$pid"; }
             sleep 0.1
         done
         if gorego_alive "$name"; then
-            log "$name (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
+            log "$name (pid $pid) ignored SIGTERM for 20 s; sending SIGKILL"
+            describe_threads "$pid"
             kill -KILL "$pid" 2>/dev/null || true
             killed=1
         fi
