@@ -223,7 +223,6 @@ struct Server {
   }
 };
 
-/// Bytes of blob and action files under `data`, as the filesystem allocates them.
 /// Waits until `path` contains `text` (a server announcing it listens); false after `seconds`.
 inline bool wait_for_log(const std::filesystem::path& path, std::string_view text, int seconds = 30) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
@@ -234,10 +233,13 @@ inline bool wait_for_log(const std::filesystem::path& path, std::string_view tex
   return false;
 }
 
+/// Bytes of blob files and ActionCache log segments under `data`, as the filesystem
+/// allocates them.
 inline std::uint64_t allocated_bytes(const std::filesystem::path& data) {
   std::uint64_t total = 0;
-  for (const char* tree : {"cas", "ac"}) {
-    for (const auto& e : std::filesystem::recursive_directory_iterator(data / tree)) {
+  for (const char* tree : {"cas", "ac-log"}) {
+    std::error_code ec;  // ac-log/ appears with the first start
+    for (const auto& e : std::filesystem::recursive_directory_iterator(data / tree, ec)) {
       struct stat st {};
       if (e.is_regular_file() && ::stat(e.path().c_str(), &st) == 0) total += st.st_blocks * 512ULL;
     }

@@ -1,6 +1,9 @@
 // Tests of the built `gorego` binary as a process: config errors, graceful shutdown,
-// crash safety under kill -9, the size limit under load, and start-up on a full cache.
+// crash safety under kill -9 (blobs and ActionCache entries), the size limit under load, and
+// start-up on a full cache.
 #include <catch2/catch.hpp>
+
+#include <map>
 
 #include "harness.hpp"
 
@@ -41,6 +44,18 @@ TEST_CASE("gorego: SIGTERM shuts down gracefully with exit status 0", "[process]
   CHECK_THAT(slurp(s.log), Catch::Matchers::Contains("stopped"));
 }
 
+namespace {
+/// Once `enough()`, kills `s` with SIGKILL while `writers` are still busy, then stops them.
+template <class F>
+void kill_mid_writes(Server& s, std::vector<std::thread>& writers, std::atomic<bool>& stop, F&& enough) {
+  while (!enough()) std::this_thread::yield();
+  s.proc->signal(SIGKILL);
+  s.proc->wait();
+  stop = true;
+  for (auto& w : writers) w.join();
+}
+}  // namespace
+
 TEST_CASE("gorego: after kill -9 during uploads every acknowledged blob is intact", "[process][crash]") {
   TempDir dir;
   std::vector<re::Digest> acknowledged;
@@ -66,17 +81,10 @@ TEST_CASE("gorego: after kill -9 during uploads every acknowledged blob is intac
         }
       });
     }
-    while (true) {
-      {
-        std::lock_guard lock(mu);
-        if (acknowledged.size() >= 40) break;
-      }
-      std::this_thread::yield();
-    }
-    s.proc->signal(SIGKILL);  // mid-upload: the writers are still busy
-    s.proc->wait();
-    stop = true;
-    for (auto& w : writers) w.join();
+    kill_mid_writes(s, writers, stop, [&] {
+      std::lock_guard lock(mu);
+      return acknowledged.size() >= 40;
+    });
   }
   Server restarted(dir);
   std::vector<re::Digest> acked_copy;
@@ -98,6 +106,56 @@ TEST_CASE("gorego: after kill -9 during uploads every acknowledged blob is intac
   CHECK(present >= acked_copy.size());
   // No half-written upload is visible or left over.
   CHECK(gorego::testing::upload_leftovers(dir.path() / "data") == 0);
+}
+
+TEST_CASE("gorego: after kill -9 during ActionCache updates every acknowledged result is served", "[process][crash]") {
+  TempDir dir;
+  const std::string out = "the one output of every action";
+  const re::Digest out_digest = reapi::to_proto(Sha256::digest_of(out));
+  std::map<std::string, std::pair<re::Digest, re::ActionResult>> acknowledged;  // by action hash
+  std::mutex mu;
+  {
+    Server s(dir);  // default durability: fsync on
+    REQUIRE(s.upload(out));
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 4; ++t) {
+      writers.emplace_back([&, t] {
+        for (int i = 0; !stop; ++i) {
+          re::UpdateActionResultRequest req;
+          *req.mutable_action_digest() = reapi::to_proto(Sha256::digest_of(fmt::format("action {} {}", t, i % 50)));
+          req.mutable_action_result()->set_exit_code(i);  // later updates replace earlier ones
+          *req.mutable_action_result()->mutable_stdout_digest() = out_digest;
+          grpc::ClientContext ctx;
+          re::ActionResult resp;
+          if (s.ac->UpdateActionResult(&ctx, req, &resp).ok()) {
+            std::lock_guard lock(mu);
+            acknowledged[req.action_digest().hash()] = {req.action_digest(), req.action_result()};
+          }
+        }
+      });
+    }
+    kill_mid_writes(s, writers, stop, [&] {
+      std::lock_guard lock(mu);
+      return acknowledged.size() >= 100;
+    });
+  }
+  Server restarted(dir);
+  std::lock_guard lock(mu);
+  for (const auto& [hash, entry] : acknowledged) {
+    const auto& [action, result] = entry;
+    re::GetActionResultRequest req;
+    *req.mutable_action_digest() = action;
+    re::ActionResult got;
+    grpc::ClientContext ctx;
+    const grpc::Status st = restarted.ac->GetActionResult(&ctx, req, &got);
+    INFO(hash);
+    REQUIRE(st.ok());
+    // An update sent after the acknowledged one may have landed before the kill: the result
+    // is the acknowledged one or a later one of the same writer.
+    CHECK(got.exit_code() >= result.exit_code());
+    CHECK(got.stdout_digest().hash() == out_digest.hash());
+  }
 }
 
 TEST_CASE("gorego: with a small limit, 3x the limit written keeps disk use within it", "[process][eviction]") {

@@ -114,10 +114,10 @@ TEST_CASE("ShardedDisk: leftovers of interrupted uploads are removed at start", 
     // A CAS upload writes an unnamed (O_TMPFILE) file: a crash now would leave nothing.
     CHECK(testing::upload_leftovers(dir.path()) == 0);
   }
-  // What an interrupted named write leaves (an update between its link and its rename, or
-  // any write on a filesystem without O_TMPFILE), and the temporary directory of older
-  // versions.
-  const std::filesystem::path leaf = dir.path() / "ac" / "ab" / "cd";
+  // What an interrupted named write leaves (an upload replacing a name, between its link and
+  // its rename, or any upload on a filesystem without O_TMPFILE), and the temporary
+  // directory of older versions.
+  const std::filesystem::path leaf = dir.path() / "cas" / "ab" / "cd";
   std::filesystem::create_directories(leaf);
   std::ofstream(leaf / ".tmp-0123456789abcdef-7") << "half an entry";
   std::filesystem::create_directories(dir.path() / "tmp");
@@ -415,14 +415,14 @@ TEST_CASE("Local: ActionCache entries are held in memory within their budget", "
   REQUIRE(store.put_action(a, std::string(500, 'a')).ok());
   REQUIRE(store.put_action(b, std::string(400, 'b')).ok());
   REQUIRE(store.put_action(c, std::string(300, 'c')).ok());  // over the budget: disk only
-  for (const Digest& d : {a, b, c}) std::filesystem::remove(store.backend().path({d, Tree::kAc}));
+  for (const Digest& d : {a, b, c}) store.backend().remove({d, Tree::kAc});  // behind Local's back
   CHECK(*store.get_action(a) == std::string(500, 'a'));  // served without the file
   CHECK(*store.get_action(b) == std::string(400, 'b'));
   CHECK(store.get_action(c).error().code() == Code::kNotFound);
   REQUIRE(store.put_action(a, std::string(200, 'A')).ok());  // a replacement replaces the held copy
   CHECK(*store.get_action(a) == std::string(200, 'A'));
   REQUIRE(store.put_action(c, std::string(300, 'C')).ok());  // 200 + 400 + 300 fit now
-  std::filesystem::remove(store.backend().path({c, Tree::kAc}));
+  store.backend().remove({c, Tree::kAc});
   CHECK(*store.get_action(c) == std::string(300, 'C'));
 }
 

@@ -3,16 +3,18 @@
 ///
 /// Layout under `root`:
 ///   cas/ab/cd/<hash>          CAS blobs, named by their lower-case hex SHA-256
-///   ac/ab/cd/<hash>-<size>    serialized ActionResults, keyed by the Action digest
-///   */ab/cd/.tmp-<run>-<n>    an update replacing an existing name, or any write in progress
+///   cas/ab/cd/.tmp-<run>-<n>  an upload replacing an existing name, or any upload in progress
 ///                             on a filesystem without O_TMPFILE
+///   ac-log/<seq>.log          the ActionCache: serialized ActionResults keyed by the Action
+///                             digest, appended to segment files (see ActionLog)
 ///   LOCK                      flock()ed by the one process that owns the directory
 ///   index.snapshot            the index as of the last clean stop (read and deleted at start)
-/// Writes go to a file in the object's own shard directory while hashing; `commit`
+/// The per-file ActionCache of older versions (`ac/ab/cd/<hash>-<size>`) is moved into the
+/// log at `init`. CAS writes go to a file in the object's own shard directory while hashing; `commit`
 /// verifies the digest, optionally fsyncs file and directory, and puts the file in place.
 /// The file is unnamed (O_TMPFILE) and commit links it under its final name: one directory
-/// update instead of a create and a rename, and nothing left behind by a crash. Where the name exists (an ActionCache update, a concurrent upload of the same
-/// blob), the file is linked under a temporary name and renamed over it. Filesystems
+/// update instead of a create and a rename, and nothing left behind by a crash. Where the
+/// name exists (a concurrent upload of the same blob, a damaged leftover), the file is linked under a temporary name and renamed over it. Filesystems
 /// without O_TMPFILE get a named temporary file renamed into place (a rename within one
 /// directory). A crash at any point leaves either no file or a complete, verified one at
 /// the final name; temporary files of earlier runs (another `<run>` tag) are deleted by
@@ -20,8 +22,8 @@
 /// `put_batch` writes several blobs and makes them durable with one `syncfs`, shared by
 /// concurrent batches (group commit). Reads from offset 0 can re-hash what they return and
 /// fail with DATA_LOSS rather than complete on bytes that do not match (per call, or
-/// `verify_reads` by default). The 2 x 256 first-level directories are created at `init`
-/// and kept open: every file operation resolves two path components from one of them
+/// `verify_reads` by default). The 256 first-level directories of `cas/` are created at
+/// `init` and kept open: every file operation resolves two path components from one of them
 /// (`openat` and friends), not the whole path from `/` (the path walk was a sixth of the
 /// CPU of a small-blob read).
 /// Thread safety: every member may be called concurrently.
@@ -52,54 +54,12 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/concepts/storage_backend.hpp>
 #include <gorego/hash/sha256.hpp>
+#include <gorego/store/action_log.hpp>
+#include <gorego/store/detail/file.hpp>
+#include <gorego/store/detail/group_sync.hpp>
 
 namespace gorego {
 
-namespace detail {
-
-/// Owns a file descriptor.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  [[nodiscard]] int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-inline std::string errno_text(int e) { return std::strerror(e); }
-
-/// Writes all of `data` at the current position, retrying short writes and EINTR.
-inline Status write_all(int fd, std::string_view data, const std::string& what) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted
-                                                          : Code::kInternal;
-      return error(c, "writing {}: {}", what, errno_text(errno));
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
-}  // namespace detail
 
 class ShardedDisk {
  public:
@@ -113,20 +73,22 @@ class ShardedDisk {
   };
 
   explicit ShardedDisk(Options o)
-      : opt_(std::move(o)), root_(opt_.root.string()), run_(fmt::format("{:016x}", std::random_device{}() * 0x100000001ull ^ ::getpid())) {}
+      : opt_(std::move(o)),
+        root_(opt_.root.string()),
+        run_(fmt::format("{:016x}", std::random_device{}() * 0x100000001ull ^ ::getpid())),
+        actions_(ActionLog::Options{.dir = opt_.root / "ac-log", .fsync = opt_.fsync, .block_size = opt_.block_size}) {}
   ShardedDisk(const ShardedDisk&) = delete;
   ShardedDisk& operator=(const ShardedDisk&) = delete;
 
-  /// Creates the layout, takes the directory lock and deletes leftovers of interrupted
-  /// uploads. Errors name the directory and the system error.
+  /// Creates the layout, takes the directory lock, deletes leftovers of interrupted
+  /// uploads, replays the ActionCache log and moves an older version's per-file
+  /// ActionCache into it. Errors name the directory and the system error.
   Status init() {
     std::error_code ec;
-    for (const char* sub : {"cas", "ac"}) {
-      std::filesystem::create_directories(opt_.root / sub, ec);
-      if (ec) {
-        return error(Code::kFailedPrecondition, "cannot create data directory {}: {}",
-                     (opt_.root / sub).string(), ec.message());
-      }
+    std::filesystem::create_directories(opt_.root / "cas", ec);
+    if (ec) {
+      return error(Code::kFailedPrecondition, "cannot create data directory {}: {}",
+                   (opt_.root / "cas").string(), ec.message());
     }
     lock_ = detail::Fd(::open((opt_.root / "LOCK").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
     if (!lock_) {
@@ -148,13 +110,14 @@ class ShardedDisk {
     }
     if (probe) {  // can unnamed files be given a name (needs /proc)? A fixed name: the
                   // directory is ours alone, and a crash here leaves no second file.
-      const int dir = top_[0][0].get();
+      const int dir = top_[0].get();
       const char* name = ".tmp-probe";
       ::unlinkat(dir, name, 0);
       anonymous_ = ::linkat(AT_FDCWD, fd_link(probe.get()).c_str(), dir, name, AT_SYMLINK_FOLLOW) == 0;
       ::unlinkat(dir, name, 0);
     }
-    return {};
+    GOREGO_RETURN_IF_ERROR(actions_.open());
+    return import_legacy_actions();
   }
 
   [[nodiscard]] const Options& options() const { return opt_; }
@@ -258,12 +221,12 @@ class ShardedDisk {
     Status append(std::string_view data) {
       if (tmp_.empty()) return error(Code::kFailedPrecondition, "write of {} already finished", key_.digest);
       const auto size = static_cast<std::uint64_t>(key_.digest.size);
-      if (key_.tree == Tree::kCas && written_ + data.size() > size) {
+      if (written_ + data.size() > size) {
         return error(Code::kInvalidArgument, "{} bytes written exceed the size of blob {}",
                      written_ + data.size(), key_.digest);
       }
       GOREGO_RETURN_IF_ERROR(detail::write_all(fd_.get(), data, tmp_));
-      if (key_.tree == Tree::kCas) hasher_.update(data);
+      hasher_.update(data);
       written_ += data.size();
       return {};
     }
@@ -273,15 +236,13 @@ class ShardedDisk {
     /// Verifies and publishes; with `sync` the file and its directory are durable first.
     Status commit(bool sync) {
       if (tmp_.empty()) return error(Code::kFailedPrecondition, "write of {} already finished", key_.digest);
-      if (key_.tree == Tree::kCas) {
-        if (written_ != static_cast<std::uint64_t>(key_.digest.size)) {
-          return error(Code::kInvalidArgument, "blob {} received {} bytes, expected {}",
-                       key_.digest, written_, key_.digest.size);
-        }
-        if (const Hash256 h = hasher_.finish(); h != key_.digest.hash) {
-          return error(Code::kInvalidArgument, "data hashes to {}, not to the digest's {}",
-                       to_hex(h), key_.digest.hex());
-        }
+      if (written_ != static_cast<std::uint64_t>(key_.digest.size)) {
+        return error(Code::kInvalidArgument, "blob {} received {} bytes, expected {}",
+                     key_.digest, written_, key_.digest.size);
+      }
+      if (const Hash256 h = hasher_.finish(); h != key_.digest.hash) {
+        return error(Code::kInvalidArgument, "data hashes to {}, not to the digest's {}",
+                     to_hex(h), key_.digest.hex());
       }
       if (sync && ::fdatasync(fd_.get()) != 0) {
         const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
@@ -303,7 +264,7 @@ class ShardedDisk {
    private:
     void abort() {
       fd_.reset();
-      if (!tmp_.empty() && !anonymous_) ::unlinkat(owner_->top_fd(key_), owner_->below_top(tmp_, key_.tree), 0);
+      if (!tmp_.empty() && !anonymous_) ::unlinkat(owner_->top_fd(key_), owner_->below_top(tmp_), 0);
       tmp_.clear();
     }
 
@@ -359,7 +320,7 @@ class ShardedDisk {
   Result<Reader> open_read(const Digest& d, std::uint64_t offset, bool verify) {
     const ObjectKey k{d, Tree::kCas};
     const std::string p = path(k);
-    detail::Fd fd(::openat(top_fd(k), below_top(p, k.tree), O_RDONLY | O_CLOEXEC));
+    detail::Fd fd(::openat(top_fd(k), below_top(p), O_RDONLY | O_CLOEXEC));
     if (!fd) {
       if (errno == ENOENT) return error(Code::kNotFound, "blob {} not found", d);
       return error(Code::kInternal, "opening {}: {}", p, detail::errno_text(errno));
@@ -379,68 +340,49 @@ class ShardedDisk {
 
   Result<Writer> open_write(const Digest& d) { return open_writer({d, Tree::kCas}); }
 
-  Result<std::string> get_action(const Digest& d) {
-    const ObjectKey k{d, Tree::kAc};
-    const std::string p = path(k);
-    detail::Fd fd(::openat(top_fd(k), below_top(p, k.tree), O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-      if (errno == ENOENT) return error(Code::kNotFound, "action {} not in the action cache", d);
-      return error(Code::kInternal, "opening {}: {}", p, detail::errno_text(errno));
-    }
-    std::string out;
-    char buf[16384];
-    while (true) {
-      const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return error(Code::kInternal, "reading {}: {}", p, detail::errno_text(errno));
-      }
-      if (n == 0) break;
-      out.append(buf, static_cast<std::size_t>(n));
-    }
-    return out;
-  }
-
-  Status put_action(const Digest& d, std::string_view bytes) {
-    return write_object({d, Tree::kAc}, bytes);
-  }
+  Result<std::string> get_action(const Digest& d) { return actions_.get(d); }
+  Status put_action(const Digest& d, std::string_view bytes) { return actions_.put(d, bytes); }
 
   std::optional<std::uint64_t> stat(const ObjectKey& k) {
+    if (k.tree == Tree::kAc) return actions_.stat(k.digest);
     struct stat st {};
-    if (::fstatat(top_fd(k), below_top(path(k), k.tree), &st, 0) != 0) return std::nullopt;
-    if (k.tree == Tree::kCas && st.st_size != k.digest.size) return std::nullopt;
+    if (::fstatat(top_fd(k), below_top(path(k)), &st, 0) != 0) return std::nullopt;
+    if (st.st_size != k.digest.size) return std::nullopt;
     return static_cast<std::uint64_t>(st.st_size);
   }
 
   /// Deletes the object. A CAS file whose size is not the key's is left alone: it is a
   /// different (damaged or since rewritten) file at the same path.
   void remove(const ObjectKey& k) {
+    if (k.tree == Tree::kAc) return actions_.remove(k.digest);
     const std::string p = path(k);
-    const char* rel = below_top(p, k.tree);
-    if (k.tree == Tree::kCas) {
-      struct stat st {};
-      if (::fstatat(top_fd(k), rel, &st, 0) != 0 || st.st_size != k.digest.size) return;
-    }
+    const char* rel = below_top(p);
+    struct stat st {};
+    if (::fstatat(top_fd(k), rel, &st, 0) != 0 || st.st_size != k.digest.size) return;
     ::unlinkat(top_fd(k), rel, 0);
   }
 
   /// Marks an object as just used, for the atime janitor on noatime/relatime mounts.
   void touch(const ObjectKey& k) {
+    if (k.tree == Tree::kAc) return actions_.touch(k.digest);
     const struct timespec times[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
-    ::utimensat(top_fd(k), below_top(path(k), k.tree), times, 0);
+    ::utimensat(top_fd(k), below_top(path(k)), times, 0);
   }
 
-  /// Walks cas/ and ac/; safe to run while the store is in use (entries that appear or
-  /// vanish during the walk may or may not be reported).
+  /// Walks cas/, then lists the ActionCache log's entries; safe to run while the store is
+  /// in use (entries that appear or vanish during the walk may or may not be reported).
   template <class F>
   void for_each_entry(F&& fn) {
-    for (const Tree tree : {Tree::kCas, Tree::kAc}) {
-      const std::filesystem::path top = opt_.root / (tree == Tree::kCas ? "cas" : "ac");
-      for_each_dir(top, [&](const std::filesystem::path& l1) {
-        for_each_dir(l1, [&](const std::filesystem::path& l2) { scan_leaf(l2, tree, fn); });
-      });
-    }
+    for_each_dir(opt_.root / "cas", [&](const std::filesystem::path& l1) {
+      for_each_dir(l1, [&](const std::filesystem::path& l2) { scan_leaf(l2, fn); });
+    });
+    actions_.for_each([&](const Digest& d, std::uint64_t bytes, std::int64_t atime) {
+      fn(ObjectKey{d, Tree::kAc}, bytes, atime);
+    });
   }
+
+  /// The ActionCache log (statistics, compaction; tests).
+  ActionLog& action_log() { return actions_; }
 
   /// Where Local keeps its index snapshot between a clean stop and the next start.
   [[nodiscard]] std::filesystem::path snapshot_path() const { return opt_.root / "index.snapshot"; }
@@ -450,15 +392,14 @@ class ShardedDisk {
     return std::max<std::uint64_t>(1, (bytes + bs - 1) / bs) * bs;
   }
 
-  /// The final path of an object.
+  /// The file of a CAS blob (ActionCache entries have none: they live in the log).
   [[nodiscard]] std::string path(const ObjectKey& k) const {
     const std::string hex = k.digest.hex();
     std::string p;
     p.reserve(root_.size() + 80);
     p += root_;
-    p += k.tree == Tree::kCas ? "/cas/" : "/ac/";
+    p += "/cas/";
     p.append(hex, 0, 2).append("/").append(hex, 2, 2).append("/").append(hex);
-    if (k.tree == Tree::kAc) fmt::format_to(std::back_inserter(p), "-{}", k.digest.size);
     return p;
   }
 
@@ -472,7 +413,7 @@ class ShardedDisk {
     tmp.resize(tmp.rfind('/') + 1);  // the leaf directory, for an unnamed file
     if (!anonymous_) append_temp_name(tmp);
     const int top = top_fd(k);
-    const char* rel = below_top(tmp, k.tree);
+    const char* rel = below_top(tmp);
     const std::string leaf(rel, 2);
     const char* target = anonymous_ ? leaf.c_str() : rel;
     const int flags = O_WRONLY | O_CLOEXEC | (anonymous_ ? O_TMPFILE : O_CREAT | O_EXCL);
@@ -499,7 +440,7 @@ class ShardedDisk {
 
   Status write_object(const ObjectKey& k, std::string_view data) { return write_object(k, data, opt_.fsync); }
   Status write_object(const ObjectKey& k, std::string_view data, bool sync) {
-    if (k.tree == Tree::kCas && static_cast<std::uint64_t>(k.digest.size) != data.size()) {
+    if (static_cast<std::uint64_t>(k.digest.size) != data.size()) {
       return error(Code::kInvalidArgument, "blob {} has {} bytes, not the {} of its digest",
                    k.digest, data.size(), k.digest.size);
     }
@@ -518,7 +459,7 @@ class ShardedDisk {
     const std::string final_path = path(k);
     const int top = top_fd(k);
     const std::string link = fd_link(fd);
-    if (::linkat(AT_FDCWD, link.c_str(), top, below_top(final_path, k.tree), AT_SYMLINK_FOLLOW) == 0) {
+    if (::linkat(AT_FDCWD, link.c_str(), top, below_top(final_path), AT_SYMLINK_FOLLOW) == 0) {
       return sync ? sync_leaf(final_path, k, created_dirs) : Status{};
     }
     if (errno != EEXIST) {
@@ -526,18 +467,18 @@ class ShardedDisk {
     }
     std::string tmp = final_path.substr(0, final_path.rfind('/') + 1);
     append_temp_name(tmp);
-    if (::linkat(AT_FDCWD, link.c_str(), top, below_top(tmp, k.tree), AT_SYMLINK_FOLLOW) != 0) {
+    if (::linkat(AT_FDCWD, link.c_str(), top, below_top(tmp), AT_SYMLINK_FOLLOW) != 0) {
       return error(Code::kInternal, "publishing {}: {}", tmp, detail::errno_text(errno));
     }
     Status s = publish(tmp, k, sync, created_dirs);
-    if (!s.ok()) ::unlinkat(top, below_top(tmp, k.tree), 0);
+    if (!s.ok()) ::unlinkat(top, below_top(tmp), 0);
     return s;
   }
 
   /// Makes the directory entry of `final_path` durable (and a new leaf directory's own entry).
   Status sync_leaf(const std::string& final_path, const ObjectKey& k, bool created_dirs) {
     const int top = top_fd(k);
-    const std::string leaf(below_top(final_path, k.tree), 2);
+    const std::string leaf(below_top(final_path), 2);
     detail::Fd dir(::openat(top, leaf.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir || ::fsync(dir.get()) != 0 || (created_dirs && ::fsync(top) != 0)) {
       return error(Code::kInternal, "fsync of the directory of {}: {}", final_path, detail::errno_text(errno));
@@ -548,8 +489,8 @@ class ShardedDisk {
   Status publish(const std::string& tmp, const ObjectKey& k, bool sync, bool created_dirs) {
     const std::string final_path = path(k);
     const int top = top_fd(k);
-    const char* rel = below_top(final_path, k.tree);
-    if (::renameat(top, below_top(tmp, k.tree), top, rel) != 0) {
+    const char* rel = below_top(final_path);
+    if (::renameat(top, below_top(tmp), top, rel) != 0) {
       return error(Code::kInternal, "publishing {}: {}", final_path, detail::errno_text(errno));
     }
     // The rename is durable once the leaf directory is; a new leaf directory needs its
@@ -557,63 +498,69 @@ class ShardedDisk {
     return sync ? sync_leaf(final_path, k, created_dirs) : Status{};
   }
 
-  /// Creates (when new) and opens cas/XX and ac/XX for every XX; with `fsync`, makes the
-  /// new ones durable.
+  /// Creates (when new) and opens cas/XX for every XX; with `fsync`, makes the new ones
+  /// durable.
   Status open_top_dirs() {
     bool created = false;
-    for (const Tree tree : {Tree::kCas, Tree::kAc}) {
-      const std::filesystem::path base = opt_.root / (tree == Tree::kCas ? "cas" : "ac");
-      for (std::size_t i = 0; i < 256; ++i) {
-        const std::string p = fmt::format("{}/{:02x}", base.string(), i);
-        if (::mkdir(p.c_str(), 0755) == 0) created = true;
-        else if (errno != EEXIST) return error(Code::kFailedPrecondition, "cannot create {}: {}", p, detail::errno_text(errno));
-        top_[static_cast<std::size_t>(tree)][i] = detail::Fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!top_[static_cast<std::size_t>(tree)][i]) {
-          return error(Code::kFailedPrecondition, "cannot open {}: {}", p, detail::errno_text(errno));
-        }
-      }
-      if (created && opt_.fsync) GOREGO_RETURN_IF_ERROR(sync_dir(base));
+    const std::filesystem::path base = opt_.root / "cas";
+    for (std::size_t i = 0; i < 256; ++i) {
+      const std::string p = fmt::format("{}/{:02x}", base.string(), i);
+      if (::mkdir(p.c_str(), 0755) == 0) created = true;
+      else if (errno != EEXIST) return error(Code::kFailedPrecondition, "cannot create {}: {}", p, detail::errno_text(errno));
+      top_[i] = detail::Fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!top_[i]) return error(Code::kFailedPrecondition, "cannot open {}: {}", p, detail::errno_text(errno));
     }
+    if (created && opt_.fsync) GOREGO_RETURN_IF_ERROR(sync_dir(base));
     return {};
   }
 
-  /// The open first-level directory that holds `k`.
-  [[nodiscard]] int top_fd(const ObjectKey& k) const {
-    return top_[static_cast<std::size_t>(k.tree)][k.digest.hash[0]].get();
-  }
+  /// The open first-level directory that holds CAS blob `k`.
+  [[nodiscard]] int top_fd(const ObjectKey& k) const { return top_[k.digest.hash[0]].get(); }
   /// The part of `full` (a path made by `path`) below its first-level directory.
-  [[nodiscard]] const char* below_top(const std::string& full, Tree tree) const {
-    return full.c_str() + root_.size() + (tree == Tree::kCas ? 8 : 7);
+  [[nodiscard]] const char* below_top(const std::string& full) const {
+    return full.c_str() + root_.size() + 8;  // "/cas/ab/"
   }
 
-  /// Group commit: waits for a `syncfs` that started after this call. One caller at a
-  /// time runs it; callers arriving meanwhile share the next one. A caller fails if any
-  /// sync since its own started failed: a later success does not prove its pages reached
-  /// the disk (the kernel may have dropped them at the failed writeback).
-  Status sync_all() {
-    std::unique_lock lock(sync_mu_);
-    const std::uint64_t need = sync_started_ + 1;
-    while (sync_done_ < need) {
-      if (syncing_) {
-        sync_cv_.wait(lock);
+  /// Moves the per-file ActionCache of older versions (`ac/ab/cd/<hash>-<size>`) into the
+  /// log and deletes it. An interrupted move is redone whole at the next start: the files
+  /// go only after the log holds (with `fsync`: durably) all of them.
+  Status import_legacy_actions() {
+    const std::filesystem::path legacy = opt_.root / "ac";
+    std::error_code ec;
+    if (!std::filesystem::is_directory(legacy, ec)) return {};
+    std::size_t moved = 0;
+    for (auto it = std::filesystem::recursive_directory_iterator(legacy, ec); !ec && it != decltype(it)(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (!it->is_regular_file(ec) || name.size() < 66 || name[64] != '-') continue;  // and .tmp- leftovers
+      auto digest = Digest::parse(std::string_view(name).substr(0, 64), std::strtoll(name.c_str() + 65, nullptr, 10));
+      if (!digest) continue;
+      detail::Fd fd(::open(it->path().c_str(), O_RDONLY | O_CLOEXEC));
+      struct stat st {};
+      std::string bytes;
+      if (fd && ::fstat(fd.get(), &st) == 0) bytes.resize(static_cast<std::size_t>(st.st_size));
+      if (!fd || !detail::pread_exact(fd.get(), bytes, 0)) {
+        log::warn("could not read an action cache entry of an older version: skipped", {{"file", it->path().string()}});
         continue;
       }
-      syncing_ = true;
-      const std::uint64_t mine = ++sync_started_;
-      lock.unlock();
-      const int rc = ::syncfs(root_fd_.get());
-      const int err = errno;
-      lock.lock();
-      syncing_ = false;
-      sync_done_ = mine;
-      if (rc != 0) {
-        sync_failed_ = mine;
-        sync_error_ = error(err == ENOSPC || err == EDQUOT ? Code::kResourceExhausted : Code::kInternal,
-                            "sync of data directory {}: {}", opt_.root.string(), detail::errno_text(err));
-      }
-      sync_cv_.notify_all();
+      GOREGO_RETURN_IF_ERROR(actions_.put(*digest, bytes, /*sync=*/false));
+      ++moved;
     }
-    return sync_failed_ >= need ? sync_error_ : Status{};
+    if (ec) return error(Code::kFailedPrecondition, "cannot list {}: {}", legacy.string(), ec.message());
+    if (opt_.fsync) GOREGO_RETURN_IF_ERROR(actions_.flush_all());
+    std::filesystem::remove_all(legacy, ec);
+    if (ec) return error(Code::kFailedPrecondition, "cannot delete {}: {}", legacy.string(), ec.message());
+    log::info("moved the action cache of an older version into ac-log/", {{"entries", std::to_string(moved)}});
+    return {};
+  }
+
+  /// Waits for a `syncfs` of the data directory's filesystem that started after this call,
+  /// shared with concurrent callers (group commit, see GroupSync).
+  Status sync_all() {
+    return sync_.run([this]() -> Status {
+      if (::syncfs(root_fd_.get()) == 0) return {};
+      return error(detail::write_error_code(errno), "sync of data directory {}: {}", opt_.root.string(),
+                   detail::errno_text(errno));
+    });
   }
 
   static Status sync_dir(const std::filesystem::path& dir) {
@@ -640,7 +587,7 @@ class ShardedDisk {
   }
 
   template <class F>
-  void scan_leaf(const std::filesystem::path& dir, Tree tree, F& fn) {
+  void scan_leaf(const std::filesystem::path& dir, F& fn) {
     const DirPtr d(::opendir(dir.c_str()));
     if (!d) return;
     const int dfd = ::dirfd(d.get());
@@ -650,22 +597,15 @@ class ShardedDisk {
         ::unlinkat(dfd, e->d_name, 0);  // an upload of an earlier run that never finished
         continue;
       }
-      if (name.size() < 64 || name[0] == '.') continue;
+      if (name.size() != 64) continue;
       struct stat st {};
       if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
         continue;
       }
-      std::int64_t size = st.st_size;
-      if (tree == Tree::kAc) {
-        if (name.size() < 66 || name[64] != '-') continue;
-        size = std::strtoll(e->d_name + 65, nullptr, 10);
-      } else if (name.size() != 64) {
-        continue;
-      }
-      auto digest = Digest::parse(name.substr(0, 64), size);
+      auto digest = Digest::parse(name, st.st_size);
       if (!digest) continue;
       const std::int64_t atime = std::int64_t{st.st_atim.tv_sec} * 1'000'000'000 + st.st_atim.tv_nsec;
-      fn(ObjectKey{*digest, tree}, static_cast<std::uint64_t>(st.st_size), atime);
+      fn(ObjectKey{*digest, Tree::kCas}, static_cast<std::uint64_t>(st.st_size), atime);
     }
   }
 
@@ -675,15 +615,10 @@ class ShardedDisk {
   detail::Fd lock_;
   detail::Fd root_fd_;
   bool anonymous_ = false;  // writes use O_TMPFILE files, linked at commit
-  std::array<std::array<detail::Fd, 256>, 2> top_;  // [tree][first hash byte]: cas/XX, ac/XX
+  std::array<detail::Fd, 256> top_;  // by first hash byte: cas/XX
   std::atomic<std::uint64_t> counter_{0};
-  std::mutex sync_mu_;  // guards the group-commit state below
-  std::condition_variable sync_cv_;
-  bool syncing_ = false;
-  std::uint64_t sync_started_ = 0;
-  std::uint64_t sync_done_ = 0;
-  std::uint64_t sync_failed_ = 0;  // generation of the last failed sync
-  Status sync_error_;              // its error
+  detail::GroupSync sync_;  // the group syncfs of put_batch
+  ActionLog actions_;
 };
 static_assert(StorageBackend<ShardedDisk>);
 
