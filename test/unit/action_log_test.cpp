@@ -32,10 +32,12 @@ std::vector<std::filesystem::path> segments(const std::filesystem::path& dir) {
 
 /// Options for a log under `dir` with tiny segments, so that tests roll and compact.
 ActionLog::Options small(const std::filesystem::path& dir, bool fsync = false) {
-  return {.dir = dir, .fsync = fsync, .segment_bytes = 4096, .block_size = 512, .slack_bytes = 4096};
+  return {
+      .dir = dir, .fsync = fsync, .segment_bytes = 4096, .block_size = 512, .slack_bytes = 4096};
 }
 
-TEST_CASE("ActionLog: entries survive a reopen; the last write wins and deletions stay deleted", "[actionlog]") {
+TEST_CASE("ActionLog: entries survive a reopen; the last write wins and deletions stay deleted",
+          "[actionlog]") {
   TempDir dir;
   for (const bool fsync : {false, true}) {
     INFO("fsync " << fsync);
@@ -66,13 +68,15 @@ TEST_CASE("ActionLog: entries survive a reopen; the last write wins and deletion
   }
 }
 
-TEST_CASE("ActionLog: replay reads records that straddle its read pieces or exceed them", "[actionlog]") {
+TEST_CASE("ActionLog: replay reads records that straddle its read pieces or exceed them",
+          "[actionlog]") {
   TempDir dir;
   const std::vector<std::size_t> sizes = {300'000, 700'000, 2'500'000, 10, 999'999, 1'048'576};
   {
     ActionLog log({.dir = dir.path(), .fsync = false});
     REQUIRE(log.open().ok());
-    for (std::size_t i = 0; i < sizes.size(); ++i) REQUIRE(log.put(action(static_cast<int>(i)), result(static_cast<int>(i), 1, sizes[i])).ok());
+    for (std::size_t i = 0; i < sizes.size(); ++i)
+      REQUIRE(log.put(action(static_cast<int>(i)), result(static_cast<int>(i), 1, sizes[i])).ok());
   }
   ActionLog log({.dir = dir.path(), .fsync = false});
   REQUIRE(log.open().ok());
@@ -85,7 +89,9 @@ TEST_CASE("ActionLog: replay reads records that straddle its read pieces or exce
   CHECK(log.stats().file_bytes == std::filesystem::file_size(segments(dir.path()).back()));
 }
 
-TEST_CASE("ActionLog: a torn tail is cut off at open, and appends continue after the last whole record", "[actionlog]") {
+TEST_CASE(
+    "ActionLog: a torn tail is cut off at open, and appends continue after the last whole record",
+    "[actionlog]") {
   TempDir dir;
   std::uintmax_t whole_size = 0;
   {
@@ -110,7 +116,8 @@ TEST_CASE("ActionLog: a torn tail is cut off at open, and appends continue after
   for (int i = 0; i < 6; ++i) CHECK(*log.get(action(i)) == result(i, 1));
 }
 
-TEST_CASE("ActionLog: a damaged record is DATA_LOSS, never its bytes; Local drops it as a miss", "[actionlog][disk]") {
+TEST_CASE("ActionLog: a damaged record is DATA_LOSS, never its bytes; Local drops it as a miss",
+          "[actionlog][disk]") {
   TempDir dir;
   auto flip_byte_of = [&](const std::string& needle) {
     const auto seg = segments(dir.path() / "ac-log").back();
@@ -155,7 +162,8 @@ TEST_CASE("ActionLog: compaction frees dead records and loses no entry", "[actio
     want.erase(3);
     log.compact();  // whatever the background thread has not done yet
     const auto st = log.stats();
-    INFO("file bytes " << st.file_bytes << ", live bytes " << st.live_bytes << ", segments " << st.segments);
+    INFO("file bytes " << st.file_bytes << ", live bytes " << st.live_bytes << ", segments "
+                       << st.segments);
     CHECK(st.compactions > 0);
     // Each live entry is charged one 512-byte block; the files may exceed that by the slack
     // (plus the record that closes the active segment).
@@ -170,7 +178,8 @@ TEST_CASE("ActionLog: compaction frees dead records and loses no entry", "[actio
   for (const auto& [i, r] : want) CHECK(*log.get(action(i)) == r);
 }
 
-TEST_CASE("ActionLog: concurrent puts, removes and reads while it compacts agree with a model", "[actionlog]") {
+TEST_CASE("ActionLog: concurrent puts, removes and reads while it compacts agree with a model",
+          "[actionlog]") {
   TempDir dir;
   constexpr int kThreads = 4;
   constexpr int kKeysPerThread = 25;
@@ -224,7 +233,8 @@ TEST_CASE("ActionLog: concurrent puts, removes and reads while it compacts agree
   CHECK(log.stats().entries == entries);
 }
 
-TEST_CASE("ShardedDisk: the per-file ActionCache of an older version moves into the log", "[actionlog][disk]") {
+TEST_CASE("ShardedDisk: the per-file ActionCache of an older version moves into the log",
+          "[actionlog][disk]") {
   TempDir dir;
   const Digest a = action(1);
   const std::string bytes = result(1, 1);

@@ -85,10 +85,14 @@ class ActionLog {
  public:
   struct Options {
     std::filesystem::path dir;
-    bool fsync = true;                                ///< put returns once the record is on disk
-    std::uint64_t segment_bytes = std::uint64_t{64} << 20;  ///< a segment is closed past this size
-    std::uint64_t block_size = 4096;                  ///< what an entry is charged: its size rounded up
-    std::uint64_t slack_bytes = std::uint64_t{8} << 20;     ///< dead bytes tolerated (see the file comment)
+    /// `put` returns once the record is on disk.
+    bool fsync = true;
+    /// A segment is closed once it holds this much.
+    std::uint64_t segment_bytes = std::uint64_t{64} << 20;
+    /// What an entry is charged against the size limit: its size rounded up to this.
+    std::uint64_t block_size = 4096;
+    /// Dead bytes tolerated before compaction (see the file comment).
+    std::uint64_t slack_bytes = std::uint64_t{8} << 20;
   };
 
   struct Stats {
@@ -120,9 +124,13 @@ class ActionLog {
   Status open() {
     std::error_code ec;
     std::filesystem::create_directories(opt_.dir, ec);
-    if (ec) return error(Code::kFailedPrecondition, "cannot create {}: {}", opt_.dir.string(), ec.message());
+    if (ec)
+      return error(Code::kFailedPrecondition, "cannot create {}: {}", opt_.dir.string(),
+                   ec.message());
     dir_ = detail::Fd(::open(opt_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir_) return error(Code::kFailedPrecondition, "cannot open {}: {}", opt_.dir.string(), detail::errno_text(errno));
+    if (!dir_)
+      return error(Code::kFailedPrecondition, "cannot open {}: {}", opt_.dir.string(),
+                   detail::errno_text(errno));
     std::vector<std::uint64_t> seqs;
     for (const auto& e : std::filesystem::directory_iterator(opt_.dir, ec)) {
       const std::string name = e.path().filename().string();
@@ -131,7 +139,9 @@ class ActionLog {
       const std::uint64_t seq = std::strtoull(name.c_str(), &end, 16);
       if (end == name.c_str() + 16 && seq > 0) seqs.push_back(seq);
     }
-    if (ec) return error(Code::kFailedPrecondition, "cannot list {}: {}", opt_.dir.string(), ec.message());
+    if (ec)
+      return error(Code::kFailedPrecondition, "cannot list {}: {}", opt_.dir.string(),
+                   ec.message());
     std::sort(seqs.begin(), seqs.end());
     const auto started = std::chrono::steady_clock::now();
     std::lock_guard lock(mu_);
@@ -139,20 +149,29 @@ class ActionLog {
       GOREGO_RETURN_IF_ERROR(replay_locked(seqs[i], /*last=*/i + 1 == seqs.size()));
     }
     if (segments_.empty()) GOREGO_RETURN_IF_ERROR(add_segment_locked(1));
-    log::info("action cache log loaded",
-              {{"dir", opt_.dir.string()}, {"entries", std::to_string(map_.size())},
-               {"segments", std::to_string(segments_.size())}, {"bytes", std::to_string(file_bytes_)},
-               {"seconds", fmt::format("{:.3f}", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())}});
+    log::info(
+        "action cache log loaded",
+        {{"dir", opt_.dir.string()},
+         {"entries", std::to_string(map_.size())},
+         {"segments", std::to_string(segments_.size())},
+         {"bytes", std::to_string(file_bytes_)},
+         {"seconds",
+          fmt::format(
+              "{:.3f}",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count())}});
     compactor_ = std::thread([this] { compact_loop(); });
     return {};
   }
 
   /// Stores `bytes` as the entry of `action`, replacing any earlier one.
-  Status put(const Digest& action, std::string_view bytes) { return put(action, bytes, opt_.fsync); }
+  Status put(const Digest& action, std::string_view bytes) {
+    return put(action, bytes, opt_.fsync);
+  }
   Status put(const Digest& action, std::string_view bytes, bool sync) {
     if (bytes.size() > kMaxPayload) {
-      return error(Code::kInvalidArgument, "action result of {} bytes exceeds the {} bytes a record holds",
-                   bytes.size(), kMaxPayload);
+      return error(Code::kInvalidArgument,
+                   "action result of {} bytes exceeds the {} bytes a record holds", bytes.size(),
+                   kMaxPayload);
     }
     const std::string rec = encode(kPut, action, bytes, now_ns());
     Loc loc;
@@ -172,13 +191,17 @@ class ActionLog {
     Status s = flush_all();
     if (!s.ok()) {  // not acknowledged: do not keep it either
       std::lock_guard lock(mu_);
-      if (auto it = map_.find(action); it != map_.end() && it->second.same_record(loc)) erase_locked(it);
+      if (auto it = map_.find(action); it != map_.end() && it->second.same_record(loc))
+        erase_locked(it);
     }
     return s;
   }
 
-  /// Makes every record appended so far durable (for puts made with `sync` false).
-  Status flush_all() { return sync_.run([this] { return flush(); }); }
+  /// Makes every record appended so far durable (for puts made with `sync` false; closed
+  /// segments were flushed when they were closed, with `fsync` on).
+  Status flush_all() {
+    return sync_.run([this] { return flush(); });
+  }
 
   /// The entry of `action`: NOT_FOUND when there is none, DATA_LOSS when its record no
   /// longer matches its checksum.
@@ -188,19 +211,20 @@ class ActionLog {
     {
       std::lock_guard lock(mu_);
       const auto it = map_.find(action);
-      if (it == map_.end()) return error(Code::kNotFound, "action {} not in the action cache", action);
+      if (it == map_.end())
+        return error(Code::kNotFound, "action {} not in the action cache", action);
       loc = it->second;
       fd = segments_.at(loc.seq).fd;
     }
     std::string rec(kHeaderBytes + loc.length, '\0');
     if (!detail::pread_exact(fd->get(), rec, loc.offset)) {
-      return error(Code::kDataLoss, "action {}: record at {} of {} cannot be read whole", action, loc.offset,
-                   segment_name(loc.seq));
+      return error(Code::kDataLoss, "action {}: record at {} of {} cannot be read whole", action,
+                   loc.offset, segment_name(loc.seq));
     }
     const auto h = decode(rec);
     if (!h || h->kind != kPut || h->action != action || rec.size() != kHeaderBytes + h->length) {
-      return error(Code::kDataLoss, "action {}: record at {} of {} does not match its checksum", action,
-                   loc.offset, segment_name(loc.seq));
+      return error(Code::kDataLoss, "action {}: record at {} of {} does not match its checksum",
+                   action, loc.offset, segment_name(loc.seq));
     }
     rec.erase(0, kHeaderBytes);
     return rec;
@@ -252,8 +276,11 @@ class ActionLog {
 
   Stats stats() {
     std::lock_guard lock(mu_);
-    return {.entries = map_.size(), .segments = segments_.size(), .file_bytes = file_bytes_,
-            .live_bytes = live_bytes_, .compactions = compactions_};
+    return {.entries = map_.size(),
+            .segments = segments_.size(),
+            .file_bytes = file_bytes_,
+            .live_bytes = live_bytes_,
+            .compactions = compactions_};
   }
 
   /// Runs compaction passes until none is needed (the background thread does the same).
@@ -275,7 +302,9 @@ class ActionLog {
     std::uint64_t offset = 0;
     std::uint32_t length = 0;  // payload bytes
     std::int64_t atime = 0;
-    [[nodiscard]] bool same_record(const Loc& o) const { return seq == o.seq && offset == o.offset; }
+    [[nodiscard]] bool same_record(const Loc& o) const {
+      return seq == o.seq && offset == o.offset;
+    }
     [[nodiscard]] std::uint64_t record_bytes() const { return kHeaderBytes + length; }
   };
   struct Segment {
@@ -290,13 +319,15 @@ class ActionLog {
   };
 
   static std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
   }
 
   // Header layout: magic u32 | kind u8 | 3 zero | length u32 | 4 zero | check u64 |
   // written i64 | digest size i64 | digest hash 32 bytes.
-  static std::string encode(std::uint8_t kind, const Digest& d, std::string_view payload, std::int64_t written) {
+  static std::string encode(std::uint8_t kind, const Digest& d, std::string_view payload,
+                            std::int64_t written) {
     std::string rec(kHeaderBytes + payload.size(), '\0');
     char* p = rec.data();
     const auto length = static_cast<std::uint32_t>(payload.size());
@@ -332,7 +363,8 @@ class ActionLog {
     if (!plausible(rec) || rec.size() - kHeaderBytes < h.length) return std::nullopt;
     std::uint64_t check;
     std::memcpy(&check, rec.data() + kCheckAt, 8);
-    if (detail::check64(kMagic, rec.substr(0, kHeaderBytes + h.length), kCheckAt) != check) return std::nullopt;
+    if (detail::check64(kMagic, rec.substr(0, kHeaderBytes + h.length), kCheckAt) != check)
+      return std::nullopt;
     std::memcpy(&h.written, rec.data() + 24, 8);
     std::memcpy(&h.action.size, rec.data() + 32, 8);
     std::memcpy(h.action.hash.data(), rec.data() + 40, 32);
@@ -356,7 +388,8 @@ class ActionLog {
     auto fd = std::make_shared<detail::Fd>(::open(name.c_str(), O_RDWR | O_CLOEXEC));
     struct stat st {};
     if (!*fd || ::fstat(fd->get(), &st) != 0) {
-      return error(Code::kFailedPrecondition, "cannot open {}: {}", name, detail::errno_text(errno));
+      return error(Code::kFailedPrecondition, "cannot open {}: {}", name,
+                   detail::errno_text(errno));
     }
     const auto file_size = static_cast<std::uint64_t>(st.st_size);
     segments_[seq] = Segment{fd, 0};
@@ -367,7 +400,8 @@ class ActionLog {
     while (off < file_size) {
       buf.resize(std::min(std::max(kPiece, need), file_size - off));
       if (!detail::pread_exact(fd->get(), buf, off)) {
-        return error(Code::kFailedPrecondition, "cannot read {}: {}", name, detail::errno_text(errno));
+        return error(Code::kFailedPrecondition, "cannot read {}: {}", name,
+                     detail::errno_text(errno));
       }
       std::size_t at = 0;
       bool damaged = false;
@@ -403,13 +437,14 @@ class ActionLog {
         at += n;
       }
       off += at;
-      if (damaged || (at == 0 && need > file_size - off)) break;  // garbage, or the file ends mid-record
+      if (damaged || (at == 0 && need > file_size - off))
+        break;  // garbage, or the file ends mid-record
     }
     if (off == file_size) return {};
     const std::uint64_t bad = file_size - off;
     if (last && ::ftruncate(fd->get(), static_cast<off_t>(off)) == 0) {
-      log::warn("action cache log: cut off a torn tail", {{"file", name}, {"offset", std::to_string(off)},
-                                                          {"bytes", std::to_string(bad)}});
+      log::warn("action cache log: cut off a torn tail",
+                {{"file", name}, {"offset", std::to_string(off)}, {"bytes", std::to_string(bad)}});
       return {};
     }
     log::warn("action cache log: damaged records skipped; the entries after them are lost",
@@ -422,12 +457,15 @@ class ActionLog {
 
   Status add_segment_locked(std::uint64_t seq) {
     const std::string name = segment_name(seq);
-    auto fd = std::make_shared<detail::Fd>(::open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    auto fd = std::make_shared<detail::Fd>(
+        ::open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!*fd) {
-      return error(detail::write_error_code(errno), "creating {}: {}", name, detail::errno_text(errno));
+      return error(detail::write_error_code(errno), "creating {}: {}", name,
+                   detail::errno_text(errno));
     }
     if (opt_.fsync && ::fsync(dir_.get()) != 0) {
-      return error(Code::kInternal, "fsync of directory {}: {}", opt_.dir.string(), detail::errno_text(errno));
+      return error(Code::kInternal, "fsync of directory {}: {}", opt_.dir.string(),
+                   detail::errno_text(errno));
     }
     segments_[seq] = Segment{std::move(fd), 0};
     return {};
@@ -438,8 +476,8 @@ class ActionLog {
   Status roll_locked() {
     const auto active = std::prev(segments_.end());
     if (opt_.fsync && ::fdatasync(active->second.fd->get()) != 0) {
-      failed_ = error(detail::write_error_code(errno), "fsync of {}: {}", segment_name(active->first),
-                      detail::errno_text(errno));
+      failed_ = error(detail::write_error_code(errno), "fsync of {}: {}",
+                      segment_name(active->first), detail::errno_text(errno));
       return failed_;
     }
     return add_segment_locked(active->first + 1);
@@ -454,7 +492,8 @@ class ActionLog {
     }
     Segment& seg = active->second;
     // A failed write leaves `size` where it was: the next record overwrites the torn bytes.
-    GOREGO_RETURN_IF_ERROR(detail::pwrite_all(seg.fd->get(), rec, seg.size, segment_name(active->first)));
+    GOREGO_RETURN_IF_ERROR(
+        detail::pwrite_all(seg.fd->get(), rec, seg.size, segment_name(active->first)));
     Loc loc{active->first, seg.size, static_cast<std::uint32_t>(rec.size() - kHeaderBytes), 0};
     std::memcpy(&loc.atime, rec.data() + 24, 8);
     seg.size += rec.size();
@@ -494,7 +533,8 @@ class ActionLog {
     if (::fdatasync(fd->get()) == 0) return {};
     const int err = errno;
     std::lock_guard lock(mu_);
-    failed_ = error(detail::write_error_code(err), "fsync of {}: {}", segment_name(seq), detail::errno_text(err));
+    failed_ = error(detail::write_error_code(err), "fsync of {}: {}", segment_name(seq),
+                    detail::errno_text(err));
     return failed_;
   }
 
@@ -520,14 +560,16 @@ class ActionLog {
         if (loc.seq == seq) live.emplace_back(d, loc);
       }
     }
-    std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.second.offset < b.second.offset; });
+    std::sort(live.begin(), live.end(),
+              [](const auto& a, const auto& b) { return a.second.offset < b.second.offset; });
     std::string rec;
     for (const auto& [d, loc] : live) {
       rec.resize(loc.record_bytes());
       const bool whole = detail::pread_exact(fd->get(), rec, loc.offset);
       std::lock_guard lock(mu_);
       const auto it = map_.find(d);
-      if (it == map_.end() || !it->second.same_record(loc)) continue;  // replaced or deleted meanwhile
+      if (it == map_.end() || !it->second.same_record(loc))
+        continue;  // replaced or deleted meanwhile
       const auto h = whole ? decode(rec) : std::nullopt;
       if (!h || h->kind != kPut || h->action != d) {
         log::warn("action cache log: a damaged entry was dropped while compacting",
@@ -563,7 +605,8 @@ class ActionLog {
       const bool progressed = compact_once();
       lock.lock();
       // A pass that could not finish (a failed write) waits for the next change.
-      if (!progressed) compact_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+      if (!progressed)
+        compact_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
     }
   }
 

@@ -10,11 +10,12 @@
 ///   LOCK                      flock()ed by the one process that owns the directory
 ///   index.snapshot            the index as of the last clean stop (read and deleted at start)
 /// The per-file ActionCache of older versions (`ac/ab/cd/<hash>-<size>`) is moved into the
-/// log at `init`. CAS writes go to a file in the object's own shard directory while hashing; `commit`
-/// verifies the digest, optionally fsyncs file and directory, and puts the file in place.
-/// The file is unnamed (O_TMPFILE) and commit links it under its final name: one directory
-/// update instead of a create and a rename, and nothing left behind by a crash. Where the
-/// name exists (a concurrent upload of the same blob, a damaged leftover), the file is linked under a temporary name and renamed over it. Filesystems
+/// log at `init`. CAS writes go to a file in the object's own shard directory while
+/// hashing; `commit` verifies the digest, optionally fsyncs file and directory, and puts the
+/// file in place. The file is unnamed (O_TMPFILE) and commit links it under its final name:
+/// one directory update instead of a create and a rename, and nothing left behind by a
+/// crash. Where the name exists (a concurrent upload of the same blob, a damaged leftover),
+/// the file is linked under a temporary name and renamed over it. Filesystems
 /// without O_TMPFILE get a named temporary file renamed into place (a rename within one
 /// directory). A crash at any point leaves either no file or a complete, verified one at
 /// the final name; temporary files of earlier runs (another `<run>` tag) are deleted by
@@ -59,7 +60,6 @@
 #include <gorego/store/detail/group_sync.hpp>
 
 namespace gorego {
-
 
 class ShardedDisk {
  public:

@@ -62,7 +62,8 @@ inline Status write_all(int fd, std::string_view data, const std::string& what) 
 }
 
 /// Writes all of `data` at `offset`, retrying short writes and EINTR.
-inline Status pwrite_all(int fd, std::string_view data, std::uint64_t offset, const std::string& what) {
+inline Status pwrite_all(int fd, std::string_view data, std::uint64_t offset,
+                         const std::string& what) {
   while (!data.empty()) {
     const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
     if (n < 0) {
@@ -79,7 +80,8 @@ inline Status pwrite_all(int fd, std::string_view data, std::uint64_t offset, co
 inline bool pread_exact(int fd, std::string& out, std::uint64_t offset) {
   std::size_t got = 0;
   while (got < out.size()) {
-    const ssize_t n = ::pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(offset + got));
+    const ssize_t n =
+        ::pread(fd, out.data() + got, out.size() - got, static_cast<off_t>(offset + got));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     got += static_cast<std::size_t>(n);
