@@ -232,6 +232,11 @@ TEST_CASE("metrics: exact deltas after a known sequence of RPCs, valid for promt
   CHECK(delta(R"(gorego_grpc_request_duration_seconds_count{grpc_method="FindMissingBlobs",grpc_service=")" + cas + "\"}") == 1);
   CHECK(after.at("gorego_index_blobs") == 4);  // a, b, big and the action result
   CHECK(after.at("gorego_index_memory_bytes") > 0);
+  // One ActionResult written, none replaced: the log holds exactly its record (a 72-byte header
+  // and the serialized result).
+  CHECK(after.at(R"(gorego_action_log_bytes{kind="live"})") == static_cast<double>(72 + result.ByteSizeLong()));
+  CHECK(after.at(R"(gorego_action_log_bytes{kind="file"})") == after.at(R"(gorego_action_log_bytes{kind="live"})"));
+  CHECK(after.at("gorego_action_log_compactions_total") == 0);
   CHECK(after.at("gorego_memory_cache_bytes") == 1000 + 3000 + 2 * 160);  // a and b; big is over 64 KiB
   // The BatchReadBlobs asked for `absent` too, so it was not answered from memory alone: the
   // two hits are its reads of a and b, not the abandoned in-memory attempt as well.

@@ -132,12 +132,12 @@ class ActionLog {
       return error(Code::kFailedPrecondition, "cannot open {}: {}", opt_.dir.string(),
                    detail::errno_text(errno));
     std::vector<std::uint64_t> seqs;
-    for (const auto& e : std::filesystem::directory_iterator(opt_.dir, ec)) {
-      const std::string name = e.path().filename().string();
-      if (name.size() != 20 || !name.ends_with(".log")) continue;
-      char* end = nullptr;
-      const std::uint64_t seq = std::strtoull(name.c_str(), &end, 16);
-      if (end == name.c_str() + 16 && seq > 0) seqs.push_back(seq);
+    for (auto it = std::filesystem::directory_iterator(opt_.dir, ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      const std::uint64_t seq = std::strtoull(name.c_str(), nullptr, 16);
+      // Only names this class writes: 16 lower-case hex digits, then ".log".
+      if (seq > 0 && name == fmt::format("{:016x}.log", seq)) seqs.push_back(seq);
     }
     if (ec)
       return error(Code::kFailedPrecondition, "cannot list {}: {}", opt_.dir.string(),
@@ -167,38 +167,14 @@ class ActionLog {
   Status put(const Digest& action, std::string_view bytes) {
     return put(action, bytes, opt_.fsync);
   }
-  Status put(const Digest& action, std::string_view bytes, bool sync) {
-    if (bytes.size() > kMaxPayload) {
-      return error(Code::kInvalidArgument,
-                   "action result of {} bytes exceeds the {} bytes a record holds", bytes.size(),
-                   kMaxPayload);
-    }
-    const std::string rec = encode(kPut, action, bytes, now_ns());
-    Loc loc;
-    bool compact = false;
-    {
-      std::lock_guard lock(mu_);
-      GOREGO_RETURN_IF_ERROR(failed_);
-      auto at = append_locked(rec);
-      if (!at) return at.error();
-      loc = *at;
-      set_locked(action, loc);
-      compact = needs_compaction_locked();
-    }
-    // Only then: waking the thread for nothing was a tenth of the server's CPU per update.
-    if (compact) compact_cv_.notify_one();
-    if (!sync) return {};
-    Status s = flush_all();
-    if (!s.ok()) {  // not acknowledged: do not keep it either
-      std::lock_guard lock(mu_);
-      if (auto it = map_.find(action); it != map_.end() && it->second.same_record(loc))
-        erase_locked(it);
-    }
-    return s;
+  /// `put` without the flush: durable only after a later `flush_all` (bulk loads).
+  Status put_deferred(const Digest& action, std::string_view bytes) {
+    return put(action, bytes, /*sync=*/false);
   }
 
-  /// Makes every record appended so far durable (for puts made with `sync` false; closed
-  /// segments were flushed when they were closed, with `fsync` on).
+  /// Makes every record appended so far durable (after `put_deferred`). Closed segments were
+  /// flushed when they were closed; without `Options::fsync` nothing is flushed at a close,
+  /// so only the active segment is.
   Status flush_all() {
     return sync_.run([this] { return flush(); });
   }
@@ -295,6 +271,37 @@ class ActionLog {
   static constexpr std::uint32_t kMagic = 0x43417247;  // "GrAC" read as little-endian bytes
   static constexpr std::uint8_t kPut = 1;
   static constexpr std::uint8_t kDelete = 2;
+
+  Status put(const Digest& action, std::string_view bytes, bool sync) {
+    if (bytes.size() > kMaxPayload) {
+      return error(Code::kInvalidArgument,
+                   "action result of {} bytes exceeds the {} bytes a record holds", bytes.size(),
+                   kMaxPayload);
+    }
+    const std::string rec = encode(kPut, action, bytes, now_ns());
+    Loc loc;
+    bool compact = false;
+    {
+      std::lock_guard lock(mu_);
+      GOREGO_RETURN_IF_ERROR(failed_);
+      auto at = append_locked(rec);
+      if (!at) return at.error();
+      loc = *at;
+      set_locked(action, loc);
+      compact = needs_compaction_locked();
+    }
+    // Only then: waking the thread for nothing was a tenth of the server's CPU per update.
+    if (compact) compact_cv_.notify_one();
+    if (!sync) return {};
+    Status s = flush_all();
+    if (!s.ok()) {  // not acknowledged: do not keep it either
+      std::lock_guard lock(mu_);
+      if (auto it = map_.find(action); it != map_.end() && it->second.same_record(loc))
+        erase_locked(it);
+    }
+    return s;
+  }
+
   static constexpr std::size_t kCheckAt = 16;  // offset of the checksum in the header
 
   struct Loc {
@@ -437,8 +444,20 @@ class ActionLog {
         at += n;
       }
       off += at;
-      if (damaged || (at == 0 && need > file_size - off))
-        break;  // garbage, or the file ends mid-record
+      if (damaged) {  // damage in the middle (media, power loss): go on after it if anything checks
+        const auto next = next_record(fd->get(), off, file_size);
+        if (!next) break;
+        log::warn("action cache log: damaged records skipped; entries written there are lost",
+                  {{"file", name},
+                   {"offset", std::to_string(off)},
+                   {"bytes", std::to_string(*next - off)}});
+        file_bytes_ += *next - off;  // dead space until compaction
+        segments_[seq].size = *next;
+        off = *next;
+        need = 0;
+        continue;
+      }
+      if (at == 0 && need > file_size - off) break;  // the file ends mid-record: a torn tail
     }
     if (off == file_size) return {};
     const std::uint64_t bad = file_size - off;
@@ -447,12 +466,25 @@ class ActionLog {
                 {{"file", name}, {"offset", std::to_string(off)}, {"bytes", std::to_string(bad)}});
       return {};
     }
-    log::warn("action cache log: damaged records skipped; the entries after them are lost",
+    log::warn("action cache log: damaged end of a segment skipped; entries written there are lost",
               {{"file", name}, {"offset", std::to_string(off)}, {"bytes", std::to_string(bad)}});
     file_bytes_ += bad;
     segments_[seq].size = file_size;
     if (last) GOREGO_RETURN_IF_ERROR(add_segment_locked(seq + 1));  // never append after garbage
     return {};
+  }
+
+  /// Where the first whole, checking record after the damaged one at `from` starts, if any
+  /// does. Reads the rest of the segment at once: this runs only on damage.
+  static std::optional<std::uint64_t> next_record(int fd, std::uint64_t from,
+                                                  std::uint64_t file_size) {
+    std::string rest(file_size - from, '\0');
+    if (!detail::pread_exact(fd, rest, from)) return std::nullopt;
+    const std::string_view magic(reinterpret_cast<const char*>(&kMagic), 4);
+    for (auto at = rest.find(magic, 1); at != std::string::npos; at = rest.find(magic, at + 1)) {
+      if (decode(std::string_view(rest).substr(at))) return from + at;
+    }
+    return std::nullopt;
   }
 
   Status add_segment_locked(std::uint64_t seq) {
@@ -463,11 +495,12 @@ class ActionLog {
       return error(detail::write_error_code(errno), "creating {}: {}", name,
                    detail::errno_text(errno));
     }
-    if (opt_.fsync && ::fsync(dir_.get()) != 0) {
-      return error(Code::kInternal, "fsync of directory {}: {}", opt_.dir.string(),
-                   detail::errno_text(errno));
-    }
     segments_[seq] = Segment{std::move(fd), 0};
+    if (opt_.fsync && ::fsync(dir_.get()) != 0) {  // its records could vanish with its name
+      failed_ = error(Code::kInternal, "fsync of directory {}: {}", opt_.dir.string(),
+                      detail::errno_text(errno));
+      return failed_;
+    }
     return {};
   }
 
@@ -588,11 +621,18 @@ class ActionLog {
       for (const auto& [d, loc] : map_) {
         if (loc.seq == seq) return false;  // cannot happen: nothing appends to a closed segment
       }
-      file_bytes_ -= segments_.at(seq).size;
-      segments_.erase(seq);
-      ++compactions_;
     }
-    ::unlinkat(dir_.get(), fmt::format("{:016x}.log", seq).c_str(), 0);
+    // Deleted before it is forgotten: a segment left on disk would be replayed at the next
+    // start, deletions that compaction dropped with it and all.
+    if (::unlinkat(dir_.get(), fmt::format("{:016x}.log", seq).c_str(), 0) != 0) {
+      log::warn("action cache log: cannot delete a compacted segment",
+                {{"file", segment_name(seq)}, {"error", detail::errno_text(errno)}});
+      return false;
+    }
+    std::lock_guard lock(mu_);
+    file_bytes_ -= segments_.at(seq).size;
+    segments_.erase(seq);
+    ++compactions_;
     return true;
   }
 

@@ -529,27 +529,47 @@ class ShardedDisk {
     std::error_code ec;
     if (!std::filesystem::is_directory(legacy, ec)) return {};
     std::size_t moved = 0;
+    bool keep = false;  // an entry that could be read was not stored: try again next start
     for (auto it = std::filesystem::recursive_directory_iterator(legacy, ec); !ec && it != decltype(it)(); it.increment(ec)) {
       const std::string name = it->path().filename().string();
-      if (!it->is_regular_file(ec) || name.size() < 66 || name[64] != '-') continue;  // and .tmp- leftovers
+      std::error_code type_ec;
+      if (!it->is_regular_file(type_ec) || name.size() < 66 || name[64] != '-') continue;  // and .tmp- leftovers
       auto digest = Digest::parse(std::string_view(name).substr(0, 64), std::strtoll(name.c_str() + 65, nullptr, 10));
       if (!digest) continue;
-      detail::Fd fd(::open(it->path().c_str(), O_RDONLY | O_CLOEXEC));
-      struct stat st {};
       std::string bytes;
-      if (fd && ::fstat(fd.get(), &st) == 0) bytes.resize(static_cast<std::size_t>(st.st_size));
-      if (!fd || !detail::pread_exact(fd.get(), bytes, 0)) {
-        log::warn("could not read an action cache entry of an older version: skipped", {{"file", it->path().string()}});
+      Status s = read_legacy_file(it->path(), bytes);
+      if (s.ok()) {
+        s = actions_.put_deferred(*digest, bytes);
+        keep = keep || !s.ok();
+      }
+      if (!s.ok()) {
+        log::warn("an action cache entry of an older version was not moved",
+                  {{"file", it->path().string()}, {"error", s.message()}});
         continue;
       }
-      GOREGO_RETURN_IF_ERROR(actions_.put(*digest, bytes, /*sync=*/false));
       ++moved;
     }
     if (ec) return error(Code::kFailedPrecondition, "cannot list {}: {}", legacy.string(), ec.message());
     if (opt_.fsync) GOREGO_RETURN_IF_ERROR(actions_.flush_all());
-    std::filesystem::remove_all(legacy, ec);
-    if (ec) return error(Code::kFailedPrecondition, "cannot delete {}: {}", legacy.string(), ec.message());
+    if (!keep) std::filesystem::remove_all(legacy, ec);
+    if (keep || ec) {  // the next start moves what is left again (the same bytes: harmless)
+      log::warn("the action cache directory of an older version stays until all of it is moved",
+                {{"dir", legacy.string()}, {"error", ec ? ec.message() : "entries not stored"}});
+    }
     log::info("moved the action cache of an older version into ac-log/", {{"entries", std::to_string(moved)}});
+    return {};
+  }
+
+  /// The bytes of one file of the old per-file ActionCache (at most a log record's payload).
+  static Status read_legacy_file(const std::filesystem::path& p, std::string& out) {
+    detail::Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0) return error(Code::kInternal, "opening it: {}", detail::errno_text(errno));
+    if (static_cast<std::uint64_t>(st.st_size) > ActionLog::kMaxPayload) {
+      return error(Code::kInvalidArgument, "{} bytes is more than an action result may have", st.st_size);
+    }
+    out.resize(static_cast<std::size_t>(st.st_size));
+    if (!detail::pread_exact(fd.get(), out, 0)) return error(Code::kInternal, "reading it: {}", detail::errno_text(errno));
     return {};
   }
 

@@ -145,6 +145,17 @@ class Counted {
                   {{{"result", "miss"}}, [&local] { return static_cast<double>(local.memory_cache().misses()); }}});
     gauges_->gauge("gorego_index_loaded", "1 once the start-up walk of the local tier has finished",
                    [&local] { return local.loaded() ? 1.0 : 0.0; });
+    if constexpr (requires { local.backend().action_log().stats(); }) {
+      auto& log = local.backend().action_log();
+      gauges_->add("gorego_action_log_bytes",
+                   "ActionCache log segments on disk (file) and the records of current entries in them (live)",
+                   prometheus::MetricType::Gauge,
+                   {{{{"kind", "file"}}, [&log] { return static_cast<double>(log.stats().file_bytes); }},
+                    {{{"kind", "live"}}, [&log] { return static_cast<double>(log.stats().live_bytes); }}});
+      gauges_->counter("gorego_action_log_compactions_total",
+                       "ActionCache log segments compacted (live records copied forward, segment deleted)",
+                       [&log] { return static_cast<double>(log.stats().compactions); });
+    }
     if constexpr (Store::Remote::kEnabled) {
       auto& remote = store.remote();
       gauges_->gauge("gorego_upstream_configured", "1 when a backing cache (remote.target) is configured",
