@@ -149,30 +149,30 @@ describe_threads() { # $1 = pid
 
 # SIGTERM, then up to 20 s for it to exit (beyond gorego's default 10 s grace period),
 # then SIGKILL. Sets STOP_STATUS to its exit status; returns 1 if SIGKILL was needed.
-# No-op if not running.
+# No-op if not running. The exit is seen by `wait`, not by polling /proc: polling once
+# judged a gorego that had exited 0 to be running for 20 s (its /proc entry unreadable
+# while kill -0 still succeeded). A watchdog sends the SIGKILL.
 stop_gorego() { # $1 = name
-    local name=$1 pid=${SERVER_PID[$1]:-} killed=0
+    local name=$1 pid=${SERVER_PID[$1]:-}
     STOP_STATUS=0
     [[ -n $pid ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 200; i++)); do
-            gorego_alive "$name" || break
-            [[ $i -ne 100 ]] || { log "$name (pid $pid) still running 10 s after SIGTERM:"; describe_threads "$pid"; }
-            sleep 0.1
-        done
-        if gorego_alive "$name"; then
-            log "$name (pid $pid) ignored SIGTERM for 20 s; sending SIGKILL"
-            describe_threads "$pid"
-            kill -KILL "$pid" 2>/dev/null || true
-            killed=1
-        fi
-    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    (
+        sleep 10 >/dev/null 2>&1  # not holding the test's output open once killed
+        log "$name (pid $pid) still running 10 s after SIGTERM:"
+        describe_threads "$pid"
+        sleep 10 >/dev/null 2>&1  # not holding the test's output open once killed
+        log "$name (pid $pid) ignored SIGTERM for 20 s; sending SIGKILL"
+        describe_threads "$pid"
+        kill -KILL "$pid" 2>/dev/null
+    ) &
+    local watchdog=$!
     wait "$pid" 2>/dev/null || STOP_STATUS=$?
+    kill "$watchdog" 2>/dev/null || true
+    wait "$watchdog" 2>/dev/null || true
     [[ $STOP_STATUS -eq 0 ]] || log "$name exit status: $STOP_STATUS"
     SERVER_PID[$name]=""
-    [[ $killed -eq 0 ]]
+    [[ $STOP_STATUS -ne 137 ]]  # 128 + SIGKILL
 }
 
 check_servers_alive() { # $1 = message prefix (e.g. "build1: ") or ""
