@@ -137,7 +137,7 @@ class ActionLog {
       const std::string name = it->path().filename().string();
       const std::uint64_t seq = std::strtoull(name.c_str(), nullptr, 16);
       // Only names this class writes: 16 lower-case hex digits, then ".log".
-      if (seq > 0 && name == fmt::format("{:016x}.log", seq)) seqs.push_back(seq);
+      if (seq > 0 && name == segment_file(seq)) seqs.push_back(seq);
     }
     if (ec)
       return error(Code::kFailedPrecondition, "cannot list {}: {}", opt_.dir.string(),
@@ -378,18 +378,20 @@ class ActionLog {
     return h;
   }
 
+  /// A segment's file name within the directory: 16 lower-case hex digits and ".log".
+  static std::string segment_file(std::uint64_t seq) { return fmt::format("{:016x}.log", seq); }
   [[nodiscard]] std::string segment_name(std::uint64_t seq) const {
-    return (opt_.dir / fmt::format("{:016x}.log", seq)).string();
+    return (opt_.dir / segment_file(seq)).string();
   }
   [[nodiscard]] std::uint64_t charge(std::uint64_t length) const {
-    const std::uint64_t bs = opt_.block_size;
-    return std::max<std::uint64_t>(1, (length + bs - 1) / bs) * bs;
+    return detail::block_footprint(length, opt_.block_size);
   }
 
-  /// Reads segment `seq` and applies its records. A record that does not check stops the
-  /// segment there: the active (last) segment is cut back to it (a torn tail); an older one
-  /// keeps its bytes as dead space until compaction removes it. Reads in pieces through one
-  /// buffer: fresh memory for a whole segment cost more than reading it.
+  /// Reads segment `seq` and applies its records. After a record that does not check, replay
+  /// goes on at the next record that does; the bytes between are dead space. If none follows,
+  /// the active (last) segment is cut back there (a torn tail); an older one keeps those bytes
+  /// as dead space until compaction removes it. Reads in pieces through one buffer: fresh
+  /// memory for a whole segment cost more than reading it.
   Status replay_locked(std::uint64_t seq, bool last) {
     const std::string name = segment_name(seq);
     auto fd = std::make_shared<detail::Fd>(::open(name.c_str(), O_RDWR | O_CLOEXEC));
@@ -624,7 +626,7 @@ class ActionLog {
     }
     // Deleted before it is forgotten: a segment left on disk would be replayed at the next
     // start, deletions that compaction dropped with it and all.
-    if (::unlinkat(dir_.get(), fmt::format("{:016x}.log", seq).c_str(), 0) != 0) {
+    if (::unlinkat(dir_.get(), segment_file(seq).c_str(), 0) != 0) {
       log::warn("action cache log: cannot delete a compacted segment",
                 {{"file", segment_name(seq)}, {"error", detail::errno_text(errno)}});
       return false;

@@ -39,8 +39,6 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
-#include <mutex>
 #include <random>
 #include <vector>
 #include <cstring>
@@ -245,7 +243,7 @@ class ShardedDisk {
                      to_hex(h), key_.digest.hex());
       }
       if (sync && ::fdatasync(fd_.get()) != 0) {
-        const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
+        const Code c = detail::write_error_code(errno);
         return error(c, "fsync of {}: {}", tmp_, detail::errno_text(errno));
       }
       if (anonymous_) {
@@ -388,8 +386,7 @@ class ShardedDisk {
   [[nodiscard]] std::filesystem::path snapshot_path() const { return opt_.root / "index.snapshot"; }
 
   [[nodiscard]] std::uint64_t footprint(std::uint64_t bytes) const {
-    const std::uint64_t bs = opt_.block_size;
-    return std::max<std::uint64_t>(1, (bytes + bs - 1) / bs) * bs;
+    return detail::block_footprint(bytes, opt_.block_size);
   }
 
   /// The file of a CAS blob (ActionCache entries have none: they live in the log).
@@ -427,7 +424,7 @@ class ShardedDisk {
       fd = detail::Fd(::openat(top, target, flags, 0644));
     }
     if (!fd) {
-      const Code c = (errno == ENOSPC || errno == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
+      const Code c = detail::write_error_code(errno);
       return error(c, "creating {}{}: {}", tmp, anonymous_ ? " (an unnamed file)" : "", detail::errno_text(errno));
     }
     return Writer(this, k, std::move(fd), std::move(tmp), created_dirs, anonymous_);

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -46,6 +47,12 @@ inline std::string errno_text(int e) { return std::strerror(e); }
 /// The code for a failed write: RESOURCE_EXHAUSTED for a full disk or quota.
 inline Code write_error_code(int e) {
   return (e == ENOSPC || e == EDQUOT) ? Code::kResourceExhausted : Code::kInternal;
+}
+
+/// What `bytes` of content occupy on a filesystem of `block_size` blocks: whole blocks, at
+/// least one.
+inline std::uint64_t block_footprint(std::uint64_t bytes, std::uint64_t block_size) {
+  return std::max<std::uint64_t>(1, (bytes + block_size - 1) / block_size) * block_size;
 }
 
 /// Writes all of `data` at the current position, retrying short writes and EINTR.
