@@ -475,6 +475,8 @@ constexpr std::array kSettings{
         "accounting granularity of the size limit, a power of two up to 1MiB"),
     setting<&Config::io_threads, &parse_uint_in<1, 1024>, &format_uint>(
         "server.io_threads", "io-threads", "N", "threads doing disk I/O, 1..1024"),
+    setting<&Config::io_queue, &parse_uint_in<16, 1'000'000>, &format_uint>(
+        "server.io_queue", "", "N", "requests waiting for an I/O thread before more are refused busy, 16..1000000"),
     setting<&Config::max_batch_total_size_bytes, &parse_batch_size, &format_size>(
         "server.max_batch_size", "", "SIZE", "largest total size of a batch request, 64KiB..64MiB"),
     setting<&Config::max_blob_size_bytes, &parse_size, &format_size>(

@@ -528,7 +528,7 @@ TEST_CASE("Config: to_yaml uses the nested keys and readable units") {
   CHECK_THAT(yaml, Contains("listen_addr: 127.0.0.1:50051\n"));
   CHECK_THAT(yaml, Contains("max_size: 10GiB\n"));
   CHECK_THAT(yaml, Contains("storage:\n  fsync: true\n  janitor_interval: 1m\n"));
-  CHECK_THAT(yaml, Contains("server:\n  io_threads: 8\n  max_batch_size: 4MiB\n"));
+  CHECK_THAT(yaml, Contains("server:\n  io_threads: 8\n  io_queue: 4096\n  max_batch_size: 4MiB\n"));
   CHECK_THAT(yaml, Contains("telemetry:\n  log_level: info\n"));
   CHECK_THAT(yaml, Contains("remote:\n  target: \"\"\n"));
   CHECK_THAT(yaml, Contains("  timeout: 1m\n  retries: 3\n  mode: through\n  queue_size: 10000\n"));

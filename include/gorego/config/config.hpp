@@ -66,6 +66,9 @@ struct Config {
 
   /// `server.io_threads`, `--io-threads`: threads doing disk I/O (1..1024).
   std::uint32_t io_threads = 8;
+  /// `server.io_queue`: requests that may wait for an I/O thread (16..1000000); beyond it
+  /// new calls are refused UNAVAILABLE ("server busy"), which clients retry with backoff.
+  std::uint32_t io_queue = 4096;
   /// `server.max_batch_size`: max_batch_total_size_bytes advertised in GetCapabilities and
   /// enforced by the batch calls, a SIZE in 64KiB..64MiB.
   std::uint64_t max_batch_total_size_bytes = 4 * kMiB;

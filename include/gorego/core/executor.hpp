@@ -1,19 +1,28 @@
 #pragma once
-/// Executor: a fixed pool of threads for blocking work (disk, hashing, later upstream
-/// calls), so that gRPC completion threads never block.
+/// Executor: a fixed pool of threads for blocking local work (disk I/O and hashing), so
+/// that gRPC threads never block. Nothing that waits on another server runs here: upstream
+/// calls complete through callbacks, and only their local follow-up work is posted.
 ///
-/// `post` never blocks and never runs the task inline. The poster's TraceContext travels
-/// with the task and is current while it runs. `shutdown` (also run by the destructor)
-/// lets queued tasks finish, then joins. Thread safety: fully concurrent.
+/// Two ways in. `try_post` admits new work (a request starting) only while fewer than
+/// `max_queued` tasks wait, so an overloaded server answers "busy, retry" instead of
+/// queueing without bound; `post` always queues, for continuations of work already
+/// admitted (they must not be dropped, and their number is bounded by the admitted work).
+/// Neither blocks or runs the task inline. The poster's TraceContext travels with the task
+/// and is current while it runs. `shutdown` (also run by the destructor) lets queued tasks
+/// finish, then joins. Thread safety: fully concurrent.
 ///
-///   Executor pool(8);
-///   pool.post([reactor, this] { reactor->Finish(do_disk_work()); });
+///   Executor pool({.threads = 8, .max_queued = 4096});
+///   if (!pool.try_post([reactor, this] { reactor->Finish(do_disk_work()); })) reject_busy();
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -25,23 +34,56 @@ class Executor {
  public:
   using Task = std::function<void()>;
 
-  explicit Executor(std::size_t threads) {
-    if (threads == 0) threads = 1;
-    workers_.reserve(threads);
-    for (std::size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { run(); });
+  struct Options {
+    std::size_t threads = 8;
+    std::size_t max_queued = 4096;  ///< tasks waiting before try_post refuses; 0: no bound
+    std::string_view name = "io";   ///< for logs and busy messages
+  };
+
+  explicit Executor(Options o) : opt_(o) {
+    if (opt_.threads == 0) opt_.threads = 1;
+    workers_.reserve(opt_.threads);
+    for (std::size_t i = 0; i < opt_.threads; ++i) workers_.emplace_back([this] { run(); });
   }
+  explicit Executor(std::size_t threads) : Executor(Options{.threads = threads, .max_queued = 0}) {}
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
   ~Executor() { shutdown(); }
 
   void post(Task t) { post(TraceContext::current(), std::move(t)); }
-  /// Runs `t` with `tc` as the current trace context.
+  /// Runs `t` with `tc` as the current trace context. Always queues.
+  /// After `shutdown` began, `t` runs on the calling thread instead (late continuations
+  /// of upstream calls still complete).
   void post(TraceContext tc, Task t) {
     {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
+      if (stopping_) {
+        lock.unlock();
+        TraceContext::Scope scope(std::move(tc));
+        t();
+        return;
+      }
       queue_.push_back({std::move(t), std::move(tc)});
+      queued_.store(queue_.size(), std::memory_order_relaxed);
     }
     cv_.notify_one();
+  }
+
+  /// Queues `t` unless `max_queued` tasks already wait or shutdown began; false (and `t`
+  /// dropped) then.
+  [[nodiscard]] bool try_post(Task t) { return try_post(TraceContext::current(), std::move(t)); }
+  [[nodiscard]] bool try_post(TraceContext tc, Task t) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_ || (opt_.max_queued != 0 && queue_.size() >= opt_.max_queued)) {
+        refused_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+      queue_.push_back({std::move(t), std::move(tc)});
+      queued_.store(queue_.size(), std::memory_order_relaxed);
+    }
+    cv_.notify_one();
+    return true;
   }
 
   /// Runs what is queued, then stops the threads. Idempotent.
@@ -57,6 +99,12 @@ class Executor {
   }
 
   [[nodiscard]] std::size_t threads() const { return workers_.size(); }
+  [[nodiscard]] std::size_t max_queued() const { return opt_.max_queued; }
+  [[nodiscard]] std::string_view name() const { return opt_.name; }
+  /// Tasks waiting now (a gauge; relaxed).
+  [[nodiscard]] std::size_t queued() const { return queued_.load(std::memory_order_relaxed); }
+  /// try_post calls refused so far.
+  [[nodiscard]] std::uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
 
  private:
   void run() {
@@ -68,6 +116,7 @@ class Executor {
         if (queue_.empty()) return;
         job = std::move(queue_.front());
         queue_.pop_front();
+        queued_.store(queue_.size(), std::memory_order_relaxed);
       }
       if (job.context.valid()) {
         TraceContext::Scope scope(std::move(job.context));
@@ -83,11 +132,37 @@ class Executor {
     TraceContext context;
   };
 
+  Options opt_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> queue_;
+  std::atomic<std::size_t> queued_{0};
+  std::atomic<std::uint64_t> refused_{0};
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };
+
+/// Starts `op(callback)` and runs `then(value)` once the callback delivered its value:
+/// right here when it did so before `op` returned (a local answer), else posted to
+/// `pool` (an upstream answer arrives on a thread that must not do disk work).
+///
+///   then_on<bool>(pool, [&](auto cb) { store.contains(d, cb); }, [this](bool present) { ... });
+template <class T, class Op, class Then>
+void then_on(Executor& pool, Op&& op, Then&& then) {
+  struct Shared {
+    explicit Shared(Then&& t) : then(std::forward<Then>(t)) {}
+    std::atomic<int> turn{0};  // 1: op returned first; 2: the value came first
+    std::optional<T> value;
+    std::decay_t<Then> then;
+  };
+  auto s = std::make_shared<Shared>(std::forward<Then>(then));
+  op([s, &pool](T v) {
+    s->value.emplace(std::move(v));
+    if (s->turn.exchange(2, std::memory_order_acq_rel) == 1) {
+      pool.post([s] { s->then(std::move(*s->value)); });
+    }
+  });
+  if (s->turn.exchange(1, std::memory_order_acq_rel) == 2) s->then(std::move(*s->value));
+}
 
 }  // namespace gorego

@@ -1,66 +1,75 @@
 #pragma once
-/// Singleflight: concurrent calls for the same key share one execution.
+/// Singleflight: concurrent calls for the same key share one execution, without parking
+/// a thread per caller.
 ///
-/// The first caller of `run(key, fn)` (the leader) runs `fn`; callers arriving while it
-/// runs (followers) wait and receive a copy of the leader's result. A key is forgotten as
-/// soon as its flight lands, so later calls run `fn` again. `followers()` counts calls
-/// that were saved an execution. Thread safety: fully concurrent.
+/// The first caller of `run(key, start, done)` (the leader) calls `start(complete)`, which
+/// begins the work and calls `complete(value)` once when it lands (on any thread, at any
+/// later time, or before `start` returns). Callers arriving while the work runs
+/// (followers) only leave their `done`. When the value lands, the key is forgotten (later
+/// calls start again) and every caller's `done` runs with it, on the thread that called
+/// `complete`, the leader's first. `followers()` counts calls that were saved an execution.
+/// Thread safety: fully concurrent.
 ///
 ///   Singleflight<Digest, Status> fetches;
-///   Status s = fetches.run(d, [&] { return fetch_from_upstream(d); });
+///   fetches.run(d, [&](auto complete) { fetch_from_upstream(d, complete); },
+///               [reactor](const Status& s) { reactor->Finish(to_grpc(s)); });
 
 #include <atomic>
-#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace gorego {
 
 template <class Key, class Value, class Hash = std::hash<Key>>
 class Singleflight {
  public:
-  template <class F>
-  Value run(const Key& key, F&& fn) {
+  using Done = std::function<void(const Value&)>;
+  using Complete = std::function<void(Value)>;
+
+  template <class Start, class D>
+  void run(const Key& key, Start&& start, D&& done) {
     std::shared_ptr<Flight> flight;
-    bool leader = false;
     {
       std::lock_guard lock(mu_);
       auto& slot = flights_[key];
-      if (!slot) {
-        slot = std::make_shared<Flight>();
-        leader = true;
+      if (slot) {
+        slot->waiters.emplace_back(std::forward<D>(done));
+        followers_.fetch_add(1, std::memory_order_relaxed);
+        return;
       }
+      slot = std::make_shared<Flight>();
+      slot->waiters.emplace_back(std::forward<D>(done));
       flight = slot;
     }
-    if (!leader) {
-      followers_.fetch_add(1, std::memory_order_relaxed);
-      std::unique_lock lock(flight->mu);
-      flight->cv.wait(lock, [&] { return flight->value.has_value(); });
-      return *flight->value;
-    }
-    Value v = fn();
-    {
-      std::lock_guard lock(mu_);
-      flights_.erase(key);
-    }
-    {
-      std::lock_guard lock(flight->mu);
-      flight->value.emplace(v);
-    }
-    flight->cv.notify_all();
-    return v;
+    start(Complete([this, key, flight](Value v) { land(key, *flight, v); }));
   }
 
   [[nodiscard]] std::uint64_t followers() const { return followers_.load(); }
+  /// Keys with work under way now.
+  [[nodiscard]] std::size_t in_flight() {
+    std::lock_guard lock(mu_);
+    return flights_.size();
+  }
 
  private:
   struct Flight {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<Value> value;
+    std::vector<Done> waiters;  // guarded by the Singleflight's mu_
   };
+
+  void land(const Key& key, Flight& flight, const Value& v) {
+    std::vector<Done> waiters;
+    {
+      std::lock_guard lock(mu_);
+      waiters = std::move(flight.waiters);
+      flights_.erase(key);
+    }
+    for (auto& w : waiters) w(v);
+  }
+
   std::mutex mu_;
   std::unordered_map<Key, std::shared_ptr<Flight>, Hash> flights_;
   std::atomic<std::uint64_t> followers_{0};
