@@ -63,9 +63,9 @@ class ServerImpl final : public Server {
                    .verify_reads = c.verify_reads == "always" ? VerifyReads::kAlways : VerifyReads::kFirst,
                    .ac_memory_bytes = c.ac_memory_bytes,
                    .memory_cache_bytes = c.memory_cache_bytes}),
-        // Threads that wait on the upstream are cheap; extra ones keep local hits flowing
-        // while read-throughs wait (see docs/architecture.md).
-        pool_(c.io_threads + (c.remote_target.empty() ? 0 : kUpstreamWaiters)),
+        // Disk I/O and hashing only: upstream calls complete through callbacks and hold
+        // no thread (see docs/architecture.md, "Threads").
+        pool_({.threads = c.io_threads, .max_queued = c.io_queue, .name = "io"}),
         opt_{.max_batch_total_size_bytes = c.max_batch_total_size_bytes,
              .max_cas_blob_size_bytes = c.max_blob_size_bytes},
         caps_(opt_),
@@ -97,6 +97,7 @@ class ServerImpl final : public Server {
                               {.mode = c.remote_mode == "back" ? WriteMode::kBack : WriteMode::kThrough,
                                .queue_size = c.remote_queue_size});
     }
+    store_.set_executor(&pool_);
     GOREGO_RETURN_IF_ERROR(store_.start());
     add_metrics();
     grpc::EnableDefaultHealthCheckService(true);
@@ -161,8 +162,9 @@ class ServerImpl final : public Server {
       serving_ = false;
       server_.reset();
     }
-    pool_.shutdown();
-    store_.stop();  // drains the write-back queue for a bounded time
+    pool_.shutdown();  // from now on, late continuations run where they land
+    store_.set_executor(nullptr);
+    store_.stop();     // drains the write-back queue for a bounded time
     admin_.reset();
     if (tracer_) tracer_->shutdown();  // exports the spans still queued
   }
@@ -190,6 +192,15 @@ class ServerImpl final : public Server {
                  struct statvfs v {};
                  if (::statvfs(dir.c_str(), &v) != 0) return 0.0;
                  return static_cast<double>(v.f_bavail) * static_cast<double>(v.f_frsize);
+               });
+    own->add("gorego_executor_queued", "Tasks waiting for a thread of the executor", prometheus::MetricType::Gauge,
+             {{{{"executor", std::string(pool_.name())}}, [this] { return static_cast<double>(pool_.queued()); }}});
+    own->add("gorego_executor_refused_total", "New calls refused busy (UNAVAILABLE) because the executor's queue was full",
+             prometheus::MetricType::Counter,
+             {{{{"executor", std::string(pool_.name())}}, [this] { return static_cast<double>(pool_.refused()); }}});
+    own->gauge("gorego_upstream_calls_in_flight", "Calls to the backing cache under way (none of them holds a thread)",
+               [this] {
+                 return store_.remote().active() ? static_cast<double>(store_.remote().client().in_flight()) : 0.0;
                });
     own->gauge("gorego_ready", "1 while /health/ready answers 200 (ready or degraded)",
                [this] { return ready_.load() ? 1.0 : 0.0; });
@@ -287,8 +298,6 @@ class ServerImpl final : public Server {
       return Lru::Options{};
     }
   }
-
-  static constexpr std::uint32_t kUpstreamWaiters = 64;
 
   Store store_;
   Executor pool_;

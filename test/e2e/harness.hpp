@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -245,6 +246,46 @@ inline std::uint64_t allocated_bytes(const std::filesystem::path& data) {
     }
   }
   return total;
+}
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+/// A plain HTTP/1.0 GET to 127.0.0.1:port.
+inline HttpResponse http_get(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return {};
+  }
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  [[maybe_unused]] auto w = ::write(fd, req.data(), req.size());
+  std::string raw;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) raw.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  HttpResponse r;
+  if (raw.size() > 12 && raw.starts_with("HTTP/1.")) r.status = std::stoi(raw.substr(9, 3));
+  if (const auto end = raw.find("\r\n\r\n"); end != std::string::npos) r.body = raw.substr(end + 4);
+  return r;
+}
+
+/// Series ("name{labels}" exactly as exposed) to value.
+inline std::map<std::string, double> parse_metrics(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto space = line.rfind(' ');
+    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return out;
 }
 
 inline int run(std::vector<std::string> args, const TempDir& dir, std::string& output) {

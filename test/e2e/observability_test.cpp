@@ -19,46 +19,6 @@ namespace {
 namespace otlp = opentelemetry::proto::collector::trace::v1;
 namespace otrace = opentelemetry::proto::trace::v1;
 
-struct HttpResponse {
-  int status = 0;
-  std::string body;
-};
-
-/// A plain HTTP/1.0 GET to 127.0.0.1:port.
-HttpResponse http_get(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return {};
-  }
-  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
-  [[maybe_unused]] auto w = ::write(fd, req.data(), req.size());
-  std::string raw;
-  char buf[65536];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) raw.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
-  HttpResponse r;
-  if (raw.size() > 12 && raw.starts_with("HTTP/1.")) r.status = std::stoi(raw.substr(9, 3));
-  if (const auto end = raw.find("\r\n\r\n"); end != std::string::npos) r.body = raw.substr(end + 4);
-  return r;
-}
-
-/// Series ("name{labels}" exactly as exposed) to value.
-std::map<std::string, double> parse_metrics(const std::string& text) {
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty() || line[0] == '#') continue;
-    const auto space = line.rfind(' ');
-    out[line.substr(0, space)] = std::stod(line.substr(space + 1));
-  }
-  return out;
-}
-
 std::string hex(const std::string& bytes) {
   std::string out;
   TraceContext::append_hex(out, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());

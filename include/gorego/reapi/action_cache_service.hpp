@@ -9,12 +9,16 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 
 #include <gorego/concepts/action_store.hpp>
 #include <gorego/concepts/blob_store.hpp>
+#include <gorego/concepts/remote_client.hpp>
 #include <gorego/core/executor.hpp>
 #include <gorego/reapi/arena_allocator.hpp>
 #include <gorego/reapi/convert.hpp>
@@ -47,16 +51,24 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
         } else if (!resp->ParseFromString(**bytes)) {
           reactor->Finish(to_grpc(unreadable(*action)));
         } else if (resp->output_directories_size() == 0) {  // in memory: nothing to read
-          reactor->Finish(to_grpc(check_complete(*action, *resp)));
+          check_complete(*action, *resp, [reactor](Status s) { reactor->Finish(to_grpc(s)); });
         } else {  // the trees must be read: not on this thread
-          pool_.post(incoming_context(ctx), [this, reactor, resp, d = *action] {
-            reactor->Finish(to_grpc(check_complete(d, *resp)));
+          admit(pool_, incoming_context(ctx), reactor, [this, reactor, resp, d = *action] {
+            check_complete(d, *resp, [reactor](Status s) { reactor->Finish(to_grpc(s)); });
           });
         }
         return reactor;
       }
     }
-    pool_.post(incoming_context(ctx), [this, reactor, req, resp] { reactor->Finish(to_grpc(get(*req, *resp))); });
+    admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
+      auto action = parse_request(*req);
+      if (!action) return reactor->Finish(to_grpc(action.error()));
+      store_.get_action(*action, [this, reactor, resp, d = *action](Result<std::string> bytes) {
+        if (!bytes) return reactor->Finish(to_grpc(bytes.error()));
+        if (!resp->ParseFromString(*bytes)) return reactor->Finish(to_grpc(unreadable(d)));
+        check_complete(d, *resp, [reactor](Status s) { reactor->Finish(to_grpc(s)); });
+      });
+    });
     return reactor;
   }
 
@@ -64,7 +76,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
                                                const re::UpdateActionResultRequest* req,
                                                re::ActionResult* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post(incoming_context(ctx), [this, reactor, req, resp] { reactor->Finish(to_grpc(update(*req, *resp))); });
+    admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] { update(*req, *resp, reactor); });
     return reactor;
   }
 
@@ -77,41 +89,90 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     return error(Code::kNotFound, "stored result of action {} is unreadable", action);
   }
 
-  Status get(const re::GetActionResultRequest& req, re::ActionResult& out) {
-    auto action = parse_request(req);
-    if (!action) return action.error();
-    auto bytes = store_.get_action(*action);
-    if (!bytes) return bytes.error();
-    if (!out.ParseFromString(*bytes)) return unreadable(*action);
-    return check_complete(*action, out);
+  /// `done(status)`: NOT_FOUND unless every output of `out` can be downloaded. The output
+  /// directory trees are read first (concurrently, through the store, so a proxy reads
+  /// them through), then presence of everything is asked once.
+  void check_complete(const Digest& action, const re::ActionResult& out, Callback<Status> done) {
+    struct Check {
+      Digest action;
+      Callback<Status> done;
+      std::vector<Digest> needed;
+      std::mutex mu;
+      std::size_t trees_left = 0;
+      std::optional<Status> bad;  // a tree that is not a Tree: the result is unusable
+    };
+    auto c = std::make_shared<Check>();
+    c->action = action;
+    c->done = std::move(done);
+    if (Status s = validate_result(out, c->needed); !s.ok()) {
+      return c->done(error(Code::kNotFound, "stored action result is invalid: {}", s.message()));
+    }
+    c->trees_left = static_cast<std::size_t>(out.output_directories_size());
+    if (c->trees_left == 0) return ask_presence(c);
+    for (const auto& dir : out.output_directories()) {
+      const Digest tree_digest = *from_proto(dir.tree_digest());  // validated above
+      store_.get(tree_digest, [this, c, tree_digest](Result<std::string> tree_bytes) {
+        std::unique_lock lock(c->mu);
+        // A tree that cannot be read is reported missing by the presence check.
+        if (tree_bytes && !c->bad) {
+          if (Status s = add_tree_files(tree_digest, *tree_bytes, c->needed); !s.ok()) c->bad = std::move(s);
+        }
+        if (--c->trees_left > 0) return;
+        lock.unlock();
+        if (c->bad) return c->done(std::move(*c->bad));
+        ask_presence(c);
+      });
+    }
   }
 
-  /// NOT_FOUND unless every output of `out` can be downloaded.
-  Status check_complete(const Digest& action, re::ActionResult& out) {
-    std::vector<Digest> needed;
-    GOREGO_RETURN_IF_ERROR(collect_outputs(out, needed));
+  template <class Check>
+  void ask_presence(const std::shared_ptr<Check>& c) {
+    auto answer = [c](std::vector<Digest> missing) {
+      if (!missing.empty()) {
+        return c->done(error(Code::kNotFound, "result of action {} references {} missing blob(s), first {}",
+                             c->action, missing.size(), missing.front()));
+      }
+      c->done(Status{});
+    };
     // A proxy checks what either tier can serve; a plain store what it holds.
-    std::vector<Digest> missing;
-    if constexpr (requires { store_.find_unavailable(needed); }) missing = store_.find_unavailable(needed);
-    else missing = store_.find_missing(needed);
-    if (!missing.empty()) {
-      return error(Code::kNotFound, "result of action {} references {} missing blob(s), first {}",
-                   action, missing.size(), missing.front());
+    if constexpr (requires { store_.find_unavailable(c->needed, answer); }) {
+      store_.find_unavailable(c->needed, std::move(answer));
+    } else {
+      store_.find_missing(c->needed, std::move(answer));
     }
+  }
+
+  /// Adds the digests of every file inside the Tree `bytes` (of output directory `tree`).
+  static Status add_tree_files(const Digest& tree_digest, const std::string& bytes, std::vector<Digest>& out) {
+    re::Tree tree;
+    if (!tree.ParseFromString(bytes)) {
+      return error(Code::kNotFound, "output directory tree {} is not a Tree", tree_digest);
+    }
+    auto add_files = [&](const re::Directory& d) -> Status {
+      for (const auto& f : d.files()) {
+        auto fd = from_proto(f.digest());
+        if (!fd) return error(Code::kNotFound, "tree {} has a bad file digest: {}", tree_digest, fd.error().message());
+        out.push_back(*fd);
+      }
+      return {};
+    };
+    GOREGO_RETURN_IF_ERROR(add_files(tree.root()));
+    for (const auto& child : tree.children()) GOREGO_RETURN_IF_ERROR(add_files(child));
     return {};
   }
 
-  Status update(const re::UpdateActionResultRequest& req, re::ActionResult& out) {
-    GOREGO_RETURN_IF_ERROR(check_digest_function(req.digest_function()));
+  void update(const re::UpdateActionResultRequest& req, re::ActionResult& out, grpc::ServerUnaryReactor* reactor) {
+    GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req.digest_function()));
     auto action = from_proto(req.action_digest(), "action_digest");
-    if (!action) return action.error();
+    if (!action) return reactor->Finish(to_grpc(action.error()));
     std::vector<Digest> referenced;
-    GOREGO_RETURN_IF_ERROR(validate_result(req.action_result(), referenced));
+    GOREGO_FINISH_IF_ERROR(reactor, validate_result(req.action_result(), referenced));
     std::string bytes;
     req.action_result().SerializeToString(&bytes);
-    GOREGO_RETURN_IF_ERROR(store_.put_action(*action, bytes));
-    out = req.action_result();
-    return {};
+    store_.put_action(*action, bytes, [&req, &out, reactor](Status s) {
+      if (s.ok()) out = req.action_result();
+      reactor->Finish(to_grpc(s));
+    });
   }
 
   /// Checks every digest in a result is well-formed (collecting them).
@@ -131,34 +192,6 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     }
     if (r.has_stdout_digest()) GOREGO_RETURN_IF_ERROR(add(r.stdout_digest(), "action_result.stdout_digest"));
     if (r.has_stderr_digest()) GOREGO_RETURN_IF_ERROR(add(r.stderr_digest(), "action_result.stderr_digest"));
-    return {};
-  }
-
-  /// Everything a client must be able to download to use `r`, including the files inside
-  /// output directory trees.
-  Status collect_outputs(const re::ActionResult& r, std::vector<Digest>& out) {
-    if (Status s = validate_result(r, out); !s.ok()) {
-      return error(Code::kNotFound, "stored action result is invalid: {}", s.message());
-    }
-    for (const auto& dir : r.output_directories()) {
-      auto tree_digest = from_proto(dir.tree_digest());
-      auto tree_bytes = store_.get(*tree_digest);
-      if (!tree_bytes) continue;  // reported missing by the caller's find_missing
-      re::Tree tree;
-      if (!tree.ParseFromString(*tree_bytes)) {
-        return error(Code::kNotFound, "output directory tree {} is not a Tree", *tree_digest);
-      }
-      auto add_files = [&](const re::Directory& d) -> Status {
-        for (const auto& f : d.files()) {
-          auto fd = from_proto(f.digest());
-          if (!fd) return error(Code::kNotFound, "tree {} has a bad file digest: {}", *tree_digest, fd.error().message());
-          out.push_back(*fd);
-        }
-        return {};
-      };
-      GOREGO_RETURN_IF_ERROR(add_files(tree.root()));
-      for (const auto& child : tree.children()) GOREGO_RETURN_IF_ERROR(add_files(child));
-    }
     return {};
   }
 

@@ -64,7 +64,7 @@ class ByteStreamService final
                                              const bs::QueryWriteStatusRequest* req,
                                              bs::QueryWriteStatusResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post(incoming_context(ctx), [this, reactor, req, resp] {
+    admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       {
         std::lock_guard lock(uploads_mu_);
         if (auto it = uploads_.find(req->resource_name()); it != uploads_.end()) {
@@ -75,13 +75,14 @@ class ByteStreamService final
       }
       auto name = parse_write_resource(req->resource_name());
       if (!name) return reactor->Finish(to_grpc(name.error()));
-      if (store_.contains(name->digest)) {
-        resp->set_committed_size(name->digest.size);
-        resp->set_complete(true);
-        return reactor->Finish(grpc::Status::OK);
-      }
-      reactor->Finish(to_grpc(error(Code::kNotFound, "no upload in progress for \"{}\"",
-                                    req->resource_name())));
+      store_.contains(name->digest, [reactor, req, resp, d = name->digest](bool present) {
+        if (present) {
+          resp->set_committed_size(d.size);
+          resp->set_complete(true);
+          return reactor->Finish(grpc::Status::OK);
+        }
+        reactor->Finish(to_grpc(error(Code::kNotFound, "no upload in progress for \"{}\"", req->resource_name())));
+      });
     });
     return reactor;
   }
@@ -97,11 +98,9 @@ class ByteStreamService final
                             fmt::format("ReadRequest of {} bytes does not parse", raw->Length())));
         return;
       }
-      svc_->pool_.post(std::move(tc), [this, req = std::move(req)] {
-        const Status s = open(req);
-        if (!s.ok()) return Finish(to_grpc(s));
-        next();
-      });
+      if (!svc_->pool_.try_post(std::move(tc), [this, req = std::move(req)] { open(req); })) {
+        Finish(busy(svc_->pool_));
+      }
     }
     void OnWriteDone(bool ok) override {
       if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
@@ -120,26 +119,31 @@ class ByteStreamService final
     static constexpr std::uint8_t kDataTag = (10 << 3) | 2;
     static constexpr std::size_t kHeaderRoom = 6;
 
-    Status open(const bs::ReadRequest& req) {
+    /// Validates the request and opens the blob; then sends the first chunk (from where
+    /// the open finished: this executor thread, or the one that fetched the blob).
+    void open(const bs::ReadRequest& req) {
       auto name = parse_read_resource(req.resource_name());
       log::debug("ByteStream.Read", {{"resource", req.resource_name()}, {"offset", std::to_string(req.read_offset())}});
-      if (!name) return name.error();
+      if (!name) return Finish(to_grpc(name.error()));
       if (req.read_offset() < 0) {
-        return error(Code::kOutOfRange, "read_offset {} is negative", req.read_offset());
+        return Finish(to_grpc(error(Code::kOutOfRange, "read_offset {} is negative", req.read_offset())));
       }
       if (req.read_limit() < 0) {
-        return error(Code::kInvalidArgument, "read_limit {} is negative", req.read_limit());
+        return Finish(to_grpc(error(Code::kInvalidArgument, "read_limit {} is negative", req.read_limit())));
       }
       if (req.read_offset() > name->digest.size) {
-        return error(Code::kOutOfRange, "read_offset {} is past the end of blob {}",
-                     req.read_offset(), name->digest);
+        return Finish(to_grpc(error(Code::kOutOfRange, "read_offset {} is past the end of blob {}",
+                                    req.read_offset(), name->digest)));
       }
-      auto r = svc_->store_.open_read(name->digest, static_cast<std::uint64_t>(req.read_offset()));
-      if (!r) return r.error();
-      reader_.emplace(std::move(*r));
-      left_ = reader_->remaining();
-      if (req.read_limit() > 0) left_ = std::min<std::uint64_t>(left_, req.read_limit());
-      return {};
+      const std::int64_t limit = req.read_limit();
+      svc_->store_.open_read(name->digest, static_cast<std::uint64_t>(req.read_offset()),
+                             [this, limit](Result<typename Store::Reader> r) {
+                               if (!r) return Finish(to_grpc(r.error()));
+                               reader_.emplace(std::move(*r));
+                               left_ = reader_->remaining();
+                               if (limit > 0) left_ = std::min<std::uint64_t>(left_, limit);
+                               next();
+                             });
     }
 
     void next() {
@@ -223,54 +227,78 @@ class ByteStreamService final
                                     "upload \"{}\" ended after {} bytes without finish_write",
                                     name_, writer_ ? writer_->written() : 0)));
       }
-      svc_->pool_.post(trace_, [this] {
-        const auto step = handle();
-        if (!step) return Finish(to_grpc(step.error()));
-        if (*step == Step::kDone) {
-          resp_->set_committed_size(committed_);
-          return Finish(grpc::Status::OK);
-        }
-        StartRead(&req_);
-      });
+      auto work = [this] {
+        handle([this](Result<Step> step) {
+          if (!step) return Finish(to_grpc(step.error()));
+          if (*step == Step::kDone) {
+            resp_->set_committed_size(committed_);
+            return Finish(grpc::Status::OK);
+          }
+          StartRead(&req_);
+        });
+      };
+      // The first message admits the upload; later ones continue admitted work.
+      if (writer_ || finished_) return svc_->pool_.post(trace_, std::move(work));
+      if (!svc_->pool_.try_post(trace_, std::move(work))) Finish(busy(svc_->pool_));
     }
     void OnDone() override { delete this; }
 
    private:
     enum class Step { kMore, kDone };
 
-    Result<Step> handle() {
+    /// Takes the message in req_; `done(step)` when it is handled (after the presence
+    /// check of the first message and the commit of the last, which may ask the upstream).
+    template <class Done>
+    void handle(Done done) {
       if (!writer_) {
         auto name = parse_write_resource(req_.resource_name());
-        if (!name) return name.error();
+        if (!name) return done(name.error());
         digest_ = name->digest;
-        GOREGO_RETURN_IF_ERROR(svc_->opt_.check_blob_size(digest_));
-        if (store().contains(digest_)) {
-          committed_ = digest_.size;  // early return: the blob is already here
-          return Step::kDone;
-        }
-        auto w = store().open_write(digest_);
-        if (!w) return w.error();
-        writer_.emplace(std::move(*w));
-        name_ = req_.resource_name();
-        progress_ = std::make_shared<std::atomic<std::int64_t>>(0);
-        std::lock_guard lock(svc_->uploads_mu_);
-        svc_->uploads_[name_] = progress_;
-      } else if (!req_.resource_name().empty() && req_.resource_name() != name_) {
-        return error(Code::kInvalidArgument, "resource_name \"{}\" changed mid-upload from \"{}\"",
-                     req_.resource_name(), name_);
+        if (Status s = svc_->opt_.check_blob_size(digest_); !s.ok()) return done(s);
+        // An upstream's answer must not open and write the file on its own thread.
+        then_on<bool>(svc_->pool_, [this](auto cb) { store().contains(digest_, std::move(cb)); },
+                      [this, done](bool present) mutable {
+          if (present) {
+            committed_ = digest_.size;  // early return: the blob is already here
+            return done(Step::kDone);
+          }
+          auto w = store().open_write(digest_);
+          if (!w) return done(w.error());
+          writer_.emplace(std::move(*w));
+          name_ = req_.resource_name();
+          progress_ = std::make_shared<std::atomic<std::int64_t>>(0);
+          {
+            std::lock_guard lock(svc_->uploads_mu_);
+            svc_->uploads_[name_] = progress_;
+          }
+          take(std::move(done));
+        });
+        return;
       }
+      if (!req_.resource_name().empty() && req_.resource_name() != name_) {
+        return done(error(Code::kInvalidArgument, "resource_name \"{}\" changed mid-upload from \"{}\"",
+                          req_.resource_name(), name_));
+      }
+      take(std::move(done));
+    }
+
+    /// Appends req_'s data to the open writer, and commits at finish_write.
+    template <class Done>
+    void take(Done done) {
       const auto written = static_cast<std::int64_t>(writer_->written());
       if (req_.write_offset() != written) {
-        return error(Code::kInvalidArgument,
-                     "write_offset {} does not match the {} bytes received so far for {}",
-                     req_.write_offset(), written, digest_);
+        return done(error(Code::kInvalidArgument, "write_offset {} does not match the {} bytes received so far for {}",
+                          req_.write_offset(), written, digest_));
       }
-      GOREGO_RETURN_IF_ERROR(writer_->append(req_.data()));
+      if (Status s = writer_->append(req_.data()); !s.ok()) return done(s);
       progress_->store(static_cast<std::int64_t>(writer_->written()));
-      if (!req_.finish_write()) return Step::kMore;
-      GOREGO_RETURN_IF_ERROR(writer_->commit());
-      committed_ = static_cast<std::int64_t>(writer_->written());
-      return Step::kDone;
+      if (!req_.finish_write()) return done(Step::kMore);
+      finished_ = true;
+      writer_->commit([this, done](Status s) mutable {
+        if (!s.ok()) return done(s);
+        committed_ = static_cast<std::int64_t>(writer_->written());
+        done(Step::kDone);
+      });
     }
 
     Store& store() { return svc_->store_; }
@@ -284,6 +312,7 @@ class ByteStreamService final
     std::optional<typename Store::Writer> writer_;
     std::shared_ptr<std::atomic<std::int64_t>> progress_;
     std::int64_t committed_ = 0;
+    bool finished_ = false;  // finish_write seen
   };
 
   Store& store_;

@@ -8,8 +8,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <charconv>
 #include <deque>
+#include <optional>
 #include <unordered_set>
 #include <vector>
 
@@ -46,10 +48,11 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
         if (!d) return reactor->Finish(to_grpc(d.error()));
         digests.push_back(*d);
       }
-      const std::vector<Digest> missing = store_.find_missing(digests);
-      resp->mutable_missing_blob_digests()->Reserve(static_cast<int>(missing.size()));
-      for (const Digest& d : missing) *resp->add_missing_blob_digests() = to_proto(d);
-      reactor->Finish(grpc::Status::OK);
+      store_.find_missing(digests, [reactor, resp](std::vector<Digest> missing) {
+        resp->mutable_missing_blob_digests()->Reserve(static_cast<int>(missing.size()));
+        for (const Digest& d : missing) *resp->add_missing_blob_digests() = to_proto(d);
+        reactor->Finish(grpc::Status::OK);
+      });
     };
     if constexpr (requires { store_.answers_from_memory(); }) {
       if (store_.answers_from_memory()) {
@@ -58,7 +61,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
         return reactor;
       }
     }
-    pool_.post(incoming_context(ctx), std::move(work));
+    admit(pool_, incoming_context(ctx), reactor, std::move(work));
     return reactor;
   }
 
@@ -66,7 +69,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::BatchUpdateBlobsRequest* req,
                                              re::BatchUpdateBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    pool_.post(incoming_context(ctx), [this, reactor, req, resp] {
+    admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
       std::uint64_t total = 0;
       for (const auto& r : req->requests()) total += r.data().size();
@@ -77,30 +80,27 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
             total, opt_.max_batch_total_size_bytes)));
       }
       // Validate each blob, then store the valid ones together (one durability barrier).
-      std::vector<Status> results(static_cast<std::size_t>(req->requests_size()));
+      auto results = std::make_shared<std::vector<Status>>(static_cast<std::size_t>(req->requests_size()));
       std::vector<BlobWrite> writes;
-      std::vector<std::size_t> where;
+      auto where = std::make_shared<std::vector<std::size_t>>();
       for (int i = 0; i < req->requests_size(); ++i) {
         auto d = check_one(req->requests(i), i);
         if (!d) {
-          results[static_cast<std::size_t>(i)] = d.error();
+          (*results)[static_cast<std::size_t>(i)] = d.error();
           continue;
         }
         writes.push_back({*d, req->requests(i).data()});
-        where.push_back(static_cast<std::size_t>(i));
+        where->push_back(static_cast<std::size_t>(i));
       }
-      if constexpr (requires(std::span<const BlobWrite> w) { store_.put_batch(w); }) {
-        std::vector<Status> stored = store_.put_batch(writes);
-        for (std::size_t j = 0; j < where.size(); ++j) results[where[j]] = std::move(stored[j]);
-      } else {
-        for (std::size_t j = 0; j < where.size(); ++j) results[where[j]] = store_.put(writes[j].digest, writes[j].data);
-      }
-      for (int i = 0; i < req->requests_size(); ++i) {
-        auto* out = resp->add_responses();
-        *out->mutable_digest() = req->requests(i).digest();
-        *out->mutable_status() = to_rpc_status(results[static_cast<std::size_t>(i)]);
-      }
-      reactor->Finish(grpc::Status::OK);
+      store_.put_batch(writes, [reactor, req, resp, results, where](std::vector<Status> stored) {
+        for (std::size_t j = 0; j < where->size(); ++j) (*results)[(*where)[j]] = std::move(stored[j]);
+        for (int i = 0; i < req->requests_size(); ++i) {
+          auto* out = resp->add_responses();
+          *out->mutable_digest() = req->requests(i).digest();
+          *out->mutable_status() = to_rpc_status((*results)[static_cast<std::size_t>(i)]);
+        }
+        reactor->Finish(grpc::Status::OK);
+      });
     });
     return reactor;
   }
@@ -116,7 +116,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
         return reactor;
       }
     }
-    pool_.post(incoming_context(ctx), [this, reactor, req, resp] {
+    admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
       std::vector<Digest> digests;
       std::uint64_t total = 0;
@@ -132,18 +132,28 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
             "BatchReadBlobs asks for {} bytes, over max_batch_total_size_bytes {}; use ByteStream",
             total, opt_.max_batch_total_size_bytes)));
       }
+      if (digests.empty()) return reactor->Finish(grpc::Status::OK);
+      // Every response slot exists before any read starts: reads that go upstream finish
+      // on other threads, each filling its own slot; the last one finishes the call.
+      std::vector<re::BatchReadBlobsResponse::Response*> slots;
+      slots.reserve(digests.size());
       for (const Digest& d : digests) {
         auto* out = resp->add_responses();
         *out->mutable_digest() = to_proto(d);
         out->set_compressor(re::Compressor::IDENTITY);
-        auto data = store_.get(d);
-        if (data) {
-          out->set_data(std::move(*data));
-        } else {
-          *out->mutable_status() = to_rpc_status(data.error());
-        }
+        slots.push_back(out);
       }
-      reactor->Finish(grpc::Status::OK);
+      auto left = std::make_shared<std::atomic<std::size_t>>(digests.size());
+      for (std::size_t i = 0; i < digests.size(); ++i) {
+        store_.get(digests[i], [reactor, out = slots[i], left](Result<std::string> data) {
+          if (data) {
+            out->set_data(std::move(*data));
+          } else {
+            *out->mutable_status() = to_rpc_status(data.error());
+          }
+          if (left->fetch_sub(1, std::memory_order_acq_rel) == 1) reactor->Finish(grpc::Status::OK);
+        });
+      }
     });
     return reactor;
   }
@@ -195,15 +205,17 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   }
 
   /// One GetTree page: breadth-first from the root, skipping directories already seen;
-  /// the page token is the number of directories returned before.
+  /// the page token is the number of directories returned before. Directory reads that go
+  /// upstream continue the walk on the executor when they land; local ones go on in a loop.
   class TreeReactor final : public grpc::ServerWriteReactor<re::GetTreeResponse> {
    public:
-    TreeReactor(CasService* svc, const re::GetTreeRequest* req, TraceContext tc) : svc_(svc) {
-      svc_->pool_.post(std::move(tc), [this, req] {
-        const Status s = build(*req);
-        if (!s.ok()) return Finish(to_grpc(s));
-        next();
-      });
+    TreeReactor(CasService* svc, const re::GetTreeRequest* req, TraceContext tc) : svc_(svc), req_(req) {
+      if (!svc_->pool_.try_post(std::move(tc), [this] {
+            if (Status s = start(); !s.ok()) return Finish(to_grpc(s));
+            walk();
+          })) {
+        Finish(busy(svc_->pool_));
+      }
     }
     void OnWriteDone(bool ok) override {
       if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
@@ -217,62 +229,103 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       StartWrite(&pages_[sent_++]);
     }
 
-    Status build(const re::GetTreeRequest& req) {
+    Status start() {
+      const re::GetTreeRequest& req = *req_;
       GOREGO_RETURN_IF_ERROR(check_digest_function(req.digest_function()));
       auto root = from_proto(req.root_digest(), "root_digest");
       if (!root) return root.error();
-      std::uint64_t offset = 0;
       if (!req.page_token().empty()) {
         const auto& t = req.page_token();
-        auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), offset);
+        auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), offset_);
         if (ec != std::errc() || p != t.data() + t.size()) {
           return error(Code::kInvalidArgument, "page_token \"{}\" was not issued by this server", t);
         }
       }
       if (req.page_size() < 0) return error(Code::kInvalidArgument, "page_size {} is negative", req.page_size());
       const int max = svc_->opt_.max_tree_page_size;
-      const std::uint64_t page = req.page_size() == 0 ? max : std::min(req.page_size(), max);
-
-      std::deque<Digest> queue{*root};
-      std::unordered_set<Digest> seen{*root};
-      std::uint64_t index = 0;
-      std::uint64_t emitted = 0;
-      std::size_t bytes = 0;
+      page_ = req.page_size() == 0 ? max : std::min(req.page_size(), max);
+      queue_.push_back(*root);
+      seen_.insert(*root);
       pages_.emplace_back();
-      while (!queue.empty()) {
-        const Digest d = queue.front();
-        queue.pop_front();
-        auto blob = svc_->store_.get(d);
-        if (!blob) {
-          if (index == 0) return error(Code::kNotFound, "root directory {} not found", d);
-          continue;  // REAPI: return the part of the tree that is present
-        }
-        re::Directory dir;
-        if (!dir.ParseFromString(*blob)) {
-          return error(Code::kInvalidArgument, "blob {} in the tree is not a Directory", d);
-        }
-        for (const auto& sub : dir.directories()) {
-          auto sd = from_proto(sub.digest(), fmt::format("directory {} entry \"{}\"", d.hex(), sub.name()));
-          if (!sd) return sd.error();
-          if (seen.insert(*sd).second) queue.push_back(*sd);
-        }
-        if (index++ < offset) continue;
-        if (emitted == page) {
-          pages_.back().set_next_page_token(std::to_string(offset + emitted));
-          return {};
-        }
-        if (bytes + blob->size() > (std::size_t{2} << 20) && pages_.back().directories_size() > 0) {
-          pages_.emplace_back();
-          bytes = 0;
-        }
-        bytes += blob->size();
-        *pages_.back().add_directories() = std::move(dir);
-        ++emitted;
-      }
       return {};
     }
 
+    /// Reads directories until the walk ends or a read has to wait; a read that lands
+    /// later calls walk() again. `turn_` decides who goes on when a read completes: the
+    /// loop (it completed before get returned) or the callback (it landed afterwards).
+    void walk() {
+      while (true) {
+        if (done_ || queue_.empty()) return send();
+        const Digest d = queue_.front();
+        queue_.pop_front();
+        turn_.store(0, std::memory_order_relaxed);
+        svc_->store_.get(d, [this, d](Result<std::string> blob) {
+          blob_ = std::move(blob);
+          if (turn_.exchange(2, std::memory_order_acq_rel) == 1) {  // the loop has left
+            svc_->pool_.post([this, d] {
+              if (visit(d)) walk();
+            });
+          }
+        });
+        if (turn_.exchange(1, std::memory_order_acq_rel) != 2) return;  // the callback goes on
+        if (!visit(d)) return;
+      }
+    }
+
+    /// Adds the directory read for `d` (in blob_) to the page; false when the call ended.
+    bool visit(const Digest& d) {
+      Result<std::string> blob = std::move(*blob_);
+      blob_.reset();
+      if (!blob) {
+        if (index_ == 0) {
+          Finish(to_grpc(error(Code::kNotFound, "root directory {} not found", d)));
+          return false;
+        }
+        return true;  // REAPI: return the part of the tree that is present
+      }
+      re::Directory dir;
+      if (!dir.ParseFromString(*blob)) {
+        Finish(to_grpc(error(Code::kInvalidArgument, "blob {} in the tree is not a Directory", d)));
+        return false;
+      }
+      for (const auto& sub : dir.directories()) {
+        auto sd = from_proto(sub.digest(), fmt::format("directory {} entry \"{}\"", d.hex(), sub.name()));
+        if (!sd) {
+          Finish(to_grpc(sd.error()));
+          return false;
+        }
+        if (seen_.insert(*sd).second) queue_.push_back(*sd);
+      }
+      if (index_++ < offset_) return true;
+      if (emitted_ == page_) {
+        pages_.back().set_next_page_token(std::to_string(offset_ + emitted_));
+        done_ = true;
+        return true;
+      }
+      if (bytes_ + blob->size() > (std::size_t{2} << 20) && pages_.back().directories_size() > 0) {
+        pages_.emplace_back();
+        bytes_ = 0;
+      }
+      bytes_ += blob->size();
+      *pages_.back().add_directories() = std::move(dir);
+      ++emitted_;
+      return true;
+    }
+
+    void send() { next(); }
+
     CasService* svc_;
+    const re::GetTreeRequest* req_;
+    std::deque<Digest> queue_;
+    std::unordered_set<Digest> seen_;
+    std::uint64_t offset_ = 0;
+    std::uint64_t page_ = 0;
+    std::uint64_t index_ = 0;
+    std::uint64_t emitted_ = 0;
+    std::size_t bytes_ = 0;
+    bool done_ = false;
+    std::atomic<int> turn_{0};
+    std::optional<Result<std::string>> blob_;
     std::vector<re::GetTreeResponse> pages_;
     std::size_t sent_ = 0;
   };

@@ -4,10 +4,13 @@
 ///
 /// - `grpc://host:port` or `grpcs://host:port` (TLS with an optional CA bundle and client
 ///   certificate); an optional bearer token and one extra header on every call.
-/// - Every call has a deadline (`timeout`) and is retried with exponential backoff on
-///   transient codes only (UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED). A call that ran
-///   out of time is not repeated: a hung upstream costs one timeout, not several.
-///   Streamed reads resume from the last byte received.
+/// - Every call is asynchronous (gRPC's callback API): it returns at once and its
+///   callback runs on a gRPC thread when the upstream answers, so a slow or frozen
+///   upstream holds no thread of ours. Each attempt has a deadline (`timeout`); transient
+///   codes only (UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED) are retried with exponential
+///   backoff, timed by a gRPC alarm. A call that ran out of time is not repeated: a hung
+///   upstream costs one timeout, not several. Streamed reads resume from the last byte
+///   received, and ask for the next message only when the sink took the last one.
 /// - Small blobs go by BatchReadBlobs/BatchUpdateBlobs, larger ones by ByteStream; the
 ///   batch limit is learnt from GetCapabilities, probed in the background: `connect`
 ///   never blocks on the upstream.
@@ -15,15 +18,21 @@
 ///   because it already has the blob counts as done.
 /// Thread safety: fully concurrent.
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
@@ -90,14 +99,28 @@ class Reapi {
     }
     cancel_in_flight();
     if (probe_.joinable()) probe_.join();
+    // Every call's callback refers to this client: wait until the cancelled ones ended.
+    std::unique_lock lock(active_mu_);
+    idle_.wait(lock, [&] { return in_flight_.load(std::memory_order_acquire) == 0; });
   }
 
   /// Cancels the calls in flight now (CANCELLED is final, so they are not retried); later
   /// calls run normally. At the end of a shutdown's grace period this keeps a hung upstream
   /// from holding the server, while the write-back queue can still drain afterwards.
   void cancel_in_flight() {
+    // A cancellation may run the call's reactions right here, on this thread, and they
+    // untrack themselves: the lock is recursive and each call is checked before it is
+    // cancelled. Other threads cannot end a call while we hold the lock.
     std::lock_guard lock(active_mu_);
-    for (grpc::ClientContext* ctx : active_) ctx->TryCancel();
+    const std::vector<grpc::ClientContext*> calls(active_.begin(), active_.end());
+    for (grpc::ClientContext* ctx : calls) {
+      if (active_.contains(ctx)) ctx->TryCancel();
+    }
+    std::vector<std::shared_ptr<Retry>> retries;
+    for (auto& [r, keep] : waiting_) retries.push_back(keep);
+    for (auto& r : retries) {
+      if (waiting_.contains(r.get())) r->alarms.back()->Cancel();  // the retry ends CANCELLED
+    }
   }
 
   [[nodiscard]] std::string_view target() const { return opt_.target; }
@@ -109,194 +132,172 @@ class Reapi {
   /// answering now? (health checks)
   Status ping(std::chrono::milliseconds timeout) { return capabilities(timeout).status(); }
 
-  Result<std::vector<Digest>> find_missing(std::span<const Digest> ds) {
-    // Large requests go in slices so no message nears the upstream's size limit.
-    if (ds.size() > kFindMissingSlice) {
+  void find_missing(std::span<const Digest> ds, Callback<Result<std::vector<Digest>>> done) {
+    // Large requests go in slices so no message nears the upstream's size limit; the
+    // slices run concurrently and their answers are merged.
+    const std::size_t slices = std::max<std::size_t>(1, (ds.size() + kFindMissingSlice - 1) / kFindMissingSlice);
+    struct Merge {
+      std::mutex mu;
       std::vector<Digest> out;
-      for (std::size_t i = 0; i < ds.size(); i += kFindMissingSlice) {
-        auto part = find_missing(ds.subspan(i, std::min(kFindMissingSlice, ds.size() - i)));
-        if (!part) return part.error();
-        out.insert(out.end(), part->begin(), part->end());
+      std::optional<Status> failed;
+      std::size_t left;
+      Callback<Result<std::vector<Digest>>> done;
+    };
+    auto merge = std::make_shared<Merge>();
+    merge->left = slices;
+    merge->done = std::move(done);
+    for (std::size_t i = 0; i < slices; ++i) {
+      auto req = std::make_shared<re::FindMissingBlobsRequest>();
+      req->set_instance_name(opt_.instance_name);
+      const std::size_t from = i * kFindMissingSlice;
+      for (std::size_t j = from; j < std::min(ds.size(), from + kFindMissingSlice); ++j) {
+        *req->add_blob_digests() = to_proto(ds[j]);
       }
-      return out;
+      unary<re::FindMissingBlobsResponse>(
+          "FindMissingBlobs",
+          [this, req](grpc::ClientContext* ctx, re::FindMissingBlobsResponse* resp, std::function<void(grpc::Status)> cb) {
+            cas_->async()->FindMissingBlobs(ctx, req.get(), resp, std::move(cb));
+          },
+          [merge](Status s, re::FindMissingBlobsResponse& resp) {
+            std::unique_lock lock(merge->mu);
+            if (!s.ok()) merge->failed = std::move(s);
+            for (const auto& m : resp.missing_blob_digests()) {
+              if (merge->failed) break;
+              auto d = from_proto(m);
+              if (!d) {
+                merge->failed = error(Code::kInternal, "upstream answered a malformed digest: {}", d.error().message());
+                break;
+              }
+              if (!d->empty_blob()) merge->out.push_back(*d);  // the empty blob is always available here
+            }
+            if (--merge->left > 0) return;
+            lock.unlock();
+            if (merge->failed) return merge->done(std::move(*merge->failed));
+            merge->done(std::move(merge->out));
+          });
     }
-    re::FindMissingBlobsRequest req;
-    req.set_instance_name(opt_.instance_name);
-    for (const Digest& d : ds) *req.add_blob_digests() = to_proto(d);
-    re::FindMissingBlobsResponse resp;
-    GOREGO_RETURN_IF_ERROR(call("FindMissingBlobs", [&](grpc::ClientContext& ctx) {
-      resp.Clear();
-      return cas_->FindMissingBlobs(&ctx, req, &resp);
-    }));
-    std::vector<Digest> out;
-    out.reserve(static_cast<std::size_t>(resp.missing_blob_digests_size()));
-    for (const auto& m : resp.missing_blob_digests()) {
-      auto d = from_proto(m);
-      if (!d) return error(Code::kInternal, "upstream answered a malformed digest: {}", d.error().message());
-      if (!d->empty_blob()) out.push_back(*d);  // the empty blob is always available here
-    }
-    return out;
   }
 
-  Result<std::string> get(const Digest& d) {
+  void get(const Digest& d, Callback<Result<std::string>> done) {
     if (static_cast<std::uint64_t>(d.size) > max_batch_bytes()) {
-      std::string out;
-      out.reserve(static_cast<std::size_t>(d.size));
-      GOREGO_RETURN_IF_ERROR(read(d, 0, [&](std::string_view c) {
-        out.append(c);
-        return Status{};
-      }));
-      return out;
+      auto out = std::make_shared<std::string>();
+      out->reserve(static_cast<std::size_t>(d.size));
+      read(
+          d, 0,
+          [out](std::string chunk, const Callback<Status>& next) {
+            out->append(chunk);
+            next(Status{});
+          },
+          [out, done = std::move(done)](Status s) {
+            if (!s.ok()) return done(std::move(s));
+            done(std::move(*out));
+          });
+      return;
     }
-    re::BatchReadBlobsRequest req;
-    req.set_instance_name(opt_.instance_name);
-    *req.add_digests() = to_proto(d);
-    re::BatchReadBlobsResponse resp;
-    GOREGO_RETURN_IF_ERROR(call("BatchReadBlobs", [&](grpc::ClientContext& ctx) {
-      resp.Clear();
-      return cas_->BatchReadBlobs(&ctx, req, &resp);
-    }));
-    if (resp.responses_size() != 1) {
-      return error(Code::kInternal, "upstream BatchReadBlobs answered {} blobs for 1", resp.responses_size());
-    }
-    auto* r = resp.mutable_responses(0);
-    if (r->status().code() != 0) return Status(static_cast<Code>(r->status().code()), r->status().message());
-    if (r->compressor() != re::Compressor::IDENTITY) {
-      return error(Code::kInternal, "upstream sent blob {} compressed although not asked to", d);
-    }
-    return std::move(*r->mutable_data());
-  }
-
-  Status read(const Digest& d, std::uint64_t offset, const ChunkSink& sink) {
-    std::uint64_t received = offset;
-    bool sink_failed = false;
-    Status sink_status;
-    const Status s = call("ByteStream.Read", [&](grpc::ClientContext& ctx) {
-      google::bytestream::ReadRequest req;
-      req.set_resource_name(read_name(d));
-      req.set_read_offset(static_cast<std::int64_t>(received));  // resumes after a failure
-      auto stream = bytestream_->Read(&ctx, req);
-      google::bytestream::ReadResponse resp;
-      while (stream->Read(&resp)) {
-        if (received + resp.data().size() > static_cast<std::uint64_t>(d.size)) {
-          ctx.TryCancel();
-          sink_failed = true;
-          sink_status = error(Code::kDataLoss, "upstream sent more than the {} bytes of blob {}", d.size, d);
-          break;
-        }
-        if (Status st = sink(resp.data()); !st.ok()) {
-          ctx.TryCancel();
-          sink_failed = true;
-          sink_status = st;
-          break;
-        }
-        received += resp.data().size();
-      }
-      grpc::Status fin = stream->Finish();
-      if (sink_failed) return grpc::Status(grpc::StatusCode::CANCELLED, "local write failed");
-      if (fin.ok() && received != static_cast<std::uint64_t>(d.size)) {
-        return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                            fmt::format("upstream ended blob {} after {} bytes", fmt::format("{}", d), received));
-      }
-      return fin;
-    });
-    if (sink_failed) return sink_status;
-    return s;
-  }
-
-  Status put(const Digest& d, std::string_view data) {
-    if (data.size() > max_batch_bytes()) {
-      return write(d, [data](std::uint64_t offset) -> Result<ChunkSource> {
-        auto pos = std::make_shared<std::uint64_t>(offset);
-        return ChunkSource([data, pos](std::span<char> buf) -> Result<std::size_t> {
-          const std::size_t n = std::min<std::uint64_t>(buf.size(), data.size() - *pos);
-          std::memcpy(buf.data(), data.data() + *pos, n);
-          *pos += n;
-          return n;
+    auto req = std::make_shared<re::BatchReadBlobsRequest>();
+    req->set_instance_name(opt_.instance_name);
+    *req->add_digests() = to_proto(d);
+    unary<re::BatchReadBlobsResponse>(
+        "BatchReadBlobs",
+        [this, req](grpc::ClientContext* ctx, re::BatchReadBlobsResponse* resp, std::function<void(grpc::Status)> cb) {
+          cas_->async()->BatchReadBlobs(ctx, req.get(), resp, std::move(cb));
+        },
+        [d, done = std::move(done)](Status s, re::BatchReadBlobsResponse& resp) {
+          if (!s.ok()) return done(std::move(s));
+          if (resp.responses_size() != 1) {
+            return done(error(Code::kInternal, "upstream BatchReadBlobs answered {} blobs for 1", resp.responses_size()));
+          }
+          auto* r = resp.mutable_responses(0);
+          if (r->status().code() != 0) return done(Status(static_cast<Code>(r->status().code()), r->status().message()));
+          if (r->compressor() != re::Compressor::IDENTITY) {
+            return done(error(Code::kInternal, "upstream sent blob {} compressed although not asked to", d));
+          }
+          done(std::move(*r->mutable_data()));
         });
-      });
+  }
+
+  void read(const Digest& d, std::uint64_t offset, AsyncSink sink, Callback<Status> done) {
+    auto st = std::make_shared<ReadState>();
+    st->digest = d;
+    st->received = offset;
+    st->sink = std::move(sink);
+    start("ByteStream.Read", [this, st](const std::shared_ptr<Retry>& r) { (new ReadAttempt(this, r, st))->go(); },
+          std::move(done));
+  }
+
+  void put(const Digest& d, std::string_view data, Callback<Status> done) {
+    if (data.size() > max_batch_bytes()) {
+      auto copy = std::make_shared<const std::string>(data);
+      write(
+          d,
+          [copy](std::uint64_t offset, std::size_t max, const Callback<Result<std::string>>& got) {
+            if (offset >= copy->size()) return got(std::string());
+            got(copy->substr(offset, max));
+          },
+          std::move(done));
+      return;
     }
-    re::BatchUpdateBlobsRequest req;
-    req.set_instance_name(opt_.instance_name);
-    auto* r = req.add_requests();
+    auto req = std::make_shared<re::BatchUpdateBlobsRequest>();
+    req->set_instance_name(opt_.instance_name);
+    auto* r = req->add_requests();
     *r->mutable_digest() = to_proto(d);
     r->set_data(std::string(data));
-    re::BatchUpdateBlobsResponse resp;
-    GOREGO_RETURN_IF_ERROR(call("BatchUpdateBlobs", [&](grpc::ClientContext& ctx) {
-      resp.Clear();
-      return cas_->BatchUpdateBlobs(&ctx, req, &resp);
-    }));
-    if (resp.responses_size() != 1) {
-      return error(Code::kInternal, "upstream BatchUpdateBlobs answered {} blobs for 1", resp.responses_size());
+    unary<re::BatchUpdateBlobsResponse>(
+        "BatchUpdateBlobs",
+        [this, req](grpc::ClientContext* ctx, re::BatchUpdateBlobsResponse* resp, std::function<void(grpc::Status)> cb) {
+          cas_->async()->BatchUpdateBlobs(ctx, req.get(), resp, std::move(cb));
+        },
+        [done = std::move(done)](Status s, re::BatchUpdateBlobsResponse& resp) {
+          if (!s.ok()) return done(std::move(s));
+          if (resp.responses_size() != 1) {
+            return done(error(Code::kInternal, "upstream BatchUpdateBlobs answered {} blobs for 1", resp.responses_size()));
+          }
+          const auto& st = resp.responses(0).status();
+          if (st.code() != 0) return done(Status(static_cast<Code>(st.code()), st.message()));
+          done(Status{});
+        });
+  }
+
+  void write(const Digest& d, AsyncSource source, Callback<Status> done) {
+    auto st = std::make_shared<WriteState>();
+    st->digest = d;
+    st->source = std::move(source);
+    start("ByteStream.Write", [this, st](const std::shared_ptr<Retry>& r) { (new WriteAttempt(this, r, st))->go(); },
+          std::move(done));
+  }
+
+  void get_action(const Digest& d, Callback<Result<std::string>> done) {
+    auto req = std::make_shared<re::GetActionResultRequest>();
+    req->set_instance_name(opt_.instance_name);
+    *req->mutable_action_digest() = to_proto(d);
+    unary<re::ActionResult>(
+        "GetActionResult",
+        [this, req](grpc::ClientContext* ctx, re::ActionResult* resp, std::function<void(grpc::Status)> cb) {
+          ac_->async()->GetActionResult(ctx, req.get(), resp, std::move(cb));
+        },
+        [done = std::move(done)](Status s, re::ActionResult& resp) {
+          if (!s.ok()) return done(std::move(s));
+          done(resp.SerializeAsString());
+        });
+  }
+
+  void put_action(const Digest& d, std::string_view bytes, Callback<Status> done) {
+    auto req = std::make_shared<re::UpdateActionResultRequest>();
+    req->set_instance_name(opt_.instance_name);
+    *req->mutable_action_digest() = to_proto(d);
+    if (!req->mutable_action_result()->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      return done(error(Code::kInvalidArgument, "action result for {} does not parse", d));
     }
-    const auto& st = resp.responses(0).status();
-    if (st.code() != 0) return Status(static_cast<Code>(st.code()), st.message());
-    return {};
+    unary<re::ActionResult>(
+        "UpdateActionResult",
+        [this, req](grpc::ClientContext* ctx, re::ActionResult* resp, std::function<void(grpc::Status)> cb) {
+          ac_->async()->UpdateActionResult(ctx, req.get(), resp, std::move(cb));
+        },
+        [done = std::move(done)](Status s, re::ActionResult&) { done(std::move(s)); });
   }
 
-  Status write(const Digest& d, const SourceFactory& open_source) {
-    return call("ByteStream.Write", [&](grpc::ClientContext& ctx) {
-      auto source = open_source(0);
-      if (!source) return grpc::Status(grpc::StatusCode::INTERNAL, source.error().message());
-      google::bytestream::WriteResponse resp;
-      auto stream = bytestream_->Write(&ctx, &resp);
-      const std::string name = upload_name(d);
-      std::string buf(std::min<std::uint64_t>(opt_.chunk_bytes, std::max<std::int64_t>(d.size, 1)), '\0');
-      std::uint64_t sent = 0;
-      bool server_closed = false;
-      do {
-        auto n = (*source)({buf.data(), buf.size()});
-        if (!n) {
-          ctx.TryCancel();
-          stream->Finish();
-          return grpc::Status(grpc::StatusCode::INTERNAL, "reading the local copy: " + n.error().message());
-        }
-        google::bytestream::WriteRequest req;
-        if (sent == 0) req.set_resource_name(name);
-        req.set_write_offset(static_cast<std::int64_t>(sent));
-        req.set_data(buf.data(), *n);
-        sent += *n;
-        req.set_finish_write(sent == static_cast<std::uint64_t>(d.size) || *n == 0);
-        if (!stream->Write(req)) {
-          server_closed = true;  // e.g. an early return: the server already has the blob
-          break;
-        }
-        if (req.finish_write()) break;
-      } while (true);
-      if (!server_closed) stream->WritesDone();
-      grpc::Status fin = stream->Finish();
-      if (fin.ok() && resp.committed_size() != d.size) {
-        return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                            fmt::format("upstream committed {} of {} bytes", resp.committed_size(), d.size));
-      }
-      return fin;
-    });
-  }
-
-  Result<std::string> get_action(const Digest& d) {
-    re::GetActionResultRequest req;
-    req.set_instance_name(opt_.instance_name);
-    *req.mutable_action_digest() = to_proto(d);
-    re::ActionResult resp;
-    GOREGO_RETURN_IF_ERROR(call("GetActionResult", [&](grpc::ClientContext& ctx) {
-      resp.Clear();
-      return ac_->GetActionResult(&ctx, req, &resp);
-    }));
-    return resp.SerializeAsString();
-  }
-
-  Status put_action(const Digest& d, std::string_view bytes) {
-    re::UpdateActionResultRequest req;
-    req.set_instance_name(opt_.instance_name);
-    *req.mutable_action_digest() = to_proto(d);
-    if (!req.mutable_action_result()->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-      return error(Code::kInvalidArgument, "action result for {} does not parse", d);
-    }
-    re::ActionResult resp;
-    return call("UpdateActionResult", [&](grpc::ClientContext& ctx) {
-      return ac_->UpdateActionResult(&ctx, req, &resp);
-    });
-  }
+  /// Logical calls not yet ended (a gauge; each holds no thread while it waits).
+  [[nodiscard]] std::size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
  private:
   Reapi(Options o, std::shared_ptr<grpc::Channel> channel)
@@ -365,10 +366,11 @@ class Reapi {
     return caps;
   }
 
-  void prepare(grpc::ClientContext& ctx) const {
+  void prepare(grpc::ClientContext& ctx) const { prepare(ctx, TraceContext::current()); }
+  void prepare(grpc::ClientContext& ctx, const TraceContext& tc) const {
     ctx.set_deadline(std::chrono::system_clock::now() + opt_.timeout);
     // W3C trace context: the upstream's spans join the trace of the call that caused this one.
-    if (const TraceContext& tc = TraceContext::current(); tc.valid()) {
+    if (tc.valid()) {
       ctx.AddMetadata("traceparent", tc.traceparent());
       if (tc.tracestate) ctx.AddMetadata("tracestate", *tc.tracestate);
     }
@@ -393,26 +395,245 @@ class Reapi {
            c == grpc::StatusCode::ABORTED;
   }
 
-  /// Runs `fn` with a fresh context per attempt, retrying transient failures.
-  template <class F>
-  Status call(std::string_view method, F&& fn) {
-    auto delay = opt_.backoff;
-    grpc::Status s;
-    for (int attempt = 0; attempt <= opt_.retries; ++attempt) {
-      if (attempt > 0) {
-        std::this_thread::sleep_for(delay);
-        delay = std::min(delay * 2, std::chrono::milliseconds(5000));
-      }
-      grpc::ClientContext ctx;
-      prepare(ctx);
-      if (!track(&ctx)) return error(Code::kUnavailable, "{} {}: shutting down", opt_.target, method);
-      s = fn(ctx);
-      untrack(&ctx);
-      if (s.ok() || !transient(s.error_code())) break;
-    }
-    if (s.ok()) return {};
-    return error(static_cast<Code>(s.error_code()), "{} {}: {}", opt_.target, method, s.error_message());
+  /// One logical call: its attempts, the backoff between them and the caller's `done`.
+  /// Shared by the attempt in flight and the alarm of a pending retry; nothing waits.
+  struct Retry {
+    std::string_view method;
+    int attempt = 0;
+    std::chrono::milliseconds delay{};
+    TraceContext trace;  // the caller's, for every attempt's traceparent
+    std::function<void(const std::shared_ptr<Retry>&)> run;
+    Callback<Status> done;
+    std::vector<std::unique_ptr<grpc::Alarm>> alarms;  // one per retry, kept until the call ends
+  };
+
+  /// Starts a logical call whose attempts `run` starts; `done` gets its final status.
+  void start(std::string_view method, std::function<void(const std::shared_ptr<Retry>&)> run, Callback<Status> done) {
+    auto r = std::make_shared<Retry>();
+    r->method = method;
+    r->delay = opt_.backoff;
+    r->trace = TraceContext::current();
+    r->run = std::move(run);
+    r->done = std::move(done);
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    r->run(r);
   }
+
+  /// An attempt ended with `s`: retried after a backoff when transient, else the end.
+  void attempt_done(const std::shared_ptr<Retry>& r, const grpc::Status& s) {
+    if (!s.ok() && transient(s.error_code()) && r->attempt < opt_.retries) {
+      std::lock_guard lock(active_mu_);
+      if (!stop_) {
+        ++r->attempt;
+        waiting_.emplace(r.get(), r);
+        r->alarms.push_back(std::make_unique<grpc::Alarm>());
+        // Weak: the alarm lives in the Retry, and waiting_ keeps the Retry alive meanwhile.
+        r->alarms.back()->Set(std::chrono::system_clock::now() + r->delay,
+                              [this, weak = std::weak_ptr<Retry>(r)](bool fired) {
+                                std::shared_ptr<Retry> self;
+                                {
+                                  std::lock_guard l(active_mu_);
+                                  auto it = waiting_.find(weak.lock().get());
+                                  if (it == waiting_.end()) return;
+                                  self = std::move(it->second);
+                                  waiting_.erase(it);
+                                }
+                                if (!fired) return end(self, grpc::Status(grpc::StatusCode::CANCELLED, "retry cancelled"));
+                                self->run(self);
+                              });
+        r->delay = std::min(r->delay * 2, std::chrono::milliseconds(5000));
+        return;
+      }
+    }
+    end(r, s);
+  }
+
+  void end(const std::shared_ptr<Retry>& r, const grpc::Status& s) {
+    finish(r, s.ok() ? Status{}
+                     : error(static_cast<Code>(s.error_code()), "{} {}: {}", opt_.target, r->method, s.error_message()));
+  }
+  /// Ends the logical call with `s` as it is (a local failure: no retry, no prefix).
+  void finish(const std::shared_ptr<Retry>& r, Status s) {
+    auto done = std::move(r->done);
+    r->run = nullptr;
+    done(std::move(s));
+    if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(active_mu_);
+      idle_.notify_all();
+    }
+  }
+
+  /// A unary call: `issue(ctx, resp, cb)` starts one attempt; `done(status, resp)` once.
+  template <class Resp, class Issue>
+  void unary(std::string_view method, Issue issue, std::function<void(Status, Resp&)> done) {
+    auto resp = std::make_shared<Resp>();
+    start(
+        method,
+        [this, resp, issue = std::move(issue)](const std::shared_ptr<Retry>& r) {
+          auto ctx = std::make_shared<grpc::ClientContext>();
+          prepare(*ctx, r->trace);
+          if (!track(ctx.get())) return attempt_done(r, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+          resp->Clear();
+          issue(ctx.get(), resp.get(), [this, r, ctx](grpc::Status s) {
+            untrack(ctx.get());
+            attempt_done(r, s);
+          });
+        },
+        [resp, done = std::move(done)](Status s) { done(std::move(s), *resp); });
+  }
+
+  struct ReadState {
+    Digest digest;
+    std::uint64_t received = 0;  // resumes from here after a failure
+    AsyncSink sink;
+    std::optional<Status> local_error;  // the sink's, or too many bytes: final
+  };
+
+  /// One attempt of a ByteStream Read: one read in flight; the next is asked for only when
+  /// the sink calls `next`, from whichever thread it does (a hold keeps the call open).
+  class ReadAttempt final : public grpc::ClientReadReactor<google::bytestream::ReadResponse> {
+   public:
+    ReadAttempt(Reapi* self, std::shared_ptr<Retry> r, std::shared_ptr<ReadState> st)
+        : self_(self), r_(std::move(r)), st_(std::move(st)) {
+      self_->prepare(ctx_, r_->trace);
+      req_.set_resource_name(self_->read_name(st_->digest));
+      req_.set_read_offset(static_cast<std::int64_t>(st_->received));
+    }
+    void go() {
+      if (!self_->track(&ctx_)) {
+        self_->attempt_done(r_, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+        delete this;
+        return;
+      }
+      self_->bytestream_->async()->Read(&ctx_, &req_, this);
+      AddHold();
+      StartRead(&resp_);
+      StartCall();
+    }
+    void OnReadDone(bool ok) override {
+      if (!ok) return release();
+      const std::size_t n = resp_.data().size();
+      if (st_->received + n > static_cast<std::uint64_t>(st_->digest.size)) {
+        return fail(error(Code::kDataLoss, "upstream sent more than the {} bytes of blob {}", st_->digest.size,
+                          st_->digest));
+      }
+      st_->sink(std::move(*resp_.mutable_data()), [this, n](Status s) {
+        if (!s.ok()) return fail(std::move(s));
+        st_->received += n;
+        StartRead(&resp_);
+      });
+    }
+    void OnDone(const grpc::Status& s) override {
+      self_->untrack(&ctx_);
+      if (st_->local_error) {
+        self_->finish(r_, std::move(*st_->local_error));
+      } else if (s.ok() && st_->received != static_cast<std::uint64_t>(st_->digest.size)) {
+        self_->end(r_, grpc::Status(grpc::StatusCode::DATA_LOSS, fmt::format("upstream ended blob {} after {} bytes",
+                                                                             st_->digest, st_->received)));
+      } else {
+        self_->attempt_done(r_, s);
+      }
+      delete this;
+    }
+
+   private:
+    void fail(Status s) {
+      st_->local_error = std::move(s);
+      ctx_.TryCancel();
+      release();
+    }
+    void release() {
+      if (std::exchange(held_, false)) RemoveHold();
+    }
+
+    Reapi* self_;
+    std::shared_ptr<Retry> r_;
+    std::shared_ptr<ReadState> st_;
+    grpc::ClientContext ctx_;
+    google::bytestream::ReadRequest req_;
+    google::bytestream::ReadResponse resp_;
+    bool held_ = true;
+  };
+
+  struct WriteState {
+    Digest digest;
+    AsyncSource source;
+    std::optional<Status> local_error;  // the source's: final
+  };
+
+  /// One attempt of a ByteStream Write, from offset 0: one write in flight, each chunk
+  /// asked of the source after the previous one went out.
+  class WriteAttempt final : public grpc::ClientWriteReactor<google::bytestream::WriteRequest> {
+   public:
+    WriteAttempt(Reapi* self, std::shared_ptr<Retry> r, std::shared_ptr<WriteState> st)
+        : self_(self), r_(std::move(r)), st_(std::move(st)), name_(self_->upload_name(st_->digest)) {
+      self_->prepare(ctx_, r_->trace);
+    }
+    void go() {
+      if (!self_->track(&ctx_)) {
+        self_->attempt_done(r_, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+        delete this;
+        return;
+      }
+      self_->bytestream_->async()->Write(&ctx_, &resp_, this);
+      AddHold();
+      StartCall();
+      pull();
+    }
+    void OnWriteDone(bool ok) override {
+      if (!ok) return release();  // the server closed the stream: an early return, or an error
+      if (!last_) pull();
+    }
+    void OnDone(const grpc::Status& s) override {
+      self_->untrack(&ctx_);
+      if (st_->local_error) {
+        self_->finish(r_, std::move(*st_->local_error));
+      } else if (s.ok() && resp_.committed_size() != st_->digest.size) {
+        self_->end(r_, grpc::Status(grpc::StatusCode::DATA_LOSS, fmt::format("upstream committed {} of {} bytes",
+                                                                             resp_.committed_size(), st_->digest.size)));
+      } else {
+        self_->attempt_done(r_, s);
+      }
+      delete this;
+    }
+
+   private:
+    void pull() {
+      const std::size_t max = std::min<std::uint64_t>(self_->opt_.chunk_bytes, std::max<std::int64_t>(st_->digest.size, 1));
+      st_->source(sent_, max, [this](Result<std::string> got) {
+        if (!got) {
+          st_->local_error = error(got.error().code(), "reading the local copy: {}", got.error().message());
+          ctx_.TryCancel();
+          return release();
+        }
+        const std::size_t n = got->size();
+        req_.Clear();
+        if (sent_ == 0) req_.set_resource_name(name_);
+        req_.set_write_offset(static_cast<std::int64_t>(sent_));
+        *req_.mutable_data() = std::move(*got);
+        sent_ += n;
+        last_ = sent_ >= static_cast<std::uint64_t>(st_->digest.size) || n == 0;
+        req_.set_finish_write(last_);
+        if (!last_) return StartWrite(&req_);
+        StartWriteLast(&req_, grpc::WriteOptions());
+        release();
+      });
+    }
+    void release() {
+      if (std::exchange(held_, false)) RemoveHold();
+    }
+
+    Reapi* self_;
+    std::shared_ptr<Retry> r_;
+    std::shared_ptr<WriteState> st_;
+    std::string name_;
+    grpc::ClientContext ctx_;
+    google::bytestream::WriteRequest req_;
+    google::bytestream::WriteResponse resp_;
+    std::uint64_t sent_ = 0;
+    bool last_ = false;
+    bool held_ = true;
+  };
 
   [[nodiscard]] std::string read_name(const Digest& d) const {
     return fmt::format("{}{}blobs/{}/{}", opt_.instance_name, opt_.instance_name.empty() ? "" : "/",
@@ -449,8 +670,11 @@ class Reapi {
   std::atomic<std::uint64_t> max_batch_{std::uint64_t{512} << 10};  // until probed: safe for any server
   std::atomic<bool> probed_{false};
   std::atomic<bool> stop_{false};
-  std::mutex active_mu_;
+  std::recursive_mutex active_mu_;
   std::unordered_set<grpc::ClientContext*> active_;
+  std::unordered_map<Retry*, std::shared_ptr<Retry>> waiting_;  // retries waiting for their alarm
+  std::atomic<std::size_t> in_flight_{0};
+  std::condition_variable_any idle_;  // in_flight_ reached 0 (with active_mu_)
   std::thread probe_;
 };
 static_assert(RemoteClient<Reapi>);

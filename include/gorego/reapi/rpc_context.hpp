@@ -11,6 +11,9 @@
 
 #include <string_view>
 
+#include <fmt/format.h>
+
+#include <gorego/core/executor.hpp>
 #include <gorego/core/trace_context.hpp>
 
 namespace gorego::reapi {
@@ -28,6 +31,20 @@ inline TraceContext incoming_context(const grpc::ServerContextBase* ctx) {
     tc->tracestate = std::make_shared<const std::string>(ts->second.data(), ts->second.size());
   }
   return *tc;
+}
+
+/// The answer to a call refused because `pool`'s queue is full: UNAVAILABLE, which
+/// clients (Bazel among them) retry with backoff, naming the queue and its bound.
+inline grpc::Status busy(const Executor& pool) {
+  return {grpc::StatusCode::UNAVAILABLE,
+          fmt::format("server busy: {} tasks wait for the {} executor (limit {}); retry with backoff",
+                      pool.queued(), pool.name(), pool.max_queued())};
+}
+
+/// Admits the start of a call: posts `task` to `pool`, or finishes `reactor` busy.
+template <class Reactor, class Task>
+void admit(Executor& pool, TraceContext tc, Reactor* reactor, Task&& task) {
+  if (!pool.try_post(std::move(tc), std::forward<Task>(task))) reactor->Finish(busy(pool));
 }
 
 }  // namespace gorego::reapi

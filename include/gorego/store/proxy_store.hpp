@@ -15,16 +15,31 @@
 /// - Uploads land locally and upstream: mode `through` acknowledges once the upstream
 ///   accepted (its error is returned otherwise), mode `back` once the local tier stored it,
 ///   queueing the upstream upload. ActionCache updates follow the same mode.
+///
+/// Every operation comes in two forms. The continuation form, `op(args..., done)`, is what
+/// the services use: `done(result)` runs exactly once, before the call returns when the
+/// local tier answers, or later when the upstream does. No thread waits for the upstream:
+/// its answers arrive on the client's callback threads, and the local work they need
+/// (verifying, writing the blob, opening it) is posted to the executor given to
+/// `set_executor` (inline without one, as in tests). The plain form, `op(args...)`, waits
+/// for the result: for tests, tools and the write-back worker, never a gRPC or executor
+/// thread while an upstream is connected.
 /// Each operation is reported to every instrumentation policy in order; with none, the
 /// wrapper compiles away. Thread safety: fully concurrent.
 ///
 ///   using Store = ProxyStore<Local<ShardedDisk, Lru>, Remote<Reapi>>;
 ///   Store store(ShardedDisk::Options{.root = "/var/cache/gorego"}, Store::Local::Options{});
 ///   store.remote().connect(std::move(client), {.mode = WriteMode::kThrough});
+///   store.set_executor(&pool);
 ///   GOREGO_RETURN_IF_ERROR(store.start());
+///   store.get(d, [reactor](Result<std::string> r) { ... });
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,6 +51,7 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/concepts/instrumentation.hpp>
 #include <gorego/concepts/remote_tier.hpp>
+#include <gorego/core/executor.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/core/name.hpp>
 #include <gorego/hash/sha256.hpp>
@@ -43,6 +59,56 @@
 #include <gorego/store/remote.hpp>
 
 namespace gorego {
+
+namespace detail {
+
+/// Waits for one callback's value (the plain forms of ProxyStore's operations). Free when
+/// the callback ran before the wait.
+template <class T>
+class Latch {
+ public:
+  void set(T v) {
+    value_.emplace(std::move(v));
+    std::lock_guard lock(mu_);
+    ready_.store(true, std::memory_order_release);
+    cv_.notify_one();  // under the lock: the waiter cannot leave (and destroy us) before
+  }
+  T take() {
+    if (!ready_.load(std::memory_order_acquire)) {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return ready_.load(std::memory_order_acquire); });
+    }
+    return std::move(*value_);
+  }
+
+ private:
+  std::optional<T> value_;
+  std::atomic<bool> ready_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+template <class T, class Start>
+T wait_for(Start&& start) {
+  Latch<T> latch;
+  start([&latch](T v) { latch.set(std::move(v)); });
+  return latch.take();
+}
+
+/// Restores the thread's current span when a scope ends: an operation that continues
+/// elsewhere leaves its caller's context as it found it.
+class SpanKeeper {
+ public:
+  SpanKeeper() : saved_(TraceContext::current().span_id) {}
+  SpanKeeper(const SpanKeeper&) = delete;
+  SpanKeeper& operator=(const SpanKeeper&) = delete;
+  ~SpanKeeper() { TraceContext::current().span_id = saved_; }
+
+ private:
+  TraceContext::SpanId saved_;
+};
+
+}  // namespace detail
 
 template <class LocalT, RemoteTier RemoteT = NoRemote, Instrumentation... Instr>
   requires BlobStore<LocalT> && ActionStore<LocalT>
@@ -64,22 +130,42 @@ class ProxyStore {
     std::uint64_t bytes = 0;
     std::size_t missing = 0;
   };
+  using Tokens = std::tuple<typename Instr::Token...>;
+  /// A begun top-level operation.
+  struct Op {
+    Tokens tokens;
+    OpState st;
+  };
+  /// A top-level operation waiting for the upstream: its tokens, its caller's `done`, the
+  /// trace context to finish it in, and the tokens of its nested remote step.
+  template <class Done>
+  struct Pending {
+    Op op;
+    Done done;
+    TraceContext context;
+    std::optional<Tokens> step;
+  };
 
  public:
-
   /// A local write that, at commit, is written through to the upstream per the mode.
   class Writer {
    public:
     Writer(typename LocalT::Writer inner, ProxyStore* owner, Digest d)
         : inner_(std::move(inner)), owner_(owner), digest_(d) {}
     Status append(std::string_view data) { return inner_.append(data); }
+    /// Publishes locally, then writes through; `done(status)` once acknowledged.
+    template <class Done>
+    void commit(Done&& done) {
+      detail::SpanKeeper keep;
+      Op op = owner_->begin({.op = StoreOp::kCommit, .digest = &digest_});
+      op.st.bytes = inner_.written();
+      Status s = owner_->step({.op = StoreOp::kLocalWrite, .digest = &digest_}, op.st.bytes,
+                              [&] { return inner_.commit(); });
+      if (!s.ok() || !owner_->remote_on()) return owner_->finish(op, std::move(s), done);
+      owner_->write_through(std::move(op), digest_, {}, std::forward<Done>(done));
+    }
     Status commit() {
-      return owner_->observe({.op = StoreOp::kCommit, .digest = &digest_}, [&](OpState& st) {
-        st.bytes = inner_.written();
-        GOREGO_RETURN_IF_ERROR(owner_->step({.op = StoreOp::kLocalWrite, .digest = &digest_}, st.bytes,
-                                            [&] { return inner_.commit(); }));
-        return owner_->write_through(digest_, {}, st);
-      });
+      return detail::wait_for<Status>([&](auto cb) { commit(std::move(cb)); });
     }
     [[nodiscard]] std::uint64_t written() const { return inner_.written(); }
 
@@ -93,6 +179,13 @@ class ProxyStore {
   template <class... Args>
     requires std::constructible_from<LocalT, Args...>
   explicit ProxyStore(Args&&... args) : local_(std::forward<Args>(args)...) {}
+
+  /// Where local work after an upstream answer runs (disk writes, hashing, opening the
+  /// fetched blob). Without one it runs on the thread that delivered the answer. Set
+  /// before the store serves; reset (nullptr) before the executor is destroyed.
+  void set_executor(Executor* e) {
+    if constexpr (RemoteT::kEnabled) exec_.store(e, std::memory_order_release);
+  }
 
   Status start() {
     std::apply([&](auto&... i) { (attach_one(i), ...); }, instr_);
@@ -123,47 +216,78 @@ class ProxyStore {
     return false;
   }
 
-  bool contains(const Digest& d) {
-    return observe({.op = StoreOp::kContains, .digest = &d}, [&](OpState& st) {
-      return missing(std::span(&d, 1), st).empty();
+  // ---- presence ----
+
+  /// `done(bool)`: whether `d` is present (in the upstream, when one is connected).
+  template <class Done>
+  void contains(const Digest& d, Done&& done) {
+    detail::SpanKeeper keep;
+    Op op = begin({.op = StoreOp::kContains, .digest = &d});
+    missing(std::move(op), std::span(&d, 1), [done = std::forward<Done>(done)](std::vector<Digest> m) mutable {
+      done(m.empty());
     });
   }
+  bool contains(const Digest& d) {
+    return detail::wait_for<bool>([&](auto cb) { contains(d, std::move(cb)); });
+  }
+
+  /// `done(std::vector<Digest>)`: the digests of `ds` that are missing.
+  template <class Done>
+  void find_missing(std::span<const Digest> ds, Done&& done) {
+    detail::SpanKeeper keep;
+    Op op = begin({.op = StoreOp::kFindMissing, .digests = ds.size()});
+    missing(std::move(op), ds, std::forward<Done>(done));
+  }
   std::vector<Digest> find_missing(std::span<const Digest> ds) {
-    return observe({.op = StoreOp::kFindMissing, .digests = ds.size()}, [&](OpState& st) {
-      auto out = missing(ds, st);
-      st.missing = out.size();
-      return out;
-    });
+    return detail::wait_for<std::vector<Digest>>([&](auto cb) { find_missing(ds, std::move(cb)); });
   }
 
   /// Digests neither tier can serve: what the ActionCache completeness check needs (a blob
   /// still queued for upload in mode `back` is local-only, yet downloadable).
-  std::vector<Digest> find_unavailable(std::span<const Digest> ds) {
+  template <class Done>
+  void find_unavailable(std::span<const Digest> ds, Done&& done) {
     std::vector<Digest> out = local_.find_missing(ds);
-    if (out.empty() || !remote_on()) return out;
+    if (out.empty() || !remote_on()) return done(std::move(out));
     if constexpr (RemoteT::kEnabled) {
-      auto r = remote_.client().find_missing(out);
-      if (r) return std::move(*r);
+      auto shared = std::make_shared<std::vector<Digest>>(std::move(out));
+      remote_.client().find_missing(
+          *shared, [shared, done = std::forward<Done>(done)](Result<std::vector<Digest>> r) mutable {
+            done(r ? std::move(*r) : std::move(*shared));
+          });
     }
-    return out;
+  }
+  std::vector<Digest> find_unavailable(std::span<const Digest> ds) {
+    return detail::wait_for<std::vector<Digest>>([&](auto cb) { find_unavailable(ds, std::move(cb)); });
   }
 
+  // ---- reads ----
+
+  /// `done(Result<std::string>)`: the blob's bytes.
+  template <class Done>
+  void get(const Digest& d, Done&& done) {
+    detail::SpanKeeper keep;
+    Op op = begin({.op = StoreOp::kGet, .digest = &d});
+    auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.get(d); });
+    if (r) op.st.bytes = r->size();
+    if (r || r.error().code() != Code::kNotFound || !remote_on()) return finish(op, std::move(r), done);
+    if constexpr (RemoteT::kEnabled) {
+      auto p = detach(std::move(op), std::forward<Done>(done));
+      p->step = begin_tokens({.op = StoreOp::kRemoteFetch, .digest = &d});
+      remote_.small_fetches().run(
+          d, [this, d](auto complete) { fetch_small(d, std::move(complete)); },
+          [this, p, d](const SmallFetch& shared) {
+            resume(p, [&]() -> Result<std::string> {
+              end_step(*p->step, shared, static_cast<std::uint64_t>(d.size));
+              if (!shared) return shared.error();
+              p->op.st.tier = Tier::kRemote;
+              p->op.st.bytes = (*shared)->size();
+              return std::string(**shared);
+            });
+          });
+    }
+  }
   Result<std::string> get(const Digest& d) {
-    return observe({.op = StoreOp::kGet, .digest = &d}, [&](OpState& st) -> Result<std::string> {
-      auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.get(d); });
-      if (r) st.bytes = r->size();
-      if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
-      if constexpr (RemoteT::kEnabled) {
-        auto shared = step({.op = StoreOp::kRemoteFetch, .digest = &d}, static_cast<std::uint64_t>(d.size), [&] {
-          return remote_.small_fetches().run(d, [&] { return fetch_small(d); });
-        });
-        if (!shared) return shared.error();
-        st.tier = Tier::kRemote;
-        st.bytes = (*shared)->size();
-        return std::string(**shared);
-      }
-      return r;
-    });
+    return detail::wait_for<Result<std::string>>([&](auto cb) { get(d, std::move(cb)); });
   }
 
   /// `get` of every blob in `ds` when the local tier holds them all in memory (hits that
@@ -180,91 +304,79 @@ class ProxyStore {
       local_.count_memory_hits(static_cast<std::uint64_t>(
           std::count_if(ds.begin(), ds.end(), [](const Digest& d) { return !d.empty_blob(); })));
       for (std::size_t i = 0; i < ds.size(); ++i) {
-        // Reports each read; the body cannot fail, so the status is always OK.
-        static_cast<void>(observe({.op = StoreOp::kGet, .digest = &ds[i]}, [&](OpState& st) {
-          st.bytes = out[i].size();
-          return Status{};
-        }));
+        Op op = begin({.op = StoreOp::kGet, .digest = &ds[i]});
+        op.st.bytes = out[i].size();
+        end(op, Status{});
       }
       return out;
     }
     return std::nullopt;
   }
 
-  Status put(const Digest& d, std::string_view data) {
-    return observe({.op = StoreOp::kPut, .digest = &d}, [&](OpState& st) {
-      st.bytes = data.size();
-      Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, data.size(), [&] { return local_.put(d, data); });
-      if (!remote_on() || s.code() == Code::kInvalidArgument) return s;
-      if (!s.ok() && mode_back()) return s;  // nothing to acknowledge on
-      return write_through(d, data, st);
-    });
-  }
-
-  /// Stores several blobs; `out[i]` is the result for `blobs[i]`. Without an active
-  /// upstream the local tier stores them with one durability barrier (one `put_batch`
-  /// operation for the instrumentation); with one, each blob is a `put` as above.
-  std::vector<Status> put_batch(std::span<const BlobWrite> blobs) {
-    if (remote_on()) {
-      std::vector<Status> out;
-      out.reserve(blobs.size());
-      for (const BlobWrite& b : blobs) out.push_back(put(b.digest, b.data));
-      return out;
+  /// `done(Result<Reader>)`: a reader of the blob from `offset`.
+  template <class Done>
+  void open_read(const Digest& d, std::uint64_t offset, Done&& done) {
+    detail::SpanKeeper keep;
+    Op op = begin({.op = StoreOp::kOpenRead, .digest = &d});
+    const auto size = static_cast<std::uint64_t>(d.size);
+    op.st.bytes = offset < size ? size - offset : 0;
+    auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.open_read(d, offset); });
+    if (r || r.error().code() != Code::kNotFound || !remote_on()) return finish(op, std::move(r), done);
+    if constexpr (RemoteT::kEnabled) {
+      auto p = detach(std::move(op), std::forward<Done>(done));
+      p->step = begin_tokens({.op = StoreOp::kRemoteFetch, .digest = &d});
+      remote_.large_fetches().run(
+          d, [this, d](auto complete) { fetch_large(d, std::move(complete)); },
+          [this, p, d, offset, size](const Status& s) {
+            // Runs where the fetch landed: an executor thread, or the caller's in tests.
+            resume(p, [&]() -> Result<Reader> {
+              end_step(*p->step, s, size);
+              if (!s.ok()) return s;
+              p->op.st.tier = Tier::kRemote;
+              return local_.open_read(d, offset);
+            });
+          });
     }
-    return observe({.op = StoreOp::kPutBatch, .digests = blobs.size()}, [&](OpState& st) {
-      for (const BlobWrite& b : blobs) st.bytes += b.data.size();
-      return local_.put_batch(blobs);
-    });
   }
-
   Result<Reader> open_read(const Digest& d, std::uint64_t offset) {
-    return observe({.op = StoreOp::kOpenRead, .digest = &d}, [&](OpState& st) -> Result<Reader> {
-      const auto size = static_cast<std::uint64_t>(d.size);
-      st.bytes = offset < size ? size - offset : 0;
-      auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.open_read(d, offset); });
-      if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
-      if constexpr (RemoteT::kEnabled) {
-        const Status s = step({.op = StoreOp::kRemoteFetch, .digest = &d}, size, [&] {
-          return remote_.large_fetches().run(d, [&] { return fetch_large(d); });
+    return detail::wait_for<Result<Reader>>([&](auto cb) { open_read(d, offset, std::move(cb)); });
+  }
+
+  /// `done(Result<std::string>)`: the serialized ActionResult stored for `d`.
+  template <class Done>
+  void get_action(const Digest& d, Done&& done) {
+    detail::SpanKeeper keep;
+    Op op = begin({.op = StoreOp::kGetAction, .digest = &d});
+    auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.get_action(d); });
+    if (r) op.st.bytes = r->size();
+    if (r || r.error().code() != Code::kNotFound || !remote_on()) return finish(op, std::move(r), done);
+    if constexpr (RemoteT::kEnabled) {
+      auto p = detach(std::move(op), std::forward<Done>(done));
+      p->step = begin_tokens({.op = StoreOp::kRemoteFetch, .digest = &d});
+      remote_.client().get_action(d, [this, p, d](Result<std::string> up) {
+        // Keeping it locally writes the ActionCache log: not on the client's thread.
+        dispatch(p->context, [this, p, d, up = std::move(up)]() mutable {
+          resume(p, [&]() -> Result<std::string> {
+            end_step(*p->step, up, 0);
+            if (!up) {
+              if (up.error().code() != Code::kNotFound) count_upstream_error(up.error().code());
+              return error(Code::kNotFound, "action {} not in the action cache (upstream: {})", d,
+                           up.error().message());
+            }
+            p->op.st.tier = Tier::kRemote;
+            p->op.st.bytes = up->size();
+            if (Status s = local_.put_action(d, *up); !s.ok()) {
+              log::warn("could not keep an upstream action result locally",
+                        {{"action", fmt::format("{}", d)}, {"error", s.to_string()}});
+            }
+            return std::move(up);
+          });
         });
-        if (!s.ok()) return s;
-        st.tier = Tier::kRemote;
-        return local_.open_read(d, offset);
-      }
-      return r;
-    });
+      });
+    }
   }
-
-  Result<Writer> open_write(const Digest& d) {
-    return observe({.op = StoreOp::kOpenWrite, .digest = &d}, [&](OpState&) -> Result<Writer> {
-      auto w = local_.open_write(d);
-      if (!w) return w.error();
-      return Writer(std::move(*w), this, d);
-    });
-  }
-
   Result<std::string> get_action(const Digest& d) {
-    return observe({.op = StoreOp::kGetAction, .digest = &d}, [&](OpState& st) -> Result<std::string> {
-      auto r = step({.op = StoreOp::kLocalRead, .digest = &d}, 0, [&] { return local_.get_action(d); });
-      if (r) st.bytes = r->size();
-      if (r || r.error().code() != Code::kNotFound || !remote_on()) return r;
-      if constexpr (RemoteT::kEnabled) {
-        auto up = step({.op = StoreOp::kRemoteFetch, .digest = &d}, 0, [&] { return remote_.client().get_action(d); });
-        if (!up) {
-          if (up.error().code() != Code::kNotFound) count_upstream_error(up.error().code());
-          return error(Code::kNotFound, "action {} not in the action cache (upstream: {})", d,
-                       up.error().message());
-        }
-        st.tier = Tier::kRemote;
-        st.bytes = up->size();
-        if (Status s = local_.put_action(d, *up); !s.ok()) {
-          log::warn("could not keep an upstream action result locally",
-                    {{"action", fmt::format("{}", d)}, {"error", s.to_string()}});
-        }
-        return up;
-      }
-      return r;
-    });
+    return detail::wait_for<Result<std::string>>([&](auto cb) { get_action(d, std::move(cb)); });
   }
 
   /// `get_action` when it can be answered without blocking (no upstream, local answer in
@@ -274,36 +386,110 @@ class ProxyStore {
       if (remote_on()) return std::nullopt;
       auto probe = local_.action_in_memory(d);
       if (!probe) return std::nullopt;
-      return observe({.op = StoreOp::kGetAction, .digest = &d}, [&](OpState& st) -> Result<std::string> {
-        if (*probe) st.bytes = (*probe)->size();
-        return std::move(*probe);
-      });
+      Op op = begin({.op = StoreOp::kGetAction, .digest = &d});
+      if (*probe) op.st.bytes = (*probe)->size();
+      end(op, *probe);
+      return std::move(*probe);
     }
     return std::nullopt;
   }
 
-  Status put_action(const Digest& d, std::string_view bytes) {
-    return observe({.op = StoreOp::kPutAction, .digest = &d}, [&](OpState& st) {
-      st.bytes = bytes.size();
-      Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, bytes.size(),
-                      [&] { return local_.put_action(d, bytes); });
-      if (!remote_on()) return s;
-      if constexpr (RemoteT::kEnabled) {
-        if (mode_back()) {
-          if (!s.ok()) return s;
+  // ---- writes ----
+
+  /// `done(Status)` once `data` is acknowledged. `data` is read before the call returns.
+  template <class Done>
+  void put(const Digest& d, std::string_view data, Done&& done) {
+    detail::SpanKeeper keep;
+    Op op = begin({.op = StoreOp::kPut, .digest = &d});
+    op.st.bytes = data.size();
+    Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, data.size(), [&] { return local_.put(d, data); });
+    if (!remote_on() || s.code() == Code::kInvalidArgument) return finish(op, std::move(s), done);
+    if (!s.ok() && mode_back()) return finish(op, std::move(s), done);  // nothing to acknowledge on
+    write_through(std::move(op), d, data, std::forward<Done>(done));
+  }
+  Status put(const Digest& d, std::string_view data) {
+    return detail::wait_for<Status>([&](auto cb) { put(d, data, std::move(cb)); });
+  }
+
+  /// Stores several blobs; `done(std::vector<Status>)` with `out[i]` the result for
+  /// `blobs[i]`. Without an active upstream the local tier stores them with one
+  /// durability barrier (one `put_batch` operation for the instrumentation); with one,
+  /// each blob is a `put` as above. The blobs are read before the call returns.
+  template <class Done>
+  void put_batch(std::span<const BlobWrite> blobs, Done&& done) {
+    if (!remote_on()) {
+      detail::SpanKeeper keep;
+      Op op = begin({.op = StoreOp::kPutBatch, .digests = blobs.size()});
+      for (const BlobWrite& b : blobs) op.st.bytes += b.data.size();
+      std::vector<Status> out = local_.put_batch(blobs);
+      end(op, Status{});
+      return done(std::move(out));
+    }
+    if (blobs.empty()) return done(std::vector<Status>{});
+    struct Batch {
+      explicit Batch(std::size_t n, std::decay_t<Done> d) : out(n), left(n), done(std::move(d)) {}
+      std::vector<Status> out;
+      std::atomic<std::size_t> left;
+      std::decay_t<Done> done;
+    };
+    auto batch = std::make_shared<Batch>(blobs.size(), std::forward<Done>(done));
+    for (std::size_t i = 0; i < blobs.size(); ++i) {
+      put(blobs[i].digest, blobs[i].data, [batch, i](Status s) {
+        batch->out[i] = std::move(s);
+        if (batch->left.fetch_sub(1, std::memory_order_acq_rel) == 1) batch->done(std::move(batch->out));
+      });
+    }
+  }
+  std::vector<Status> put_batch(std::span<const BlobWrite> blobs) {
+    return detail::wait_for<std::vector<Status>>([&](auto cb) { put_batch(blobs, std::move(cb)); });
+  }
+
+  /// A writer of the local tier (no upstream call until commit).
+  Result<Writer> open_write(const Digest& d) {
+    detail::SpanKeeper keep;
+    Op op = begin({.op = StoreOp::kOpenWrite, .digest = &d});
+    auto w = local_.open_write(d);
+    end(op, w);
+    if (!w) return w.error();
+    return Writer(std::move(*w), this, d);
+  }
+
+  /// `done(Status)` once the ActionResult `bytes` for `d` is acknowledged. `bytes` is read
+  /// before the call returns.
+  template <class Done>
+  void put_action(const Digest& d, std::string_view bytes, Done&& done) {
+    detail::SpanKeeper keep;
+    Op op = begin({.op = StoreOp::kPutAction, .digest = &d});
+    op.st.bytes = bytes.size();
+    Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, bytes.size(),
+                    [&] { return local_.put_action(d, bytes); });
+    if (!remote_on()) return finish(op, std::move(s), done);
+    if constexpr (RemoteT::kEnabled) {
+      if (mode_back()) {
+        if (s.ok()) {
           remote_.enqueue(fmt::format("action {}", d), [this, d, copy = std::string(bytes)] {
-            return remote_.client().put_action(d, copy);
+            return detail::wait_for<Status>([&](auto cb) { remote_.client().put_action(d, copy, std::move(cb)); });
           });
-          return Status{};
         }
-        if (Status u = remote_.client().put_action(d, bytes); !u.ok()) return upstream_write_error(u);
-        st.tier = Tier::kRemote;
+        return finish(op, std::move(s), done);
       }
-      return Status{};
-    });
+      auto p = detach(std::move(op), std::forward<Done>(done));
+      remote_.client().put_action(d, bytes, [this, p](Status u) {
+        resume(p, [&] {
+          if (!u.ok()) return upstream_write_error(u);
+          p->op.st.tier = Tier::kRemote;
+          return Status{};
+        });
+      });
+    }
+  }
+  Status put_action(const Digest& d, std::string_view bytes) {
+    return detail::wait_for<Status>([&](auto cb) { put_action(d, bytes, std::move(cb)); });
   }
 
  private:
+  using SmallFetch = Result<std::shared_ptr<const std::string>>;
+
   bool remote_on() {
     if constexpr (RemoteT::kEnabled) return remote_.active();
     return false;
@@ -313,22 +499,50 @@ class ProxyStore {
     return false;
   }
 
-  std::vector<Digest> missing(std::span<const Digest> ds, OpState& st) {
+  /// Runs `task` on the executor (with `tc` current), or here without one.
+  template <class F>
+  void dispatch(const TraceContext& tc, F&& task) {
+    Executor* e = nullptr;
+    if constexpr (RemoteT::kEnabled) e = exec_.load(std::memory_order_acquire);
+    if (e == nullptr) {
+      TraceContext::Scope scope(tc);
+      task();
+      return;
+    }
+    e->post(tc, std::forward<F>(task));
+  }
+
+  /// The presence check behind contains and find_missing; finishes `op` with `done(missing)`.
+  template <class Done>
+  void missing(Op&& op, std::span<const Digest> ds, Done&& done) {
     if constexpr (RemoteT::kEnabled) {
       if (remote_.active()) {
-        auto r = remote_.client().find_missing(ds);
-        if (r) {
-          st.tier = Tier::kRemote;
-          return std::move(*r);
-        }
-        count_upstream_error(r.error().code());
-        if (remote_.should_warn()) {
-          log::warn("upstream FindMissingBlobs failed: answering from the local tier",
-                    {{"upstream", std::string(remote_.client().target())}, {"error", r.error().to_string()}});
-        }
+        auto p = detach(std::move(op), std::forward<Done>(done));
+        auto asked = std::make_shared<std::vector<Digest>>(ds.begin(), ds.end());
+        remote_.client().find_missing(ds, [this, p, asked](Result<std::vector<Digest>> r) {
+          resume(p, [&]() -> std::vector<Digest> {
+            if (r) {
+              p->op.st.tier = Tier::kRemote;
+              p->op.st.missing = r->size();
+              return std::move(*r);
+            }
+            count_upstream_error(r.error().code());
+            if (remote_.should_warn()) {
+              log::warn("upstream FindMissingBlobs failed: answering from the local tier",
+                        {{"upstream", std::string(remote_.client().target())}, {"error", r.error().to_string()}});
+            }
+            // Index lookups in memory: fine on the client's thread.
+            auto out = local_.find_missing(*asked);
+            p->op.st.missing = out.size();
+            return out;
+          });
+        });
+        return;
       }
     }
-    return local_.find_missing(ds);
+    auto out = local_.find_missing(ds);
+    op.st.missing = out.size();
+    finish(op, std::move(out), done);
   }
 
   void count_upstream_error(Code c) {
@@ -349,112 +563,191 @@ class ProxyStore {
     return s;
   }
 
-  Result<std::shared_ptr<const std::string>> fetch_small(const Digest& d) {
+  /// The leader's fetch of a small blob: the upstream's bytes, verified and kept locally
+  /// on the executor, then `complete`.
+  void fetch_small(const Digest& d, std::function<void(SmallFetch)> complete) {
     if constexpr (RemoteT::kEnabled) {
-      auto data = remote_.client().get(d);
-      if (!data) return miss(d, data.error());
-      if (Status v = verify_blob(d, *data); !v.ok()) {
-        log::error("upstream returned wrong bytes: not stored, not served",
-                   {{"digest", fmt::format("{}", d)}, {"error", v.message()}});
-        return miss(d, Status(Code::kDataLoss, fmt::format("returned wrong bytes: {}", v.message())));
-      }
-      if (Status s = local_.put(d, *data); !s.ok()) {
-        log::warn("could not keep an upstream blob locally", {{"digest", fmt::format("{}", d)}, {"error", s.to_string()}});
-      }
-      return std::make_shared<const std::string>(std::move(*data));
+      TraceContext tc = TraceContext::current();
+      remote_.client().get(d, [this, d, tc, complete = std::move(complete)](Result<std::string> data) {
+        dispatch(tc, [this, d, complete, data = std::move(data)]() mutable {
+          if (!data) return complete(miss(d, data.error()));
+          if (Status v = verify_blob(d, *data); !v.ok()) {
+            log::error("upstream returned wrong bytes: not stored, not served",
+                       {{"digest", fmt::format("{}", d)}, {"error", v.message()}});
+            return complete(miss(d, Status(Code::kDataLoss, fmt::format("returned wrong bytes: {}", v.message()))));
+          }
+          if (Status s = local_.put(d, *data); !s.ok()) {
+            log::warn("could not keep an upstream blob locally",
+                      {{"digest", fmt::format("{}", d)}, {"error", s.to_string()}});
+          }
+          complete(std::make_shared<const std::string>(std::move(*data)));
+        });
+      });
     }
-    return error(Code::kNotFound, "blob {} not found", d);
   }
 
-  /// Streams the blob from upstream into the local tier; the local writer verifies it.
-  Status fetch_large(const Digest& d) {
+  /// The leader's fetch of a large blob: streamed from the upstream into a verifying local
+  /// writer, each chunk appended on the executor before the next is asked for.
+  void fetch_large(const Digest& d, std::function<void(Status)> complete) {
     if constexpr (RemoteT::kEnabled) {
       auto w = local_.open_write(d);
-      if (!w) return w.error();
-      const Status s = remote_.client().read(d, 0, [&](std::string_view chunk) { return w->append(chunk); });
-      if (!s.ok()) return miss(d, s);
-      if (Status c = w->commit(); !c.ok()) {
-        if (c.code() != Code::kInvalidArgument) return c;
-        log::error("upstream returned wrong bytes: not stored, not served",
-                   {{"digest", fmt::format("{}", d)}, {"error", c.message()}});
-        return miss(d, Status(Code::kDataLoss, fmt::format("returned wrong bytes: {}", c.message())));
-      }
+      if (!w) return complete(w.error());
+      auto writer = std::make_shared<typename LocalT::Writer>(std::move(*w));
+      TraceContext tc = TraceContext::current();
+      remote_.client().read(
+          d, 0,
+          [this, writer, tc](std::string chunk, Callback<Status> next) {
+            dispatch(tc, [writer, chunk = std::move(chunk), next = std::move(next)] { next(writer->append(chunk)); });
+          },
+          [this, d, writer, tc, complete = std::move(complete)](Status s) {
+            dispatch(tc, [this, d, writer, complete, s = std::move(s)] {
+              if (!s.ok()) return complete(miss(d, s));
+              if (Status c = writer->commit(); !c.ok()) {
+                if (c.code() != Code::kInvalidArgument) return complete(c);
+                log::error("upstream returned wrong bytes: not stored, not served",
+                           {{"digest", fmt::format("{}", d)}, {"error", c.message()}});
+                return complete(miss(d, Status(Code::kDataLoss, fmt::format("returned wrong bytes: {}", c.message()))));
+              }
+              complete(Status{});
+            });
+          });
     }
-    return {};
   }
 
   /// After a local write of `d` (with `data` when the caller has it in memory): upload it
   /// now (mode through; the upstream is then the tier that accepted it) or queue the
-  /// upload (mode back).
-  Status write_through(const Digest& d, std::string_view data, OpState& st) {
+  /// upload (mode back); finishes `op` with `done(status)`.
+  template <class Done>
+  void write_through(Op&& op, const Digest& d, std::string_view data, Done&& done) {
     if constexpr (RemoteT::kEnabled) {
-      if (!remote_.active()) return {};
       if (mode_back()) {
-        remote_.enqueue(fmt::format("blob {}", d), [this, d] { return upload_from_local(d); });
-        return {};
+        remote_.enqueue(fmt::format("blob {}", d), [this, d] {
+          return detail::wait_for<Status>([&](auto cb) { upload_from_local(d, std::move(cb)); });
+        });
+        return finish(op, Status{}, done);
       }
-      const Status u = data.size() == static_cast<std::uint64_t>(d.size) && !data.empty()
-                           ? remote_.client().put(d, data)
-                           : upload_from_local(d);
-      if (!u.ok()) return upstream_write_error(u);
-      st.tier = Tier::kRemote;
+      auto p = detach(std::move(op), std::forward<Done>(done));
+      auto landed = [this, p](Status u) {
+        resume(p, [&] {
+          if (!u.ok()) return upstream_write_error(u);
+          p->op.st.tier = Tier::kRemote;
+          return Status{};
+        });
+      };
+      if (data.size() == static_cast<std::uint64_t>(d.size) && !data.empty()) {
+        remote_.client().put(d, data, std::move(landed));
+      } else {
+        upload_from_local(d, std::move(landed));
+      }
+    } else {
+      finish(op, Status{}, done);
     }
-    return {};
   }
 
-  Status upload_from_local(const Digest& d) {
+  /// Uploads the local copy of `d`: by batch when small, streamed from disk when large.
+  /// Disk reads run on the executor.
+  void upload_from_local(const Digest& d, Callback<Status> done) {
     if constexpr (RemoteT::kEnabled) {
       auto& client = remote_.client();
+      const TraceContext tc = TraceContext::current();
       if (static_cast<std::uint64_t>(d.size) <= client.max_batch_bytes()) {
-        auto data = local_.get(d);
-        if (!data) return data.error();
-        return client.put(d, *data);
+        dispatch(tc, [this, d, done = std::move(done)] {
+          auto data = local_.get(d);
+          if (!data) return done(data.error());
+          remote_.client().put(d, *data, done);
+        });
+        return;
       }
-      return client.write(d, [this, d](std::uint64_t offset) -> Result<ChunkSource> {
-        auto r = local_.open_read(d, offset);
-        if (!r) return r.error();
-        auto reader = std::make_shared<Reader>(std::move(*r));
-        return ChunkSource([reader](std::span<char> buf) { return reader->read(buf); });
-      });
+      // One reader, reopened only when the upload restarts at another offset.
+      struct Cursor {
+        std::optional<Reader> reader;
+        std::uint64_t pos = 0;
+      };
+      auto cursor = std::make_shared<Cursor>();
+      client.write(
+          d,
+          [this, d, tc, cursor](std::uint64_t offset, std::size_t max, Callback<Result<std::string>> got) {
+            dispatch(tc, [this, d, cursor, offset, max, got = std::move(got)] {
+              if (!cursor->reader || cursor->pos != offset) {
+                auto r = local_.open_read(d, offset);
+                if (!r) return got(r.error());
+                cursor->reader.emplace(std::move(*r));
+                cursor->pos = offset;
+              }
+              std::string buf(max, '\0');
+              auto n = cursor->reader->read({buf.data(), buf.size()});
+              if (!n) return got(n.error());
+              buf.resize(*n);
+              cursor->pos += *n;
+              got(std::move(buf));
+            });
+          },
+          std::move(done));
     }
-    return {};
   }
 
   template <class R>
   static Status status_of(const R& result) {
     if constexpr (std::is_same_v<R, Status>) return result;
     else if constexpr (requires { result.status(); }) return result.status();
+    else if constexpr (requires { result.error(); }) return result ? Status{} : result.error();
     else return Status{};
   }
 
-  /// Runs a top-level operation `f(OpState&)` between begin and end of every policy.
-  template <class F>
-  auto observe(const OpInfo& info, F&& f) {
-    OpState st;
-    if constexpr (sizeof...(Instr) == 0) {
-      return f(st);
-    } else {
-      auto tokens = std::apply([&](auto&... i) { return std::tuple{i.begin(info)...}; }, instr_);
-      auto result = f(st);
-      Outcome o{.status = status_of(result), .tier = st.tier, .bytes = st.bytes, .missing = st.missing};
+  Tokens begin_tokens(const OpInfo& info) {
+    return std::apply([&](auto&... i) { return Tokens{i.begin(info)...}; }, instr_);
+  }
+  Op begin(const OpInfo& info) { return Op{begin_tokens(info), {}}; }
+
+  /// Ends `op` with `result`'s status and what the operation learnt.
+  template <class R>
+  void end(Op& op, const R& result) {
+    if constexpr (sizeof...(Instr) > 0) {
+      Outcome o{.status = status_of(result), .tier = op.st.tier, .bytes = op.st.bytes, .missing = op.st.missing};
       if (!o.status.ok()) o.tier = Tier::kNone;
+      end_all(op.tokens, o);
+    }
+  }
+  /// Ends `op`, then hands `result` to `done`.
+  template <class R, class Done>
+  void finish(Op& op, R&& result, Done& done) {
+    end(op, result);
+    done(std::forward<R>(result));
+  }
+
+  /// Moves a begun operation to the heap to finish it later; the thread's trace context
+  /// (with the operation's span current) goes with it.
+  template <class Done>
+  std::shared_ptr<Pending<std::decay_t<Done>>> detach(Op&& op, Done&& done) {
+    return std::make_shared<Pending<std::decay_t<Done>>>(
+        Pending<std::decay_t<Done>>{std::move(op), std::forward<Done>(done), TraceContext::current(), std::nullopt});
+  }
+  /// Finishes a detached operation with `produce()`'s result, in its trace context.
+  template <class P, class F>
+  void resume(const std::shared_ptr<P>& p, F&& produce) {
+    TraceContext::Scope scope(p->context);
+    auto result = produce();
+    end(p->op, result);
+    p->done(std::move(result));
+  }
+  template <class R>
+  void end_step(Tokens& tokens, const R& result, std::uint64_t bytes) {
+    if constexpr (sizeof...(Instr) > 0) {
+      Outcome o{.status = status_of(result), .tier = Tier::kRemote, .bytes = bytes};
       end_all(tokens, o);
-      return result;
     }
   }
 
-  /// Runs a nested step `f()` of the current operation; `bytes` is reported on success
-  /// (for reads, the size of what was read when it is known only after).
+  /// Runs a nested, local step `f()` of the current operation; `bytes` is reported on
+  /// success (for reads, the size of what was read when it is known only after).
   template <class F>
   auto step(const OpInfo& info, std::uint64_t bytes, F&& f) {
     if constexpr (sizeof...(Instr) == 0) {
       return f();
     } else {
-      auto tokens = std::apply([&](auto&... i) { return std::tuple{i.begin(info)...}; }, instr_);
+      auto tokens = begin_tokens(info);
       auto result = f();
-      Outcome o{.status = status_of(result),
-                .tier = info.op == StoreOp::kRemoteFetch ? Tier::kRemote : Tier::kLocal,
-                .bytes = bytes};
+      Outcome o{.status = status_of(result), .tier = Tier::kLocal, .bytes = bytes};
       if constexpr (requires { result->size(); }) {
         if (result && o.bytes == 0) o.bytes = result->size();
       }
@@ -463,7 +756,6 @@ class ProxyStore {
     }
   }
 
-  template <class Tokens>
   void end_all(Tokens& tokens, const Outcome& o) {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
       (std::get<I>(instr_).end(std::get<I>(tokens), o), ...);
@@ -482,6 +774,9 @@ class ProxyStore {
   LocalT local_;
   [[no_unique_address]] RemoteT remote_;
   [[no_unique_address]] std::tuple<Instr...> instr_;
+  /// Only a store with a remote tier has work to post (no bytes without one).
+  struct NoExecutor {};
+  [[no_unique_address]] std::conditional_t<RemoteT::kEnabled, std::atomic<Executor*>, NoExecutor> exec_{};
 };
 
 }  // namespace gorego
