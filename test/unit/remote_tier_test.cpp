@@ -76,7 +76,7 @@ TEST_CASE("Remote tier: concurrent misses of one digest cost one upstream fetch"
     readers.emplace_back([&] { correct += read_all(*s.store, d) == blob ? 1 : 0; });
   }
   // Let every reader reach the flight before the leader's fetch may complete.
-  while (s.store->remote().large_fetches().followers() < 19) std::this_thread::yield();
+  while (s.store->large_fetches().followers() < 19) std::this_thread::yield();
   s.client->open_gate();
   for (auto& t : readers) t.join();
   CHECK(correct == 20);
@@ -90,7 +90,7 @@ TEST_CASE("Remote tier: followers of a failed fetch get the same error", "[remot
   std::vector<Result<std::string>> results(5, Result<std::string>(error(Code::kUnknown, "unset")));
   std::vector<std::thread> readers;
   for (int i = 0; i < 5; ++i) readers.emplace_back([&, i] { results[i] = s.store->get(d); });
-  while (s.store->remote().small_fetches().followers() < 4) std::this_thread::yield();
+  while (s.store->small_fetches().followers() < 4) std::this_thread::yield();
   s.client->open_gate();
   for (auto& t : readers) t.join();
   for (const auto& r : results) {

@@ -1,20 +1,22 @@
 #pragma once
 /// ProxyStore<LocalT, RemoteT, Instrumentation...>: the store the gRPC services talk to.
 ///
-/// It composes a local tier, a remote tier and any number of instrumentation policies.
-/// With `NoRemote`, or a Remote that is not connected, every operation goes to the local
-/// tier. With a connected Remote (DESIGN.md, capability 2):
+/// It composes a local tier, the tiers behind it (`NoRemote`, one `Remote<Client>`, or a
+/// chain `Tiers<...>`, in read order) and any number of instrumentation policies. With no
+/// tier connected, every operation goes to the local tier. With a connected one (DESIGN.md,
+/// capability 2; "the upstream" below is the first active authority of the chain):
 /// - FindMissingBlobs is answered by the upstream, the authority, so a blob held only
 ///   locally is still reported missing and the client uploads it; if the upstream cannot
 ///   be asked, the local tier answers (degraded, logged).
 /// - Reads are served locally when present; a miss is fetched from the upstream once for
 ///   all concurrent callers (singleflight), verified while it is written to the local tier,
-///   and then served from there. Large blobs stream to disk, never whole into memory.
+///   and then served from there; a chain is read in order, each tier's miss or failure
+///   passing to the next. Large blobs stream to disk, never whole into memory.
 ///   Any read-through failure (upstream miss, unreachable, wrong bytes) is a NOT_FOUND to
 ///   the caller, naming the upstream's error: clients treat it as a cache miss.
-/// - Uploads land locally and upstream: mode `through` acknowledges once the upstream
-///   accepted (its error is returned otherwise), mode `back` once the local tier stored it,
-///   queueing the upstream upload. ActionCache updates follow the same mode.
+/// - Uploads land locally and in every connected tier, each per its mode: `through`
+///   acknowledges once the tier accepted (its error is returned otherwise), `back` once the
+///   local tier stored it, queueing the tier's upload. ActionCache updates do the same.
 ///
 /// Every operation comes in two forms. The continuation form, `op(args..., done)`, is what
 /// the services use: `done(result)` runs exactly once, before the call returns when the
@@ -57,6 +59,8 @@
 #include <gorego/hash/sha256.hpp>
 #include <gorego/store/no_remote.hpp>
 #include <gorego/store/remote.hpp>
+#include <gorego/store/singleflight.hpp>
+#include <gorego/store/tiers.hpp>
 
 namespace gorego {
 
@@ -106,6 +110,21 @@ class SpanKeeper {
 
  private:
   TraceContext::SpanId saved_;
+};
+
+/// Stands in for members a store without tiers does not need (one type per member, so
+/// that they take no space together).
+template <int N>
+struct Nothing {};
+
+/// How many tiers a ProxyStore's RemoteT puts behind the local one.
+template <class R>
+struct ChainSize {
+  static constexpr std::size_t value = R::kEnabled ? 1 : 0;
+};
+template <TierChain R>
+struct ChainSize<R> {
+  static constexpr std::size_t value = std::tuple_size_v<decltype(std::declval<R&>().tiers())>;
 };
 
 }  // namespace detail
@@ -162,7 +181,7 @@ class ProxyStore {
       Status s = owner_->step({.op = StoreOp::kLocalWrite, .digest = &digest_}, op.st.bytes,
                               [&] { return inner_.commit(); });
       if (!s.ok() || !owner_->remote_on()) return owner_->finish(op, std::move(s), done);
-      owner_->write_through(std::move(op), digest_, {}, std::forward<Done>(done));
+      owner_->write_through(std::move(op), digest_, {}, /*local_ok=*/true, std::forward<Done>(done));
     }
     Status commit() {
       return detail::wait_for<Status>([&](auto cb) { commit(std::move(cb)); });
@@ -204,6 +223,25 @@ class ProxyStore {
 
   LocalT& local() { return local_; }
   RemoteT& remote() { return remote_; }
+  /// Calls `f(tier)` for every enabled tier, in read order (metrics, health, shutdown).
+  template <class F>
+  void for_each_tier(F&& f) {
+    auto c = chain();
+    std::apply([&](auto&... t) { (each_enabled(t, f), ...); }, c);
+  }
+  /// Whether any tier behind the local one is connected.
+  bool tiers_active() { return remote_on(); }
+  /// The read-through flights: whole blobs (get) and streamed ones (open_read).
+  auto& small_fetches()
+    requires RemoteT::kEnabled
+  {
+    return small_;
+  }
+  auto& large_fetches()
+    requires RemoteT::kEnabled
+  {
+    return large_;
+  }
   template <class I>
   I& instrumentation() {
     return std::get<I>(instr_);
@@ -248,13 +286,8 @@ class ProxyStore {
   void find_unavailable(std::span<const Digest> ds, Done&& done) {
     std::vector<Digest> out = local_.find_missing(ds);
     if (out.empty() || !remote_on()) return done(std::move(out));
-    if constexpr (RemoteT::kEnabled) {
-      auto shared = std::make_shared<std::vector<Digest>>(std::move(out));
-      remote_.client().find_missing(
-          *shared, [shared, done = std::forward<Done>(done)](Result<std::vector<Digest>> r) mutable {
-            done(r ? std::move(*r) : std::move(*shared));
-          });
-    }
+    unavailable_from<0>(std::make_shared<std::vector<Digest>>(std::move(out)),
+                        Callback<std::vector<Digest>>(std::forward<Done>(done)));
   }
   std::vector<Digest> find_unavailable(std::span<const Digest> ds) {
     return detail::wait_for<std::vector<Digest>>([&](auto cb) { find_unavailable(ds, std::move(cb)); });
@@ -273,8 +306,8 @@ class ProxyStore {
     if constexpr (RemoteT::kEnabled) {
       auto p = detach(std::move(op), std::forward<Done>(done));
       p->step = begin_tokens({.op = StoreOp::kRemoteFetch, .digest = &d});
-      remote_.small_fetches().run(
-          d, [this, d](auto complete) { fetch_small(d, std::move(complete)); },
+      small_.run(
+          d, [this, d](auto complete) { fetch_small_from<0>(d, Status{}, std::move(complete)); },
           [this, p, d](const SmallFetch& shared) {
             resume(p, [&]() -> Result<std::string> {
               end_step(*p->step, shared, static_cast<std::uint64_t>(d.size));
@@ -325,8 +358,8 @@ class ProxyStore {
     if constexpr (RemoteT::kEnabled) {
       auto p = detach(std::move(op), std::forward<Done>(done));
       p->step = begin_tokens({.op = StoreOp::kRemoteFetch, .digest = &d});
-      remote_.large_fetches().run(
-          d, [this, d](auto complete) { fetch_large(d, std::move(complete)); },
+      large_.run(
+          d, [this, d](auto complete) { fetch_large_from<0>(d, Status{}, std::move(complete)); },
           [this, p, d, offset, size](const Status& s) {
             // Runs where the fetch landed: an executor thread, or the caller's in tests.
             resume(p, [&]() -> Result<Reader> {
@@ -353,24 +386,20 @@ class ProxyStore {
     if constexpr (RemoteT::kEnabled) {
       auto p = detach(std::move(op), std::forward<Done>(done));
       p->step = begin_tokens({.op = StoreOp::kRemoteFetch, .digest = &d});
-      remote_.client().get_action(d, [this, p, d](Result<std::string> up) {
-        // Keeping it locally writes the ActionCache log: not on the client's thread.
-        dispatch(p->context, [this, p, d, up = std::move(up)]() mutable {
-          resume(p, [&]() -> Result<std::string> {
-            end_step(*p->step, up, 0);
-            if (!up) {
-              if (up.error().code() != Code::kNotFound) count_upstream_error(up.error().code());
-              return error(Code::kNotFound, "action {} not in the action cache (upstream: {})", d,
-                           up.error().message());
-            }
-            p->op.st.tier = Tier::kRemote;
-            p->op.st.bytes = up->size();
-            if (Status s = local_.put_action(d, *up); !s.ok()) {
-              log::warn("could not keep an upstream action result locally",
-                        {{"action", fmt::format("{}", d)}, {"error", s.to_string()}});
-            }
-            return std::move(up);
-          });
+      action_from<0>(d, Status{}, [this, p, d](Result<std::string> up) {
+        // Runs on the executor: keeping it locally writes the ActionCache log.
+        resume(p, [&]() -> Result<std::string> {
+          end_step(*p->step, up, 0);
+          if (!up) {
+            return error(Code::kNotFound, "action {} not in the action cache (upstream: {})", d, up.error().message());
+          }
+          p->op.st.tier = Tier::kRemote;
+          p->op.st.bytes = up->size();
+          if (Status s = local_.put_action(d, *up); !s.ok()) {
+            log::warn("could not keep an upstream action result locally",
+                      {{"action", fmt::format("{}", d)}, {"error", s.to_string()}});
+          }
+          return std::move(up);
         });
       });
     }
@@ -404,8 +433,8 @@ class ProxyStore {
     op.st.bytes = data.size();
     Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, data.size(), [&] { return local_.put(d, data); });
     if (!remote_on() || s.code() == Code::kInvalidArgument) return finish(op, std::move(s), done);
-    if (!s.ok() && mode_back()) return finish(op, std::move(s), done);  // nothing to acknowledge on
-    write_through(std::move(op), d, data, std::forward<Done>(done));
+    if (!s.ok() && !any_through()) return finish(op, std::move(s), done);  // nothing to acknowledge on
+    write_through(std::move(op), d, data, s.ok(), std::forward<Done>(done));
   }
   Status put(const Digest& d, std::string_view data) {
     return detail::wait_for<Status>([&](auto cb) { put(d, data, std::move(cb)); });
@@ -464,24 +493,16 @@ class ProxyStore {
     Status s = step({.op = StoreOp::kLocalWrite, .digest = &d}, bytes.size(),
                     [&] { return local_.put_action(d, bytes); });
     if (!remote_on()) return finish(op, std::move(s), done);
-    if constexpr (RemoteT::kEnabled) {
-      if (mode_back()) {
-        if (s.ok()) {
-          remote_.enqueue(fmt::format("action {}", d), [this, d, copy = std::string(bytes)] {
-            return detail::wait_for<Status>([&](auto cb) { remote_.client().put_action(d, copy, std::move(cb)); });
+    if (!s.ok() && !any_through()) return finish(op, std::move(s), done);
+    fan_out(
+        std::move(op), std::forward<Done>(done),
+        [&, d](auto& t, Callback<Status> landed) { t.client().put_action(d, bytes, std::move(landed)); },
+        [&, d](auto& t) {
+          if (!s.ok()) return;  // a queued upload would have nothing to send
+          t.enqueue(fmt::format("action {}", d), [&t, d, copy = std::string(bytes)] {
+            return detail::wait_for<Status>([&](auto cb) { t.client().put_action(d, copy, std::move(cb)); });
           });
-        }
-        return finish(op, std::move(s), done);
-      }
-      auto p = detach(std::move(op), std::forward<Done>(done));
-      remote_.client().put_action(d, bytes, [this, p](Status u) {
-        resume(p, [&] {
-          if (!u.ok()) return upstream_write_error(u);
-          p->op.st.tier = Tier::kRemote;
-          return Status{};
         });
-      });
-    }
   }
   Status put_action(const Digest& d, std::string_view bytes) {
     return detail::wait_for<Status>([&](auto cb) { put_action(d, bytes, std::move(cb)); });
@@ -489,14 +510,34 @@ class ProxyStore {
 
  private:
   using SmallFetch = Result<std::shared_ptr<const std::string>>;
+  static constexpr std::size_t kTiers = detail::ChainSize<RemoteT>::value;
+
+  /// The tiers behind the local one, in read order, as a tuple of references.
+  auto chain() {
+    if constexpr (TierChain<RemoteT>) return remote_.tiers();
+    else if constexpr (RemoteT::kEnabled) return std::tie(remote_);
+    else return std::tuple<>{};
+  }
+  template <std::size_t I>
+  auto& tier() {
+    if constexpr (TierChain<RemoteT>) return remote_.template get<I>();
+    else return remote_;
+  }
+  template <class T, class F>
+  static void each_enabled(T& t, F& f) {
+    if constexpr (T::kEnabled) f(t);
+  }
 
   bool remote_on() {
-    if constexpr (RemoteT::kEnabled) return remote_.active();
-    return false;
+    bool on = false;
+    for_each_tier([&](auto& t) { on = on || t.active(); });
+    return on;
   }
-  bool mode_back() {
-    if constexpr (RemoteT::kEnabled) return remote_.mode() == WriteMode::kBack;
-    return false;
+  /// Whether a connected tier acknowledges writes only once it accepted them.
+  bool any_through() {
+    bool through = false;
+    for_each_tier([&](auto& t) { through = through || (t.active() && t.mode() == WriteMode::kThrough); });
+    return through;
   }
 
   /// Runs `task` on the executor (with `tc` current), or here without one.
@@ -513,177 +554,282 @@ class ProxyStore {
   }
 
   /// The presence check behind contains and find_missing; finishes `op` with `done(missing)`.
+  /// The first active authority of the chain answers; with none, or when it cannot be
+  /// asked, the local tier does (degraded, logged).
   template <class Done>
   void missing(Op&& op, std::span<const Digest> ds, Done&& done) {
     if constexpr (RemoteT::kEnabled) {
-      if (remote_.active()) {
+      bool asked = false;
+      for_each_tier([&](auto& t) {
+        if (asked || !t.active() || !t.authority()) return;
+        asked = true;
         auto p = detach(std::move(op), std::forward<Done>(done));
-        auto asked = std::make_shared<std::vector<Digest>>(ds.begin(), ds.end());
-        remote_.client().find_missing(ds, [this, p, asked](Result<std::vector<Digest>> r) {
+        auto keep = std::make_shared<std::vector<Digest>>(ds.begin(), ds.end());
+        t.client().find_missing(ds, [this, &t, p, keep](Result<std::vector<Digest>> r) {
           resume(p, [&]() -> std::vector<Digest> {
             if (r) {
               p->op.st.tier = Tier::kRemote;
               p->op.st.missing = r->size();
               return std::move(*r);
             }
-            count_upstream_error(r.error().code());
-            if (remote_.should_warn()) {
+            t.stats().count_error(r.error().code());
+            if (t.should_warn()) {
               log::warn("upstream FindMissingBlobs failed: answering from the local tier",
-                        {{"upstream", std::string(remote_.client().target())}, {"error", r.error().to_string()}});
+                        {{"upstream", std::string(t.client().target())}, {"error", r.error().to_string()}});
             }
             // Index lookups in memory: fine on the client's thread.
-            auto out = local_.find_missing(*asked);
+            auto out = local_.find_missing(*keep);
             p->op.st.missing = out.size();
             return out;
           });
         });
-        return;
-      }
+      });
+      if (asked) return;
     }
     auto out = local_.find_missing(ds);
     op.st.missing = out.size();
     finish(op, std::move(out), done);
   }
 
-  void count_upstream_error(Code c) {
-    if constexpr (RemoteT::kEnabled) remote_.stats().count_error(c);
-  }
-
-  /// A read-through failure, as the caller sees it: a miss naming the upstream's error.
-  Status miss(const Digest& d, const Status& upstream) {
-    if (upstream.code() != Code::kNotFound) count_upstream_error(upstream.code());
-    return error(Code::kNotFound, "blob {} not found (upstream: {})", d, upstream.message());
-  }
-
-  Status upstream_write_error(const Status& s) {
-    count_upstream_error(s.code());
-    if constexpr (RemoteT::kEnabled) {
-      return error(s.code(), "upstream did not accept the upload: {}", s.message());
-    }
-    return s;
-  }
-
-  /// The leader's fetch of a small blob: the upstream's bytes, verified and kept locally
-  /// on the executor, then `complete`.
-  void fetch_small(const Digest& d, std::function<void(SmallFetch)> complete) {
-    if constexpr (RemoteT::kEnabled) {
-      TraceContext tc = TraceContext::current();
-      remote_.client().get(d, [this, d, tc, complete = std::move(complete)](Result<std::string> data) {
-        dispatch(tc, [this, d, complete, data = std::move(data)]() mutable {
-          if (!data) return complete(miss(d, data.error()));
-          if (Status v = verify_blob(d, *data); !v.ok()) {
-            log::error("upstream returned wrong bytes: not stored, not served",
-                       {{"digest", fmt::format("{}", d)}, {"error", v.message()}});
-            return complete(miss(d, Status(Code::kDataLoss, fmt::format("returned wrong bytes: {}", v.message()))));
-          }
-          if (Status s = local_.put(d, *data); !s.ok()) {
-            log::warn("could not keep an upstream blob locally",
-                      {{"digest", fmt::format("{}", d)}, {"error", s.to_string()}});
-          }
-          complete(std::make_shared<const std::string>(std::move(*data)));
+  /// Asks tier I on, in order, which of `left` it cannot serve either; `done(still missing)`.
+  template <std::size_t I>
+  void unavailable_from(std::shared_ptr<std::vector<Digest>> left, Callback<std::vector<Digest>> done) {
+    if constexpr (I == kTiers) {
+      done(std::move(*left));
+    } else {
+      auto& t = tier<I>();
+      using T = std::remove_cvref_t<decltype(t)>;
+      if constexpr (!T::kEnabled) {
+        unavailable_from<I + 1>(std::move(left), std::move(done));
+      } else {
+        if (left->empty() || !t.active()) return unavailable_from<I + 1>(std::move(left), std::move(done));
+        t.client().find_missing(*left, [this, left, done = std::move(done)](Result<std::vector<Digest>> r) mutable {
+          if (r) *left = std::move(*r);
+          unavailable_from<I + 1>(std::move(left), std::move(done));
         });
-      });
-    }
-  }
-
-  /// The leader's fetch of a large blob: streamed from the upstream into a verifying local
-  /// writer, each chunk appended on the executor before the next is asked for.
-  void fetch_large(const Digest& d, std::function<void(Status)> complete) {
-    if constexpr (RemoteT::kEnabled) {
-      auto w = local_.open_write(d);
-      if (!w) return complete(w.error());
-      auto writer = std::make_shared<typename LocalT::Writer>(std::move(*w));
-      TraceContext tc = TraceContext::current();
-      remote_.client().read(
-          d, 0,
-          [this, writer, tc](std::string chunk, Callback<Status> next) {
-            dispatch(tc, [writer, chunk = std::move(chunk), next = std::move(next)] { next(writer->append(chunk)); });
-          },
-          [this, d, writer, tc, complete = std::move(complete)](Status s) {
-            dispatch(tc, [this, d, writer, complete, s = std::move(s)] {
-              if (!s.ok()) return complete(miss(d, s));
-              if (Status c = writer->commit(); !c.ok()) {
-                if (c.code() != Code::kInvalidArgument) return complete(c);
-                log::error("upstream returned wrong bytes: not stored, not served",
-                           {{"digest", fmt::format("{}", d)}, {"error", c.message()}});
-                return complete(miss(d, Status(Code::kDataLoss, fmt::format("returned wrong bytes: {}", c.message()))));
-              }
-              complete(Status{});
-            });
-          });
-    }
-  }
-
-  /// After a local write of `d` (with `data` when the caller has it in memory): upload it
-  /// now (mode through; the upstream is then the tier that accepted it) or queue the
-  /// upload (mode back); finishes `op` with `done(status)`.
-  template <class Done>
-  void write_through(Op&& op, const Digest& d, std::string_view data, Done&& done) {
-    if constexpr (RemoteT::kEnabled) {
-      if (mode_back()) {
-        remote_.enqueue(fmt::format("blob {}", d), [this, d] {
-          return detail::wait_for<Status>([&](auto cb) { upload_from_local(d, std::move(cb)); });
-        });
-        return finish(op, Status{}, done);
       }
-      auto p = detach(std::move(op), std::forward<Done>(done));
-      auto landed = [this, p](Status u) {
+    }
+  }
+
+  /// A read-through failure, as the caller sees it: a miss naming the last tier's error.
+  static Status miss(const Digest& d, const Status& last) {
+    return error(Code::kNotFound, "blob {} not found (upstream: {})", d, last.ok() ? "no tier connected" : last.message());
+  }
+  /// Counts a tier's failure (a miss is an answer, not a failure).
+  template <class T>
+  static void count(T& t, const Status& s) {
+    if (s.code() != Code::kNotFound) t.stats().count_error(s.code());
+  }
+
+  /// The leader's fetch of a small blob, from tier I on: its bytes, verified and kept
+  /// locally on the executor, then `complete`. A tier's miss, failure or wrong bytes pass
+  /// the fetch to the next tier.
+  template <std::size_t I>
+  void fetch_small_from(const Digest& d, Status last, std::function<void(SmallFetch)> complete) {
+    if constexpr (I == kTiers) {
+      complete(miss(d, last));
+    } else {
+      auto& t = tier<I>();
+      using T = std::remove_cvref_t<decltype(t)>;
+      if constexpr (!T::kEnabled) {
+        fetch_small_from<I + 1>(d, std::move(last), std::move(complete));
+      } else {
+        if (!t.active()) return fetch_small_from<I + 1>(d, std::move(last), std::move(complete));
+        TraceContext tc = TraceContext::current();
+        t.client().get(d, [this, &t, d, tc, complete = std::move(complete)](Result<std::string> data) {
+          dispatch(tc, [this, &t, d, complete, data = std::move(data)]() mutable {
+            if (!data) {
+              count(t, data.error());
+              return fetch_small_from<I + 1>(d, data.error(), std::move(complete));
+            }
+            if (Status v = verify_blob(d, *data); !v.ok()) {
+              log::error("upstream returned wrong bytes: not stored, not served",
+                         {{"digest", fmt::format("{}", d)}, {"upstream", std::string(t.client().target())},
+                          {"error", v.message()}});
+              Status wrong(Code::kDataLoss, fmt::format("returned wrong bytes: {}", v.message()));
+              count(t, wrong);
+              return fetch_small_from<I + 1>(d, std::move(wrong), std::move(complete));
+            }
+            if (Status s = local_.put(d, *data); !s.ok()) {
+              log::warn("could not keep an upstream blob locally",
+                        {{"digest", fmt::format("{}", d)}, {"error", s.to_string()}});
+            }
+            complete(std::make_shared<const std::string>(std::move(*data)));
+          });
+        });
+      }
+    }
+  }
+
+  /// The leader's fetch of a large blob, from tier I on: streamed into a verifying local
+  /// writer, each chunk appended on the executor before the next is asked for. A tier's
+  /// miss, failure or wrong bytes discard its partial copy and pass to the next tier.
+  template <std::size_t I>
+  void fetch_large_from(const Digest& d, Status last, std::function<void(Status)> complete) {
+    if constexpr (I == kTiers) {
+      complete(miss(d, last));
+    } else {
+      auto& t = tier<I>();
+      using T = std::remove_cvref_t<decltype(t)>;
+      if constexpr (!T::kEnabled) {
+        fetch_large_from<I + 1>(d, std::move(last), std::move(complete));
+      } else {
+        if (!t.active()) return fetch_large_from<I + 1>(d, std::move(last), std::move(complete));
+        auto w = local_.open_write(d);
+        if (!w) return complete(w.error());
+        auto writer = std::make_shared<typename LocalT::Writer>(std::move(*w));
+        TraceContext tc = TraceContext::current();
+        t.client().read(
+            d, 0,
+            [this, writer, tc](std::string chunk, Callback<Status> next) {
+              dispatch(tc, [writer, chunk = std::move(chunk), next = std::move(next)] { next(writer->append(chunk)); });
+            },
+            [this, &t, d, writer, tc, complete = std::move(complete)](Status s) mutable {
+              dispatch(tc, [this, &t, d, writer, complete = std::move(complete), s = std::move(s)]() mutable {
+                if (!s.ok()) {
+                  count(t, s);
+                  return fetch_large_from<I + 1>(d, std::move(s), std::move(complete));
+                }
+                if (Status c = writer->commit(); !c.ok()) {
+                  if (c.code() != Code::kInvalidArgument) return complete(c);  // a local failure
+                  log::error("upstream returned wrong bytes: not stored, not served",
+                             {{"digest", fmt::format("{}", d)}, {"upstream", std::string(t.client().target())},
+                              {"error", c.message()}});
+                  Status wrong(Code::kDataLoss, fmt::format("returned wrong bytes: {}", c.message()));
+                  count(t, wrong);
+                  return fetch_large_from<I + 1>(d, std::move(wrong), std::move(complete));
+                }
+                complete(Status{});
+              });
+            });
+      }
+    }
+  }
+
+  /// The ActionResult of `d` from tier I on; `done` runs on the executor.
+  template <std::size_t I>
+  void action_from(const Digest& d, Status last, Callback<Result<std::string>> done) {
+    if constexpr (I == kTiers) {
+      if (last.ok()) last = error(Code::kNotFound, "action {}: no tier connected", d);
+      dispatch(TraceContext::current(), [done = std::move(done), last = std::move(last)] { done(last); });
+    } else {
+      auto& t = tier<I>();
+      using T = std::remove_cvref_t<decltype(t)>;
+      if constexpr (!T::kEnabled) {
+        action_from<I + 1>(d, std::move(last), std::move(done));
+      } else {
+        if (!t.active()) return action_from<I + 1>(d, std::move(last), std::move(done));
+        TraceContext tc = TraceContext::current();
+        t.client().get_action(d, [this, &t, d, tc, done = std::move(done)](Result<std::string> up) mutable {
+          if (up) return dispatch(tc, [done = std::move(done), up = std::move(up)]() mutable { done(std::move(up)); });
+          count(t, up.error());
+          TraceContext::Scope scope(tc);
+          action_from<I + 1>(d, up.error(), std::move(done));
+        });
+      }
+    }
+  }
+
+  /// Sends a write to every connected tier, each per its mode: `send(tier, landed)` for
+  /// tiers in mode through (acknowledged when all landed; the first error wins), `queue(tier)`
+  /// for tiers in mode back. Finishes `op` with `done(status)`.
+  template <class Done, class Send, class Queue>
+  void fan_out(Op&& op, Done&& done, Send&& send, Queue&& queue) {
+    std::size_t through = 0;
+    for_each_tier([&](auto& t) {
+      if (t.active() && t.mode() == WriteMode::kThrough) ++through;
+    });
+    for_each_tier([&](auto& t) {
+      if (t.active() && t.mode() == WriteMode::kBack) queue(t);
+    });
+    if (through == 0) return finish(op, Status{}, done);
+    auto p = detach(std::move(op), std::forward<Done>(done));
+    struct Acks {
+      explicit Acks(std::size_t n) : left(n) {}
+      std::atomic<std::size_t> left;
+      std::mutex mu;
+      std::optional<Status> failed;
+    };
+    auto acks = std::make_shared<Acks>(through);
+    for_each_tier([&](auto& t) {
+      if (!t.active() || t.mode() != WriteMode::kThrough) return;
+      send(t, [this, &t, p, acks](Status u) {
+        if (!u.ok()) {
+          t.stats().count_error(u.code());
+          std::lock_guard lock(acks->mu);
+          if (!acks->failed) acks->failed = std::move(u);
+        }
+        if (acks->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
         resume(p, [&] {
-          if (!u.ok()) return upstream_write_error(u);
+          if (acks->failed) {
+            return error(acks->failed->code(), "upstream did not accept the upload: {}", acks->failed->message());
+          }
           p->op.st.tier = Tier::kRemote;
           return Status{};
         });
-      };
-      if (data.size() == static_cast<std::uint64_t>(d.size) && !data.empty()) {
-        remote_.client().put(d, data, std::move(landed));
-      } else {
-        upload_from_local(d, std::move(landed));
-      }
-    } else {
-      finish(op, Status{}, done);
-    }
+      });
+    });
   }
 
-  /// Uploads the local copy of `d`: by batch when small, streamed from disk when large.
-  /// Disk reads run on the executor.
-  void upload_from_local(const Digest& d, Callback<Status> done) {
-    if constexpr (RemoteT::kEnabled) {
-      auto& client = remote_.client();
-      const TraceContext tc = TraceContext::current();
-      if (static_cast<std::uint64_t>(d.size) <= client.max_batch_bytes()) {
-        dispatch(tc, [this, d, done = std::move(done)] {
-          auto data = local_.get(d);
-          if (!data) return done(data.error());
-          remote_.client().put(d, *data, done);
+  /// After a local write of `d` (`local_ok`: it succeeded; with `data` when the caller has
+  /// it in memory): upload it to the tiers in mode through now, queue it for those in mode
+  /// back; finishes `op` with `done(status)`.
+  template <class Done>
+  void write_through(Op&& op, const Digest& d, std::string_view data, bool local_ok, Done&& done) {
+    const bool in_memory = data.size() == static_cast<std::uint64_t>(d.size) && !data.empty();
+    fan_out(
+        std::move(op), std::forward<Done>(done),
+        [&, d](auto& t, Callback<Status> landed) {
+          if (in_memory) return t.client().put(d, data, std::move(landed));
+          upload_from_local(t, d, std::move(landed));
+        },
+        [&, d](auto& t) {
+          if (!local_ok) return;  // a queued upload would have nothing to send
+          t.enqueue(fmt::format("blob {}", d), [this, &t, d] {
+            return detail::wait_for<Status>([&](auto cb) { upload_from_local(t, d, std::move(cb)); });
+          });
         });
-        return;
-      }
-      // One reader, reopened only when the upload restarts at another offset.
-      struct Cursor {
-        std::optional<Reader> reader;
-        std::uint64_t pos = 0;
-      };
-      auto cursor = std::make_shared<Cursor>();
-      client.write(
-          d,
-          [this, d, tc, cursor](std::uint64_t offset, std::size_t max, Callback<Result<std::string>> got) {
-            dispatch(tc, [this, d, cursor, offset, max, got = std::move(got)] {
-              if (!cursor->reader || cursor->pos != offset) {
-                auto r = local_.open_read(d, offset);
-                if (!r) return got(r.error());
-                cursor->reader.emplace(std::move(*r));
-                cursor->pos = offset;
-              }
-              std::string buf(max, '\0');
-              auto n = cursor->reader->read({buf.data(), buf.size()});
-              if (!n) return got(n.error());
-              buf.resize(*n);
-              cursor->pos += *n;
-              got(std::move(buf));
-            });
-          },
-          std::move(done));
+  }
+
+  /// Uploads the local copy of `d` to tier `t`: by batch when small, streamed from disk when
+  /// large. Disk reads run on the executor.
+  template <class T>
+  void upload_from_local(T& t, const Digest& d, Callback<Status> done) {
+    auto& client = t.client();
+    const TraceContext tc = TraceContext::current();
+    if (static_cast<std::uint64_t>(d.size) <= client.max_batch_bytes()) {
+      dispatch(tc, [this, &client, d, done = std::move(done)] {
+        auto data = local_.get(d);
+        if (!data) return done(data.error());
+        client.put(d, *data, done);
+      });
+      return;
     }
+    // One reader, reopened only when the upload restarts at another offset.
+    struct Cursor {
+      std::optional<Reader> reader;
+      std::uint64_t pos = 0;
+    };
+    auto cursor = std::make_shared<Cursor>();
+    client.write(
+        d,
+        [this, d, tc, cursor](std::uint64_t offset, std::size_t max, Callback<Result<std::string>> got) {
+          dispatch(tc, [this, d, cursor, offset, max, got = std::move(got)] {
+            if (!cursor->reader || cursor->pos != offset) {
+              auto r = local_.open_read(d, offset);
+              if (!r) return got(r.error());
+              cursor->reader.emplace(std::move(*r));
+              cursor->pos = offset;
+            }
+            std::string buf(max, '\0');
+            auto n = cursor->reader->read({buf.data(), buf.size()});
+            if (!n) return got(n.error());
+            buf.resize(*n);
+            cursor->pos += *n;
+            got(std::move(buf));
+          });
+        },
+        std::move(done));
   }
 
   template <class R>
@@ -773,10 +919,13 @@ class ProxyStore {
 
   LocalT local_;
   [[no_unique_address]] RemoteT remote_;
+  template <class T, int N>
+  using IfTiers = std::conditional_t<RemoteT::kEnabled, T, detail::Nothing<N>>;
+  [[no_unique_address]] IfTiers<Singleflight<Digest, SmallFetch>, 0> small_;
+  [[no_unique_address]] IfTiers<Singleflight<Digest, Status>, 1> large_;
   [[no_unique_address]] std::tuple<Instr...> instr_;
-  /// Only a store with a remote tier has work to post (no bytes without one).
-  struct NoExecutor {};
-  [[no_unique_address]] std::conditional_t<RemoteT::kEnabled, std::atomic<Executor*>, NoExecutor> exec_{};
+  /// Only a store with a tier behind the local one has work to post (no bytes without one).
+  [[no_unique_address]] IfTiers<std::atomic<Executor*>, 2> exec_{};
 };
 
 }  // namespace gorego

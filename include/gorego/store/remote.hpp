@@ -1,11 +1,13 @@
 #pragma once
-/// Remote<Client>: the backing-cache tier of a ProxyStore.
+/// Remote<Client>: a tier of a ProxyStore reached through a RemoteClient (the backing
+/// cache, or, with `authority = false`, a cache that holds only part of the keyspace).
 ///
 /// Holds the client (absent until `connect`, so one binary serves with or without an
-/// upstream), the write mode, the singleflight groups that make N concurrent misses of one
-/// digest cost one upstream fetch, and the bounded write-back queue of mode `back`.
-/// The read-through and write-through logic lives in ProxyStore, which sees both tiers.
-/// Thread safety: every member may be called concurrently.
+/// upstream), the write mode, whether it is the authority for presence, its counters and
+/// the bounded write-back queue of mode `back`. The read-through and write-through logic
+/// (and the singleflight that makes N concurrent misses of one digest cost one fetch)
+/// lives in ProxyStore, which sees every tier. Thread safety: every member may be called
+/// concurrently.
 ///
 ///   Remote<Reapi> remote;
 ///   remote.connect(std::move(*Reapi::connect(opts)), {.mode = WriteMode::kBack});
@@ -27,13 +29,8 @@
 #include <gorego/concepts/remote_tier.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/core/name.hpp>
-#include <gorego/store/singleflight.hpp>
 
 namespace gorego {
-
-/// When an upload is acknowledged: after the upstream accepted it (`kThrough`), or after
-/// the local tier stored it, with the upstream upload queued (`kBack`).
-enum class WriteMode { kThrough, kBack };
 
 template <RemoteClient Client>
 class Remote {
@@ -49,23 +46,10 @@ class Remote {
     int attempts = 4;                                    ///< tries per write-back job
     std::chrono::milliseconds backoff{200};              ///< first retry delay, doubling
     std::chrono::milliseconds drain_on_stop{10'000};     ///< how long stop() keeps uploading
+    bool authority = true;                               ///< its FindMissingBlobs is the truth
   };
 
-  /// Counters for logs, metrics and tests.
-  struct Stats {
-    std::atomic<std::uint64_t> queued{0};
-    std::atomic<std::uint64_t> uploaded{0};
-    std::atomic<std::uint64_t> dropped{0};  ///< queue full, retries exhausted, or stop
-    std::atomic<std::uint64_t> upstream_errors{0};
-    /// upstream_errors by gRPC status code (index = code, 0..16).
-    std::array<std::atomic<std::uint64_t>, 17> errors_by_code{};
-
-    void count_error(Code c) {
-      upstream_errors.fetch_add(1, std::memory_order_relaxed);
-      const auto i = static_cast<std::size_t>(c);
-      errors_by_code[i < errors_by_code.size() ? i : 2].fetch_add(1, std::memory_order_relaxed);  // 2: UNKNOWN
-    }
-  };
+  using Stats = TierStats;
 
   Remote() = default;
   Remote(const Remote&) = delete;
@@ -79,13 +63,11 @@ class Remote {
     if (opt_.mode == WriteMode::kBack) worker_ = std::thread([this] { drain(); });
   }
 
-  [[nodiscard]] bool active() const { return client_ != nullptr; }
   Client& client() { return *client_; }
+  [[nodiscard]] bool active() const { return client_ != nullptr; }
+  [[nodiscard]] bool authority() const { return opt_.authority; }
   [[nodiscard]] WriteMode mode() const { return opt_.mode; }
   Stats& stats() { return stats_; }
-
-  Singleflight<Digest, Result<std::shared_ptr<const std::string>>>& small_fetches() { return small_; }
-  Singleflight<Digest, Status>& large_fetches() { return large_; }
 
   /// Queues an upload for mode `back`. A full queue drops the job, counted and logged.
   void enqueue(std::string what, std::function<Status()> job) {
@@ -197,8 +179,6 @@ class Remote {
   std::unique_ptr<Client> client_;
   Options opt_;
   Stats stats_;
-  Singleflight<Digest, Result<std::shared_ptr<const std::string>>> small_;
-  Singleflight<Digest, Status> large_;
 
   std::mutex mu_;
   std::condition_variable cv_;

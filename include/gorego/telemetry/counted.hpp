@@ -30,6 +30,7 @@
 #include <prometheus/registry.h>
 
 #include <gorego/concepts/instrumentation.hpp>
+#include <gorego/concepts/remote_tier.hpp>
 #include <gorego/core/status.hpp>
 #include <gorego/telemetry/metrics.hpp>
 
@@ -157,27 +158,34 @@ class Counted {
                        [&log] { return static_cast<double>(log.stats().compactions); });
     }
     if constexpr (Store::Remote::kEnabled) {
-      auto& remote = store.remote();
+      // Summed over the tiers behind the local one (one, the upstream, in the shipped stack).
+      auto sum = [&store](auto field) {
+        return [&store, field] {
+          double total = 0;
+          store.for_each_tier([&](auto& t) { total += static_cast<double>(field(t.stats()).load()); });
+          return total;
+        };
+      };
       gauges_->gauge("gorego_upstream_configured", "1 when a backing cache (remote.target) is configured",
-                     [&remote] { return remote.active() ? 1.0 : 0.0; });
+                     [&store] { return store.tiers_active() ? 1.0 : 0.0; });
       std::vector<telemetry::CallbackCollector::Series> by_code;
       for (std::size_t c = 1; c < 17; ++c) {
         by_code.push_back({{{"code", std::string(code_name(static_cast<Code>(c)))}},
-                           [&remote, c] { return static_cast<double>(remote.stats().errors_by_code[c].load()); }});
+                           sum([c](TierStats& st) -> auto& { return st.errors_by_code[c]; })});
       }
       gauges_->add("gorego_upstream_errors_total", "Failed calls to the backing cache, by gRPC status code",
                    prometheus::MetricType::Counter, std::move(by_code));
       gauges_->counter("gorego_writeback_queued_total", "Uploads queued for the backing cache (mode back)",
-                       [&remote] { return static_cast<double>(remote.stats().queued.load()); });
+                       sum([](TierStats& st) -> auto& { return st.queued; }));
       gauges_->counter("gorego_writeback_uploaded_total", "Queued uploads the backing cache accepted",
-                       [&remote] { return static_cast<double>(remote.stats().uploaded.load()); });
+                       sum([](TierStats& st) -> auto& { return st.uploaded; }));
       gauges_->counter("gorego_writeback_dropped_total",
                        "Queued uploads given up (queue full, retries exhausted, or shutdown)",
-                       [&remote] { return static_cast<double>(remote.stats().dropped.load()); });
+                       sum([](TierStats& st) -> auto& { return st.dropped; }));
       gauges_->counter("gorego_singleflight_saved_fetches_total",
                        "Upstream fetches saved because a concurrent read of the same blob was already fetching it",
-                       [&remote] {
-                         return static_cast<double>(remote.small_fetches().followers() + remote.large_fetches().followers());
+                       [&store] {
+                         return static_cast<double>(store.small_fetches().followers() + store.large_fetches().followers());
                        });
     }
   }
