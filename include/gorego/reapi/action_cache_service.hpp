@@ -23,6 +23,7 @@
 #include <gorego/reapi/arena_allocator.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/rpc_context.hpp>
+#include <gorego/reapi/tree.hpp>
 
 namespace gorego::reapi {
 
@@ -140,25 +141,6 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     } else {
       store_.find_missing(c->needed, std::move(answer));
     }
-  }
-
-  /// Adds the digests of every file inside the Tree `bytes` (of output directory `tree`).
-  static Status add_tree_files(const Digest& tree_digest, const std::string& bytes, std::vector<Digest>& out) {
-    re::Tree tree;
-    if (!tree.ParseFromString(bytes)) {
-      return error(Code::kNotFound, "output directory tree {} is not a Tree", tree_digest);
-    }
-    auto add_files = [&](const re::Directory& d) -> Status {
-      for (const auto& f : d.files()) {
-        auto fd = from_proto(f.digest());
-        if (!fd) return error(Code::kNotFound, "tree {} has a bad file digest: {}", tree_digest, fd.error().message());
-        out.push_back(*fd);
-      }
-      return {};
-    };
-    GOREGO_RETURN_IF_ERROR(add_files(tree.root()));
-    for (const auto& child : tree.children()) GOREGO_RETURN_IF_ERROR(add_files(child));
-    return {};
   }
 
   void update(const re::UpdateActionResultRequest& req, re::ActionResult& out, grpc::ServerUnaryReactor* reactor) {

@@ -9,10 +9,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <charconv>
-#include <deque>
+#include <memory>
 #include <optional>
-#include <unordered_set>
 #include <vector>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
@@ -23,6 +21,7 @@
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/rpc_context.hpp>
 #include <gorego/reapi/service_options.hpp>
+#include <gorego/reapi/tree.hpp>
 
 namespace gorego::reapi {
 
@@ -163,6 +162,9 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     return new TreeReactor(this, req, incoming_context(ctx));
   }
 
+  /// GetTree walks parked between pages (tests, metrics).
+  TreeCursors<TreeWalk<Store>>& cursors() { return cursors_; }
+
  private:
   /// Answers a BatchReadBlobs on the calling thread when every blob asked for is held in
   /// memory (hot small blobs: no disk, no hand-off). Returns false, with `resp` untouched,
@@ -204,9 +206,10 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     return *d;
   }
 
-  /// One GetTree page: breadth-first from the root, skipping directories already seen;
-  /// the page token is the number of directories returned before. Directory reads that go
-  /// upstream continue the walk on the executor when they land; local ones go on in a loop.
+  /// One GetTree page, breadth-first from the root (the tree layer's TreeWalk), each
+  /// directory once. Messages are sent as they fill (2 MiB), not held for the whole page. A
+  /// page that ends before the tree does parks its walk, and the next page's token finds it
+  /// again; a token whose walk is gone (or a plain offset) walks again from the root.
   class TreeReactor final : public grpc::ServerWriteReactor<re::GetTreeResponse> {
    public:
     TreeReactor(CasService* svc, const re::GetTreeRequest* req, TraceContext tc) : svc_(svc), req_(req) {
@@ -219,120 +222,97 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     }
     void OnWriteDone(bool ok) override {
       if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
-      next();
+      if (last_) return Finish(grpc::Status::OK);
+      msg_.Clear();
+      bytes_ = 0;
+      if (carry_) {  // the directory that did not fit the message just sent
+        add(std::move(*carry_));
+        carry_.reset();
+        if (emitted_ == page_ || walk_->finished()) return paused(Status{});
+      }
+      svc_->pool_.post([this] { walk(); });  // reads the disk: not on this thread
     }
     void OnDone() override { delete this; }
 
    private:
-    void next() {
-      if (sent_ == pages_.size()) return Finish(grpc::Status::OK);
-      StartWrite(&pages_[sent_++]);
-    }
+    static constexpr std::size_t kMessageBytes = std::size_t{2} << 20;
 
     Status start() {
       const re::GetTreeRequest& req = *req_;
       GOREGO_RETURN_IF_ERROR(check_digest_function(req.digest_function()));
       auto root = from_proto(req.root_digest(), "root_digest");
       if (!root) return root.error();
-      if (!req.page_token().empty()) {
-        const auto& t = req.page_token();
-        auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), offset_);
-        if (ec != std::errc() || p != t.data() + t.size()) {
-          return error(Code::kInvalidArgument, "page_token \"{}\" was not issued by this server", t);
-        }
-      }
+      root_ = *root;
+      auto token = PageToken::parse(req.page_token());
+      if (!token) return token.error();
       if (req.page_size() < 0) return error(Code::kInvalidArgument, "page_size {} is negative", req.page_size());
       const int max = svc_->opt_.max_tree_page_size;
       page_ = req.page_size() == 0 ? max : std::min(req.page_size(), max);
-      queue_.push_back(*root);
-      seen_.insert(*root);
-      pages_.emplace_back();
+      offset_ = token->offset;
+      if (token->cursor) walk_ = svc_->cursors_.take(*token->cursor, root_, offset_);
+      if (!walk_) {
+        walk_ = std::make_shared<Walk>(svc_->store_, root_);
+        skip_ = offset_;
+      }
       return {};
     }
 
-    /// Reads directories until the walk ends or a read has to wait; a read that lands
-    /// later calls walk() again. `turn_` decides who goes on when a read completes: the
-    /// loop (it completed before get returned) or the callback (it landed afterwards).
     void walk() {
-      while (true) {
-        if (done_ || queue_.empty()) return send();
-        const Digest d = queue_.front();
-        queue_.pop_front();
-        turn_.store(0, std::memory_order_relaxed);
-        svc_->store_.get(d, [this, d](Result<std::string> blob) {
-          blob_ = std::move(blob);
-          if (turn_.exchange(2, std::memory_order_acq_rel) == 1) {  // the loop has left
-            svc_->pool_.post([this, d] {
-              if (visit(d)) walk();
-            });
-          }
-        });
-        if (turn_.exchange(1, std::memory_order_acq_rel) != 2) return;  // the callback goes on
-        if (!visit(d)) return;
-      }
+      walk_->run(
+          &svc_->pool_, [this](const Digest&, re::Directory&& dir) { return visit(std::move(dir)); },
+          [this](Status s) { paused(std::move(s)); });
     }
 
-    /// Adds the directory read for `d` (in blob_) to the page; false when the call ended.
-    bool visit(const Digest& d) {
-      Result<std::string> blob = std::move(*blob_);
-      blob_.reset();
-      if (!blob) {
-        if (index_ == 0) {
-          Finish(to_grpc(error(Code::kNotFound, "root directory {} not found", d)));
-          return false;
-        }
-        return true;  // REAPI: return the part of the tree that is present
-      }
-      re::Directory dir;
-      if (!dir.ParseFromString(*blob)) {
-        Finish(to_grpc(error(Code::kInvalidArgument, "blob {} in the tree is not a Directory", d)));
-        return false;
-      }
-      for (const auto& sub : dir.directories()) {
-        auto sd = from_proto(sub.digest(), fmt::format("directory {} entry \"{}\"", d.hex(), sub.name()));
-        if (!sd) {
-          Finish(to_grpc(sd.error()));
-          return false;
-        }
-        if (seen_.insert(*sd).second) queue_.push_back(*sd);
-      }
-      if (index_++ < offset_) return true;
-      if (emitted_ == page_) {
-        pages_.back().set_next_page_token(std::to_string(offset_ + emitted_));
-        done_ = true;
+    /// Adds a directory to the message; false to pause (the page is complete, or the
+    /// directory does not fit the message and waits in carry_ for the next one).
+    bool visit(re::Directory&& dir) {
+      if (skip_ > 0) {
+        --skip_;
         return true;
       }
-      if (bytes_ + blob->size() > (std::size_t{2} << 20) && pages_.back().directories_size() > 0) {
-        pages_.emplace_back();
-        bytes_ = 0;
+      if (msg_.directories_size() > 0 && bytes_ + dir.ByteSizeLong() > kMessageBytes) {
+        carry_ = std::move(dir);
+        return false;
       }
-      bytes_ += blob->size();
-      *pages_.back().add_directories() = std::move(dir);
+      add(std::move(dir));
+      return emitted_ < page_;
+    }
+    void add(re::Directory&& dir) {
+      bytes_ += dir.ByteSizeLong();
+      *msg_.add_directories() = std::move(dir);
       ++emitted_;
-      return true;
     }
 
-    void send() { next(); }
+    /// The walk paused or ended: sends the message, the page's last one when the page is
+    /// complete or the tree ended (with the next page's token if it did not).
+    void paused(Status s) {
+      if (!s.ok()) return Finish(to_grpc(s));
+      last_ = !carry_ && (emitted_ == page_ || walk_->finished());
+      if (last_ && !walk_->finished()) {
+        msg_.set_next_page_token(svc_->cursors_.park(std::move(walk_), root_, offset_ + emitted_));
+      }
+      StartWrite(&msg_);
+    }
 
+    using Walk = TreeWalk<Store>;
     CasService* svc_;
     const re::GetTreeRequest* req_;
-    std::deque<Digest> queue_;
-    std::unordered_set<Digest> seen_;
-    std::uint64_t offset_ = 0;
+    Digest root_;
+    std::shared_ptr<Walk> walk_;
+    std::uint64_t offset_ = 0;  // directories the pages before returned
+    std::uint64_t skip_ = 0;    // to pass over when the walk started again from the root
     std::uint64_t page_ = 0;
-    std::uint64_t index_ = 0;
     std::uint64_t emitted_ = 0;
     std::size_t bytes_ = 0;
-    bool done_ = false;
-    std::atomic<int> turn_{0};
-    std::optional<Result<std::string>> blob_;
-    std::vector<re::GetTreeResponse> pages_;
-    std::size_t sent_ = 0;
+    bool last_ = false;
+    re::GetTreeResponse msg_;
+    std::optional<re::Directory> carry_;
   };
 
   Store& store_;
   Executor& pool_;
   ServiceOptions opt_;
+  TreeCursors<TreeWalk<Store>> cursors_;
   ArenaMessageAllocator<re::FindMissingBlobsRequest, re::FindMissingBlobsResponse> find_missing_alloc_;
   ArenaMessageAllocator<re::BatchReadBlobsRequest, re::BatchReadBlobsResponse> batch_read_alloc_;
 };
