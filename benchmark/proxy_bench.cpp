@@ -58,13 +58,13 @@ BENCHMARK_TEMPLATE(BM_LocalHit, Proxied)->Arg(1024)->Arg(1 << 20);
 struct Pair {
   Pair() {
     Config c;
-    c.listen_addr = "127.0.0.1:0";
-    c.metrics_addr = "";  // two servers in one process: no admin ports
-    c.data_dir = up_dir.path();
-    c.fsync = false;
+    c.server.listen_addr = "127.0.0.1:0";
+    c.telemetry.metrics_addr = "";  // two servers in one process: no admin ports
+    c.storage.data_dir = up_dir.path();
+    c.storage.fsync = false;
     upstream = started(c);
-    c.data_dir = proxy_dir.path();
-    c.remote_target = fmt::format("grpc://127.0.0.1:{}", upstream->port());
+    c.storage.data_dir = proxy_dir.path();
+    c.remote.target = fmt::format("grpc://127.0.0.1:{}", upstream->port());
     proxy = started(c);
     up_stub = stub(upstream->port());
     proxy_stub = stub(proxy->port());

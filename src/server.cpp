@@ -7,17 +7,22 @@
 namespace gorego {
 
 Result<std::shared_ptr<Tracer>> make_tracer(const Config& c) {
-  if (c.tracing_endpoint.empty()) return std::shared_ptr<Tracer>();
-  telemetry::ServiceInfo service{.service_name = c.service_name, .service_version = GOREGO_VERSION};
+  const TelemetrySettings& t = c.telemetry;
+  if (t.tracing_endpoint.empty()) return std::shared_ptr<Tracer>();
+  telemetry::ServiceInfo service{.service_name = t.service_name,
+                                 .service_version = GOREGO_VERSION,
+                                 .attributes = t.resource_attributes};
   std::unique_ptr<SpanExporter> exporter;
-  if (c.tracing_endpoint == "stdout") {
+  if (t.tracing_endpoint == "stdout") {
     exporter = std::make_unique<telemetry::JsonLinesExporter>(service);
   } else {
-    auto otlp = telemetry::OtlpExporter::connect({.endpoint = c.tracing_endpoint, .service = service});
+    auto otlp =
+        telemetry::OtlpExporter::connect({.endpoint = t.tracing_endpoint, .service = service});
     if (!otlp) return otlp.error();
     exporter = std::move(*otlp);
   }
-  return std::make_shared<Tracer>(Tracer::Options{.sample_rate = c.sample_rate}, std::move(exporter));
+  return std::make_shared<Tracer>(Tracer::Options{.sample_rate = t.sample_rate},
+                                  std::move(exporter));
 }
 
 std::vector<std::string> served_services() {
@@ -29,10 +34,18 @@ Result<std::unique_ptr<Server>> start_server(const Config& c) {
   // Debian's Abseil tracks lock ordering on every absl::Mutex acquisition (gRPC's locks):
   // a debugging aid that costs a few percent of CPU per RPC. Turn it off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  if (c.eviction == AtimeJanitor::kName) return start_server_with<AppStore<AtimeJanitor>>(c);
-  if (c.eviction == Lru::kName) return start_server_with<AppStore<Lru>>(c);
-  if (c.eviction == SampledLru::kName) return start_server_with<AppStore<SampledLru>>(c);
-  return error(Code::kInvalidArgument, "eviction \"{}\" is not one of: sampled-lru, lru, atime", c.eviction);
+  switch (c.storage.eviction) {
+    case Eviction::kAtime: return start_server_with<AppStore<AtimeJanitor>>(c);
+    case Eviction::kLru: return start_server_with<AppStore<Lru>>(c);
+    case Eviction::kSampledLru: return start_server_with<AppStore<SampledLru>>(c);
+  }
+  return error(Code::kInvalidArgument, "eviction {} is not one of: sampled-lru, lru, atime",
+               static_cast<int>(c.storage.eviction));
 }
+
+// The config's names of the policies are the policies' own.
+static_assert(enum_name(Eviction::kAtime) == AtimeJanitor::kName);
+static_assert(enum_name(Eviction::kLru) == Lru::kName);
+static_assert(enum_name(Eviction::kSampledLru) == SampledLru::kName);
 
 }  // namespace gorego

@@ -54,20 +54,22 @@ template <class Store>
 class ServerImpl final : public Server {
  public:
   explicit ServerImpl(const Config& c)
-      : store_(ShardedDisk::Options{.root = c.data_dir,
-                                    .fsync = c.fsync,
-                                    .block_size = c.block_size},
+      : store_(ShardedDisk::Options{.root = c.storage.data_dir,
+                                    .fsync = c.storage.fsync,
+                                    .block_size = c.storage.block_size},
                eviction_options(c),
                typename Store::Local::Options{
-                   .max_bytes = c.max_size_bytes,
-                   .verify_reads = c.verify_reads == "always" ? VerifyReads::kAlways : VerifyReads::kFirst,
-                   .ac_memory_bytes = c.ac_memory_bytes,
-                   .memory_cache_bytes = c.memory_cache_bytes}),
+                   .max_bytes = c.storage.max_size_bytes,
+                   .verify_reads = c.storage.verify_reads == ReadVerification::kAlways
+                                       ? VerifyReads::kAlways
+                                       : VerifyReads::kFirst,
+                   .ac_memory_bytes = c.storage.ac_memory_bytes,
+                   .memory_cache_bytes = c.storage.memory_cache_bytes}),
         // Disk I/O and hashing only: upstream calls complete through callbacks and hold
         // no thread (see docs/architecture.md, "Threads").
-        pool_({.threads = c.io_threads, .max_queued = c.io_queue, .name = "io"}),
-        opt_{.max_batch_total_size_bytes = c.max_batch_total_size_bytes,
-             .max_cas_blob_size_bytes = c.max_blob_size_bytes},
+        pool_({.threads = c.server.io_threads, .max_queued = c.server.io_queue, .name = "io"}),
+        opt_{.max_batch_total_size_bytes = c.server.max_batch_total_size_bytes,
+             .max_cas_blob_size_bytes = c.server.max_blob_size_bytes},
         caps_(opt_),
         cas_(store_, pool_, opt_),
         bytestream_(store_, pool_, opt_),
@@ -76,26 +78,28 @@ class ServerImpl final : public Server {
   ~ServerImpl() override { shutdown(std::chrono::system_clock::now()); }
 
   Status start(const Config& c) {
-    data_dir_ = c.data_dir;
+    data_dir_ = c.storage.data_dir;
     auto tracer = make_tracer(c);
     if (!tracer) return tracer.error();
     tracer_ = std::move(*tracer);
     store_.template instrumentation<Traced>().enable(tracer_);
     observer_ = std::make_unique<RpcObserver>(served_services(), tracer_);
-    if (!c.remote_target.empty()) {
-      auto client = reapi::Reapi::connect({.target = c.remote_target,
-                                           .instance_name = c.remote_instance_name,
-                                           .timeout = c.remote_timeout,
-                                           .retries = static_cast<int>(c.remote_retries),
-                                           .tls_ca_file = c.remote_tls_ca_file.string(),
-                                           .tls_cert_file = c.remote_tls_cert_file.string(),
-                                           .tls_key_file = c.remote_tls_key_file.string(),
-                                           .bearer_token = c.remote_bearer_token,
-                                           .header = c.remote_header});
+    if (!c.remote.target.empty()) {
+      auto client = reapi::Reapi::connect({.target = c.remote.target,
+                                           .instance_name = c.remote.instance_name,
+                                           .timeout = c.remote.timeout,
+                                           .retries = static_cast<int>(c.remote.retries),
+                                           .tls_ca_file = c.remote.tls_ca_file.string(),
+                                           .tls_cert_file = c.remote.tls_cert_file.string(),
+                                           .tls_key_file = c.remote.tls_key_file.string(),
+                                           .bearer_token = c.remote.bearer_token,
+                                           .header = c.remote.header,
+                                           .headers = c.remote.headers});
       if (!client) return client.error();
-      store_.remote().connect(std::move(*client),
-                              {.mode = c.remote_mode == "back" ? WriteMode::kBack : WriteMode::kThrough,
-                               .queue_size = c.remote_queue_size});
+      store_.remote().connect(
+          std::move(*client),
+          {.mode = c.remote.mode == RemoteMode::kBack ? WriteMode::kBack : WriteMode::kThrough,
+           .queue_size = c.remote.queue_size});
     }
     store_.set_executor(&pool_);
     GOREGO_RETURN_IF_ERROR(store_.start());
@@ -105,8 +109,9 @@ class ServerImpl final : public Server {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
     interceptors.push_back(observer_->factory());
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
-    builder.AddListeningPort(c.listen_addr, grpc::InsecureServerCredentials(), &port_);
-    const int max_message = static_cast<int>(c.max_batch_total_size_bytes + (std::uint64_t{1} << 20));
+    builder.AddListeningPort(c.server.listen_addr, grpc::InsecureServerCredentials(), &port_);
+    const int max_message =
+        static_cast<int>(c.server.max_batch_total_size_bytes + (std::uint64_t{1} << 20));
     builder.SetMaxReceiveMessageSize(max_message);
     builder.SetMaxSendMessageSize(max_message);
     builder.RegisterService(&caps_);
@@ -116,13 +121,14 @@ class ServerImpl final : public Server {
     server_ = builder.BuildAndStart();
     if (!server_ || port_ == 0) {
       server_.reset();
-      return error(Code::kUnavailable, "cannot listen on {}", c.listen_addr);
+      return error(Code::kUnavailable, "cannot listen on {}", c.server.listen_addr);
     }
     server_->GetHealthCheckService()->SetServingStatus(false);  // until the first check passes
     serving_ = true;
-    if (!c.metrics_addr.empty()) {
-      auto admin = AdminServer::start(c.metrics_addr, {.metrics = [this] { return metrics_.render(); },
-                                                       .health = [this] { return health(); }});
+    if (!c.telemetry.metrics_addr.empty()) {
+      auto admin = AdminServer::start(
+          c.telemetry.metrics_addr,
+          {.metrics = [this] { return metrics_.render(); }, .health = [this] { return health(); }});
       if (!admin) return admin.error();
       admin_ = std::move(*admin);
     }
@@ -290,8 +296,8 @@ class ServerImpl final : public Server {
   static auto eviction_options(const Config& c) {
     using E = std::remove_cvref_t<decltype(std::declval<Store&>().local())>;
     if constexpr (std::is_same_v<E, Local<ShardedDisk, AtimeJanitor>>) {
-      return AtimeJanitor::Options{.scan_interval = c.janitor_interval,
-                                   .force_update_atime = c.force_update_atime};
+      return AtimeJanitor::Options{.scan_interval = c.storage.janitor_interval,
+                                   .force_update_atime = c.storage.force_update_atime};
     } else if constexpr (std::is_same_v<E, Local<ShardedDisk, SampledLru>>) {
       return SampledLru::Options{};
     } else {

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   const Config& cfg = loaded->config;
-  log::set_level(cfg.log_level);
+  log::threshold() = cfg.telemetry.log_level;
 
   // Signals are taken synchronously by this thread; every thread started below inherits
   // the mask, so SIGINT/SIGTERM never interrupt I/O elsewhere.
@@ -60,23 +60,25 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "gorego: {}\n", server.error().message());
     return 1;
   }
-  log::info("serving", {{"listen_addr", cfg.listen_addr},
-                        {"port", std::to_string((*server)->port())},
-                        {"metrics_addr", cfg.metrics_addr.empty() ? "off" : cfg.metrics_addr},
-                        {"metrics_port", std::to_string((*server)->admin_port())},
-                        {"tracing", cfg.tracing_endpoint.empty() ? "off" : cfg.tracing_endpoint},
-                        {"data_dir", cfg.data_dir.string()},
-                        {"max_size", format_size(cfg.max_size_bytes)},
-                        {"eviction", cfg.eviction},
-                        {"upstream", cfg.remote_target.empty() ? "none" : cfg.remote_target},
-                        {"upstream_mode", cfg.remote_mode}});
+  const TelemetrySettings& telemetry = cfg.telemetry;
+  log::info("serving",
+            {{"listen_addr", cfg.server.listen_addr},
+             {"port", std::to_string((*server)->port())},
+             {"metrics_addr", telemetry.metrics_addr.empty() ? "off" : telemetry.metrics_addr},
+             {"metrics_port", std::to_string((*server)->admin_port())},
+             {"tracing", telemetry.tracing_endpoint.empty() ? "off" : telemetry.tracing_endpoint},
+             {"data_dir", cfg.storage.data_dir.string()},
+             {"max_size", format_size(cfg.storage.max_size_bytes)},
+             {"eviction", std::string(enum_name(cfg.storage.eviction))},
+             {"upstream", cfg.remote.target.empty() ? "none" : cfg.remote.target},
+             {"upstream_mode", std::string(enum_name(cfg.remote.mode))}});
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   log::info("shutting down", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
-                              {"grace", format_duration(cfg.shutdown_grace)}});
+                              {"grace", format_duration(cfg.server.shutdown_grace)}});
   (*server)->begin_shutdown();
-  (*server)->shutdown(std::chrono::system_clock::now() + cfg.shutdown_grace);
+  (*server)->shutdown(std::chrono::system_clock::now() + cfg.server.shutdown_grace);
   server->reset();
   log::info("stopped");
   // Everything is stopped, flushed and durable. Skip the static destructors: once in a

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,9 +24,13 @@ using Catch::Matchers::Contains;
 using gorego::Code;
 using gorego::Config;
 using gorego::Environment;
+using gorego::Eviction;
 using gorego::kGiB;
 using gorego::kKiB;
 using gorego::kMiB;
+using gorego::ReadVerification;
+using gorego::RemoteMode;
+using gorego::log::Level;
 using gorego::testing::TempDir;
 
 /// Writes `text` to a file `name` in `dir` and returns its path.
@@ -67,33 +72,33 @@ std::string load_error(const std::vector<std::string>& args, const Environment& 
 TEST_CASE("Config: defaults apply with no file, environment or flags") {
   const Config config = load_ok({}, {{"PATH", "/usr/bin"}, {"HOME", "/root"}});
   CHECK(config == Config{});
-  CHECK(config.listen_addr == "127.0.0.1:50051");
-  CHECK(config.data_dir == fs::path("./gorego-data"));
-  CHECK(config.max_size_bytes == 10 * kGiB);
-  CHECK(config.eviction == "sampled-lru");
-  CHECK(config.verify_reads == "first");
-  CHECK(config.memory_cache_bytes == 256 * kMiB);
-  CHECK(config.ac_memory_bytes == 64 * kMiB);
-  CHECK(config.fsync);
-  CHECK(config.janitor_interval == std::chrono::seconds(60));
-  CHECK_FALSE(config.force_update_atime);
-  CHECK(config.block_size == 4096);
-  CHECK(config.io_threads == 8);
-  CHECK(config.max_batch_total_size_bytes == 4 * kMiB);
-  CHECK(config.max_blob_size_bytes == 0);
-  CHECK(config.shutdown_grace == std::chrono::seconds(10));
-  CHECK(config.log_level == "info");
-  CHECK(config.remote_target.empty());  // no upstream
-  CHECK(config.remote_instance_name.empty());
-  CHECK(config.remote_timeout == std::chrono::seconds(60));
-  CHECK(config.remote_retries == 3);
-  CHECK(config.remote_mode == "through");
-  CHECK(config.remote_queue_size == 10000);
-  CHECK(config.remote_tls_ca_file.empty());
-  CHECK(config.remote_tls_cert_file.empty());
-  CHECK(config.remote_tls_key_file.empty());
-  CHECK(config.remote_bearer_token.empty());
-  CHECK(config.remote_header.empty());
+  CHECK(config.server.listen_addr == "127.0.0.1:50051");
+  CHECK(config.storage.data_dir == fs::path("./gorego-data"));
+  CHECK(config.storage.max_size_bytes == 10 * kGiB);
+  CHECK(config.storage.eviction == Eviction::kSampledLru);
+  CHECK(config.storage.verify_reads == ReadVerification::kFirst);
+  CHECK(config.storage.memory_cache_bytes == 256 * kMiB);
+  CHECK(config.storage.ac_memory_bytes == 64 * kMiB);
+  CHECK(config.storage.fsync);
+  CHECK(config.storage.janitor_interval == std::chrono::seconds(60));
+  CHECK_FALSE(config.storage.force_update_atime);
+  CHECK(config.storage.block_size == 4096);
+  CHECK(config.server.io_threads == 8);
+  CHECK(config.server.max_batch_total_size_bytes == 4 * kMiB);
+  CHECK(config.server.max_blob_size_bytes == 0);
+  CHECK(config.server.shutdown_grace == std::chrono::seconds(10));
+  CHECK(config.telemetry.log_level == Level::kInfo);
+  CHECK(config.remote.target.empty());  // no upstream
+  CHECK(config.remote.instance_name.empty());
+  CHECK(config.remote.timeout == std::chrono::seconds(60));
+  CHECK(config.remote.retries == 3);
+  CHECK(config.remote.mode == RemoteMode::kThrough);
+  CHECK(config.remote.queue_size == 10000);
+  CHECK(config.remote.tls_ca_file.empty());
+  CHECK(config.remote.tls_cert_file.empty());
+  CHECK(config.remote.tls_key_file.empty());
+  CHECK(config.remote.bearer_token.empty());
+  CHECK(config.remote.header.empty());
   CHECK(gorego::validate(config).ok());
 }
 
@@ -218,35 +223,35 @@ TEST_CASE("Config: the file sets values, the environment overrides it, flags ove
 
   SECTION("file alone") {
     const Config config = load_ok({"--config", file.string()});
-    CHECK(config.listen_addr == "0.0.0.0:9000");
-    CHECK(config.max_size_bytes == kGiB);
-    CHECK(config.eviction == "atime");
-    CHECK_FALSE(config.fsync);
-    CHECK(config.janitor_interval == std::chrono::minutes(5));
-    CHECK(config.io_threads == 4);
-    CHECK(config.log_level == "warn");
-    CHECK(config.data_dir == Config{}.data_dir);  // not in the file: the default
+    CHECK(config.server.listen_addr == "0.0.0.0:9000");
+    CHECK(config.storage.max_size_bytes == kGiB);
+    CHECK(config.storage.eviction == Eviction::kAtime);
+    CHECK_FALSE(config.storage.fsync);
+    CHECK(config.storage.janitor_interval == std::chrono::minutes(5));
+    CHECK(config.server.io_threads == 4);
+    CHECK(config.telemetry.log_level == Level::kWarn);
+    CHECK(config.storage.data_dir == Config{}.storage.data_dir);  // not in the file: the default
   }
   SECTION("environment over file") {
     const Config config = load_ok({"--config", file.string()}, env);
-    CHECK(config.listen_addr == "0.0.0.0:9000");
-    CHECK(config.max_size_bytes == 2 * kGiB);
-    CHECK(config.eviction == "lru");
-    CHECK(config.io_threads == 16);
+    CHECK(config.server.listen_addr == "0.0.0.0:9000");
+    CHECK(config.storage.max_size_bytes == 2 * kGiB);
+    CHECK(config.storage.eviction == Eviction::kLru);
+    CHECK(config.server.io_threads == 16);
   }
   SECTION("flags over environment and file") {
     const Config config = load_ok({"--config", file.string(), "--eviction", "atime",
                                    "--io-threads=32", "--listen", "[::1]:0"},
                                   env);
-    CHECK(config.listen_addr == "[::1]:0");
-    CHECK(config.max_size_bytes == 2 * kGiB);  // environment
-    CHECK(config.eviction == "atime");
-    CHECK(config.io_threads == 32);
-    CHECK(config.log_level == "warn");  // file
+    CHECK(config.server.listen_addr == "[::1]:0");
+    CHECK(config.storage.max_size_bytes == 2 * kGiB);  // environment
+    CHECK(config.storage.eviction == Eviction::kAtime);
+    CHECK(config.server.io_threads == 32);
+    CHECK(config.telemetry.log_level == Level::kWarn);  // file
   }
   SECTION("a flag given twice: the last wins") {
     const Config config = load_ok({"--log-level", "debug", "--log-level", "error"});
-    CHECK(config.log_level == "error");
+    CHECK(config.telemetry.log_level == Level::kError);
   }
 }
 
@@ -257,13 +262,13 @@ TEST_CASE("Config: GOREGO_CONFIG names the file and --config overrides it") {
   const fs::path good_flag = write_file(dir, "good.yaml", "max_size: 3GiB\n");
 
   const Config config = load_ok({}, {{"GOREGO_CONFIG", from_env.string()}});
-  CHECK(config.eviction == "atime");
+  CHECK(config.storage.eviction == Eviction::kAtime);
 
   // --config wins: the env file is not read at all, the flag file is.
   const Config overridden =
       load_ok({"--config", good_flag.string()}, {{"GOREGO_CONFIG", from_env.string()}});
-  CHECK(overridden.eviction == "sampled-lru");
-  CHECK(overridden.max_size_bytes == 3 * kGiB);
+  CHECK(overridden.storage.eviction == Eviction::kSampledLru);
+  CHECK(overridden.storage.max_size_bytes == 3 * kGiB);
   CHECK_THAT(load_error({"--config", from_flag.string()}, {{"GOREGO_CONFIG", from_env.string()}}),
              Contains("unknown config key \"log_level_is_not_here\""));
 }
@@ -300,33 +305,33 @@ TEST_CASE("Config: every setting has an environment variable") {
       {"NOT_GOREGO_EVICTION", "ignored"},
   };
   const Config expected{
-      .listen_addr = "localhost:1234",
-      .data_dir = "/var/cache/gorego",
-      .max_size_bytes = 500'000'000'000,
-      .eviction = "atime",
-      .fsync = false,
-      .janitor_interval = std::chrono::hours(1),
-      .verify_reads = "always",
-      .memory_cache_bytes = 0,
-      .ac_memory_bytes = kMiB,
-      .force_update_atime = true,
-      .block_size = 512,
-      .io_threads = 2,
-      .max_batch_total_size_bytes = 64 * kKiB,
-      .max_blob_size_bytes = kGiB,
-      .shutdown_grace = std::chrono::seconds(30),
-      .log_level = "debug",
-      .remote_target = "grpcs://cache.example.com:443",
-      .remote_instance_name = "main/ci",
-      .remote_timeout = std::chrono::minutes(2),
-      .remote_retries = 0,
-      .remote_mode = "back",
-      .remote_queue_size = 1'000'000,
-      .remote_tls_ca_file = "/etc/ssl/ca.pem",
-      .remote_tls_cert_file = "/etc/gorego/client.pem",
-      .remote_tls_key_file = "/etc/gorego/client.key",
-      .remote_bearer_token = "eyJhbGciOi.J9-_~+/=",
-      .remote_header = "X-Api-Key: s3cr3t value",
+      .server = {.listen_addr = "localhost:1234",
+                 .io_threads = 2,
+                 .max_batch_total_size_bytes = 64 * kKiB,
+                 .max_blob_size_bytes = kGiB,
+                 .shutdown_grace = std::chrono::seconds(30)},
+      .storage = {.data_dir = "/var/cache/gorego",
+                  .max_size_bytes = 500'000'000'000,
+                  .eviction = Eviction::kAtime,
+                  .fsync = false,
+                  .janitor_interval = std::chrono::hours(1),
+                  .verify_reads = ReadVerification::kAlways,
+                  .memory_cache_bytes = 0,
+                  .ac_memory_bytes = kMiB,
+                  .force_update_atime = true,
+                  .block_size = 512},
+      .telemetry = {.log_level = Level::kDebug},
+      .remote = {.target = "grpcs://cache.example.com:443",
+                 .instance_name = "main/ci",
+                 .timeout = std::chrono::minutes(2),
+                 .retries = 0,
+                 .mode = RemoteMode::kBack,
+                 .queue_size = 1'000'000,
+                 .tls_ca_file = "/etc/ssl/ca.pem",
+                 .tls_cert_file = "/etc/gorego/client.pem",
+                 .tls_key_file = "/etc/gorego/client.key",
+                 .bearer_token = "eyJhbGciOi.J9-_~+/=",
+                 .header = "X-Api-Key: s3cr3t value"},
   };
   CHECK(load_ok({}, env) == expected);
 }
@@ -390,7 +395,8 @@ TEST_CASE("Config: errors in the environment are INVALID_ARGUMENT naming variabl
       {{{"GOREGO_MAX_SIZ", "1GiB"}},
        {"unknown environment variable GOREGO_MAX_SIZ ", "GOREGO_MAX_SIZE"}},
       {{{"GOREGO_EVICTION", "lfu"}},
-       {"environment variable GOREGO_EVICTION", "eviction \"lfu\" is not one of: sampled-lru, lru, atime"}},
+       {"environment variable GOREGO_EVICTION",
+        "eviction \"lfu\" is not one of: sampled-lru, lru, atime"}},
       {{{"GOREGO_SERVER_MAX_BATCH_SIZE", "128MiB"}},
        {"size \"128MiB\" is out of range 64KiB..64MiB"}},
       {{{"GOREGO_SERVER_MAX_BATCH_SIZE", "1KiB"}}, {"size \"1KiB\" is out of range 64KiB..64MiB"}},
@@ -401,7 +407,8 @@ TEST_CASE("Config: errors in the environment are INVALID_ARGUMENT naming variabl
       {{{"GOREGO_STORAGE_FORCE_UPDATE_ATIME", "sure"}}, {"\"sure\" is not a boolean"}},
       {{{"GOREGO_STORAGE_MEMORY_CACHE", "lots"}}, {"GOREGO_STORAGE_MEMORY_CACHE", "\"lots\""}},
       {{{"GOREGO_STORAGE_VERIFY_READS", "never"}},
-       {"GOREGO_STORAGE_VERIFY_READS", "storage.verify_reads \"never\" is not one of: first, always"}},
+       {"GOREGO_STORAGE_VERIFY_READS",
+        "storage.verify_reads \"never\" is not one of: first, always"}},
   };
   for (const Case& c : cases) {
     INFO("environment: " << c.env.front().first << "=" << c.env.front().second);
@@ -419,8 +426,8 @@ TEST_CASE("Config: Kubernetes service-link variables are not mistaken for settin
   const char* argv[] = {"gorego"};
   auto loaded = gorego::load_config(1, argv, env);
   REQUIRE(loaded.ok());
-  CHECK(loaded->config.eviction == "atime");
-  CHECK(loaded->config.listen_addr == "127.0.0.1:50051");
+  CHECK(loaded->config.storage.eviction == Eviction::kAtime);
+  CHECK(loaded->config.server.listen_addr == "127.0.0.1:50051");
 }
 
 TEST_CASE("Config: errors on the command line are INVALID_ARGUMENT naming flag and value") {
@@ -489,32 +496,35 @@ TEST_CASE("Config: --print-config returns the effective config as YAML") {
 
 TEST_CASE("Config: to_yaml round-trips through load_config") {
   const Config custom{
-      .listen_addr = "[::1]:0",
-      .data_dir = "/tmp/gorego data: #1",
-      .max_size_bytes = 3 * kGiB / 2 + 7,
-      .eviction = "atime",
-      .fsync = false,
-      .janitor_interval = std::chrono::seconds(90),
-      .force_update_atime = true,
-      .block_size = 1,
-      .io_threads = 1024,
-      .max_batch_total_size_bytes = 64 * kMiB,
-      .max_blob_size_bytes = 1000,
-      .shutdown_grace = std::chrono::seconds(0),
-      .log_level = "error",
-      .remote_target = "grpcs://[2001:db8::1]:8980",
-      .remote_instance_name = "projects/p:#1/instances/default_instance",
-      .remote_timeout = std::chrono::hours(2),
-      .remote_retries = 10,
-      .remote_mode = "back",
-      .remote_queue_size = 1,
-      .remote_tls_ca_file = "/etc/ssl/my ca.pem",
-      .remote_tls_cert_file = "client: cert.pem",
-      .remote_tls_key_file = "'key'.pem",
-      // remote_bearer_token and remote_header are redacted by to_yaml: see their own test.
+      .server = {.listen_addr = "[::1]:0",
+                 .io_threads = 1024,
+                 .max_batch_total_size_bytes = 64 * kMiB,
+                 .max_blob_size_bytes = 1000,
+                 .shutdown_grace = std::chrono::seconds(0)},
+      .storage = {.data_dir = "/tmp/gorego data: #1",
+                  .max_size_bytes = 3 * kGiB / 2 + 7,
+                  .eviction = Eviction::kAtime,
+                  .fsync = false,
+                  .janitor_interval = std::chrono::seconds(90),
+                  .force_update_atime = true,
+                  .block_size = 1},
+      .telemetry = {.log_level = Level::kError,
+                    .resource_attributes = {{"deployment.environment", "prod: eu #1"},
+                                            {"k8s.pod.name", "gorego-0"}}},
+      .remote = {.target = "grpcs://[2001:db8::1]:8980",
+                 .instance_name = "projects/p:#1/instances/default_instance",
+                 .timeout = std::chrono::hours(2),
+                 .retries = 10,
+                 .mode = RemoteMode::kBack,
+                 .queue_size = 1,
+                 .tls_ca_file = "/etc/ssl/my ca.pem",
+                 .tls_cert_file = "client: cert.pem",
+                 .tls_key_file = "'key'.pem"},
+      // remote.bearer_token, remote.header and remote.headers are redacted by to_yaml: see
+      // their own test.
   };
   REQUIRE(gorego::validate(custom).ok());
-  const Config plaintext{.remote_target = "grpc://10.0.0.7:1", .remote_mode = "through"};
+  const Config plaintext{.remote = {.target = "grpc://10.0.0.7:1", .mode = RemoteMode::kThrough}};
   REQUIRE(gorego::validate(plaintext).ok());
   const Config config = GENERATE_COPY(Config{}, custom, plaintext);
   const TempDir dir("gorego-config-test");
@@ -528,7 +538,8 @@ TEST_CASE("Config: to_yaml uses the nested keys and readable units") {
   CHECK_THAT(yaml, Contains("listen_addr: 127.0.0.1:50051\n"));
   CHECK_THAT(yaml, Contains("max_size: 10GiB\n"));
   CHECK_THAT(yaml, Contains("storage:\n  fsync: true\n  janitor_interval: 1m\n"));
-  CHECK_THAT(yaml, Contains("server:\n  io_threads: 8\n  io_queue: 4096\n  max_batch_size: 4MiB\n"));
+  CHECK_THAT(yaml,
+             Contains("server:\n  io_threads: 8\n  io_queue: 4096\n  max_batch_size: 4MiB\n"));
   CHECK_THAT(yaml, Contains("telemetry:\n  log_level: info\n"));
   CHECK_THAT(yaml, Contains("remote:\n  target: \"\"\n"));
   CHECK_THAT(yaml, Contains("  timeout: 1m\n  retries: 3\n  mode: through\n  queue_size: 10000\n"));
@@ -543,15 +554,19 @@ TEST_CASE("Config: validate checks a Config built in code") {
     CHECK(status.code() == Code::kInvalidArgument);
     return status.message();
   };
-  CHECK_THAT(message(Config{.io_threads = 0}),
+  CHECK_THAT(message(Config{.server = {.io_threads = 0}}),
              Contains("config key \"server.io_threads\": \"0\" is out of range 1..1024"));
-  CHECK_THAT(message(Config{.eviction = "lfu"}), Contains("eviction \"lfu\" is not one of"));
-  CHECK_THAT(message(Config{.listen_addr = "nope"}), Contains("\"nope\" is not HOST:PORT"));
-  CHECK_THAT(message(Config{.max_size_bytes = 0}), Contains("max_size"));
-  CHECK_THAT(message(Config{.block_size = 3}), Contains("\"3\" is not a power of two"));
-  CHECK_THAT(message(Config{.max_size_bytes = kKiB,
-                            .max_batch_total_size_bytes = 64 * kKiB,
-                            .max_blob_size_bytes = 2 * kKiB}),
+  // An enum value outside its names (a cast integer) is named by its number.
+  CHECK_THAT(message(Config{.storage = {.eviction = static_cast<Eviction>(7)}}),
+             Contains("eviction \"7\" is not one of"));
+  CHECK_THAT(message(Config{.server = {.listen_addr = "nope"}}),
+             Contains("\"nope\" is not HOST:PORT"));
+  CHECK_THAT(message(Config{.storage = {.max_size_bytes = 0}}), Contains("max_size"));
+  CHECK_THAT(message(Config{.storage = {.block_size = 3}}),
+             Contains("\"3\" is not a power of two"));
+  CHECK_THAT(message(Config{.server = {.max_batch_total_size_bytes = 64 * kKiB,
+                                       .max_blob_size_bytes = 2 * kKiB},
+                            .storage = {.max_size_bytes = kKiB}}),
              Contains("server.max_blob_size 2KiB is larger than max_size 1KiB"));
 }
 
@@ -574,23 +589,23 @@ TEST_CASE("Config: remote.target and remote.mode: file < GOREGO_REMOTE_* < --ups
                         {"GOREGO_REMOTE_MODE", "through"}};
 
   const Config from_file = load_ok({"--config", file.string()});
-  CHECK(from_file.remote_target == "grpc://file-cache:9092");
-  CHECK(from_file.remote_mode == "back");
-  CHECK(from_file.remote_retries == 5);
+  CHECK(from_file.remote.target == "grpc://file-cache:9092");
+  CHECK(from_file.remote.mode == RemoteMode::kBack);
+  CHECK(from_file.remote.retries == 5);
 
   const Config from_env = load_ok({"--config", file.string()}, env);
-  CHECK(from_env.remote_target == "grpcs://env-cache.example.com:443");
-  CHECK(from_env.remote_mode == "through");
-  CHECK(from_env.remote_retries == 5);  // file
+  CHECK(from_env.remote.target == "grpcs://env-cache.example.com:443");
+  CHECK(from_env.remote.mode == RemoteMode::kThrough);
+  CHECK(from_env.remote.retries == 5);  // file
 
   const Config from_flag = load_ok(
       {"--config", file.string(), "--upstream", "grpc://[::1]:8980", "--upstream-mode=back"}, env);
-  CHECK(from_flag.remote_target == "grpc://[::1]:8980");
-  CHECK(from_flag.remote_mode == "back");
+  CHECK(from_flag.remote.target == "grpc://[::1]:8980");
+  CHECK(from_flag.remote.mode == RemoteMode::kBack);
 
   // The flag can also switch the upstream off again.
-  CHECK(load_ok({"--upstream", ""}, env).remote_target.empty());
-  CHECK(load_ok({}, {{"GOREGO_REMOTE_TARGET", ""}}).remote_target.empty());
+  CHECK(load_ok({"--upstream", ""}, env).remote.target.empty());
+  CHECK(load_ok({}, {{"GOREGO_REMOTE_TARGET", ""}}).remote.target.empty());
 }
 
 TEST_CASE("Config: remote.target accepts grpc:// and grpcs:// with a name, IPv4 or [IPv6] host") {
@@ -598,7 +613,7 @@ TEST_CASE("Config: remote.target accepts grpc:// and grpcs:// with a name, IPv4 
        {"grpc://localhost:1", "grpcs://cache.example.com:443", "grpc://10.1.2.3:65535",
         "grpcs://[::1]:8980", "grpc://[fe80::1%eth0]:9092", "grpc://my_cache-1.internal:50051"}) {
     INFO(target);
-    CHECK(load_ok({"--upstream", target}).remote_target == target);
+    CHECK(load_ok({"--upstream", target}).remote.target == target);
   }
 }
 
@@ -712,49 +727,51 @@ TEST_CASE("Config: validate checks the rules between the remote.* settings") {
     CHECK(status.code() == Code::kInvalidArgument);
     return status.message();
   };
-  CHECK(gorego::validate(Config{.remote_target = "grpcs://cache:443",
-                                .remote_tls_ca_file = "ca.pem",
-                                .remote_tls_cert_file = "cert.pem",
-                                .remote_tls_key_file = "key.pem"})
+  CHECK(gorego::validate(Config{.remote = {.target = "grpcs://cache:443",
+                                           .tls_ca_file = "ca.pem",
+                                           .tls_cert_file = "cert.pem",
+                                           .tls_key_file = "key.pem"}})
             .ok());
   // The files are not opened here.
-  CHECK(gorego::validate(Config{.remote_target = "grpcs://cache:443",
-                                .remote_tls_ca_file = "/nonexistent/ca.pem"})
+  CHECK(gorego::validate(
+            Config{.remote = {.target = "grpcs://cache:443", .tls_ca_file = "/nonexistent/ca.pem"}})
             .ok());
   // Without a target the remote.* settings are unused; only the pairing is checked.
-  CHECK(gorego::validate(Config{.remote_tls_ca_file = "ca.pem"}).ok());
+  CHECK(gorego::validate(Config{.remote = {.tls_ca_file = "ca.pem"}}).ok());
 
-  CHECK_THAT(message(Config{.remote_target = "grpc://cache:9092", .remote_tls_ca_file = "ca.pem"}),
+  CHECK_THAT(message(Config{.remote = {.target = "grpc://cache:9092", .tls_ca_file = "ca.pem"}}),
              Contains("remote.tls_ca_file \"ca.pem\" needs a grpcs:// remote.target, not "
                       "\"grpc://cache:9092\""));
-  CHECK_THAT(message(Config{.remote_target = "grpc://cache:9092",
-                            .remote_tls_cert_file = "cert.pem",
-                            .remote_tls_key_file = "key.pem"}),
+  CHECK_THAT(message(Config{.remote = {.target = "grpc://cache:9092",
+                                       .tls_cert_file = "cert.pem",
+                                       .tls_key_file = "key.pem"}}),
              Contains("remote.tls_cert_file \"cert.pem\" needs a grpcs:// remote.target"));
-  CHECK_THAT(message(Config{.remote_target = "grpc://cache:9092", .remote_tls_key_file = "k.pem"}),
+  CHECK_THAT(message(Config{.remote = {.target = "grpc://cache:9092", .tls_key_file = "k.pem"}}),
              Contains("remote.tls_key_file \"k.pem\" needs a grpcs:// remote.target"));
-  CHECK_THAT(message(Config{.remote_target = "grpcs://cache:443", .remote_tls_cert_file = "c.pem"}),
+  CHECK_THAT(message(Config{.remote = {.target = "grpcs://cache:443", .tls_cert_file = "c.pem"}}),
              Contains("remote.tls_cert_file \"c.pem\" is set without remote.tls_key_file; give "
                       "both or neither"));
-  CHECK_THAT(message(Config{.remote_target = "grpcs://cache:443", .remote_tls_key_file = "k.pem"}),
+  CHECK_THAT(message(Config{.remote = {.target = "grpcs://cache:443", .tls_key_file = "k.pem"}}),
              Contains("remote.tls_key_file \"k.pem\" is set without remote.tls_cert_file"));
-  CHECK_THAT(message(Config{.remote_bearer_token = "t0psecret",
-                            .remote_header = "Authorization: Basic Zm9v"}),
+  CHECK_THAT(message(Config{
+                 .remote = {.bearer_token = "t0psecret", .header = "Authorization: Basic Zm9v"}}),
              Contains("remote.header \"Authorization\" conflicts with remote.bearer_token"));
-  CHECK_THAT(message(Config{.remote_bearer_token = "t0psecret",
-                            .remote_header = "Authorization: Basic Zm9v"}),
+  CHECK_THAT(message(Config{
+                 .remote = {.bearer_token = "t0psecret", .header = "Authorization: Basic Zm9v"}}),
              !Contains("t0psecret"));
-  CHECK(gorego::validate(Config{.remote_header = "authorization: Basic Zm9v"}).ok());
+  CHECK(gorego::validate(Config{.remote = {.header = "authorization: Basic Zm9v"}}).ok());
 
   // The per-setting rules apply to a Config built in code too.
-  CHECK_THAT(message(Config{.remote_target = "http://x:1"}),
+  CHECK_THAT(message(Config{.remote = {.target = "http://x:1"}}),
              Contains("config key \"remote.target\": remote.target \"http://x:1\" must start with "
                       "grpc:// or grpcs://"));
-  CHECK_THAT(message(Config{.remote_retries = 11}), Contains("config key \"remote.retries\""));
-  CHECK_THAT(message(Config{.remote_queue_size = 0}), Contains("config key \"remote.queue_size\""));
-  CHECK_THAT(message(Config{.remote_timeout = std::chrono::seconds(0)}),
+  CHECK_THAT(message(Config{.remote = {.retries = 11}}), Contains("config key \"remote.retries\""));
+  CHECK_THAT(message(Config{.remote = {.queue_size = 0}}),
+             Contains("config key \"remote.queue_size\""));
+  CHECK_THAT(message(Config{.remote = {.timeout = std::chrono::seconds(0)}}),
              Contains("config key \"remote.timeout\": duration \"0s\" must be greater than 0"));
-  CHECK_THAT(message(Config{.remote_mode = "sideways"}), Contains("remote.mode \"sideways\""));
+  CHECK_THAT(message(Config{.remote = {.mode = static_cast<RemoteMode>(9)}}),
+             Contains("remote.mode \"9\" is not one of: through, back"));
 
   // The same rules through load_config().
   CHECK_THAT(load_error({"--upstream", "grpc://cache:9092"},
@@ -767,9 +784,9 @@ TEST_CASE("Config: validate checks the rules between the remote.* settings") {
 }
 
 TEST_CASE("Config: to_yaml and --print-config redact remote.bearer_token and remote.header") {
-  const Config config{.remote_target = "grpcs://cache.example.com:443",
-                      .remote_bearer_token = "t0psecret",
-                      .remote_header = "X-Api-Key:  k3y"};
+  const Config config{.remote = {.target = "grpcs://cache.example.com:443",
+                                 .bearer_token = "t0psecret",
+                                 .header = "X-Api-Key:  k3y"}};
   REQUIRE(gorego::validate(config).ok());
   const std::string yaml = gorego::to_yaml(config);
   CHECK_THAT(yaml, !Contains("t0psecret"));
@@ -781,7 +798,7 @@ TEST_CASE("Config: to_yaml and --print-config redact remote.bearer_token and rem
                                            {"GOREGO_REMOTE_HEADER", "x-api-key: k3y"}});
   REQUIRE(printed.ok());
   REQUIRE(printed->exit_message.has_value());
-  CHECK(printed->config.remote_bearer_token == "t0psecret");  // only the printout is redacted
+  CHECK(printed->config.remote.bearer_token == "t0psecret");  // only the printout is redacted
   CHECK_THAT(*printed->exit_message, !Contains("t0psecret"));
   CHECK_THAT(*printed->exit_message, !Contains("k3y"));
   CHECK_THAT(*printed->exit_message, Contains("bearer_token: <redacted>"));
@@ -801,19 +818,21 @@ TEST_CASE("Config: to_yaml and --print-config redact remote.bearer_token and rem
 
 TEST_CASE("Config: telemetry.* settings from flags and environment, and their errors") {
   const Config d = load_ok({});
-  CHECK(d.metrics_addr == "127.0.0.1:9090");
-  CHECK(d.tracing_endpoint.empty());
-  CHECK(d.sample_rate == 1.0);
-  CHECK(d.service_name == "gorego");
+  CHECK(d.telemetry.metrics_addr == "127.0.0.1:9090");
+  CHECK(d.telemetry.tracing_endpoint.empty());
+  CHECK(d.telemetry.sample_rate == 1.0);
+  CHECK(d.telemetry.service_name == "gorego");
 
-  const Config c = load_ok({"--metrics-addr", "", "--tracing-endpoint", "grpc://collector:4317"},
-                           {{"GOREGO_TELEMETRY_SAMPLE_RATE", "0.05"}, {"GOREGO_TELEMETRY_SERVICE_NAME", "cache-eu"}});
-  CHECK(c.metrics_addr.empty());
-  CHECK(c.tracing_endpoint == "grpc://collector:4317");
-  CHECK(c.sample_rate == 0.05);
-  CHECK(c.service_name == "cache-eu");
-  CHECK(load_ok({"--tracing-endpoint", "stdout"}).tracing_endpoint == "stdout");
-  CHECK(load_ok({"--tracing-endpoint", "[::1]:4317", "--metrics-addr", "[::1]:0"}).metrics_addr == "[::1]:0");
+  const Config c = load_ok(
+      {"--metrics-addr", "", "--tracing-endpoint", "grpc://collector:4317"},
+      {{"GOREGO_TELEMETRY_SAMPLE_RATE", "0.05"}, {"GOREGO_TELEMETRY_SERVICE_NAME", "cache-eu"}});
+  CHECK(c.telemetry.metrics_addr.empty());
+  CHECK(c.telemetry.tracing_endpoint == "grpc://collector:4317");
+  CHECK(c.telemetry.sample_rate == 0.05);
+  CHECK(c.telemetry.service_name == "cache-eu");
+  CHECK(load_ok({"--tracing-endpoint", "stdout"}).telemetry.tracing_endpoint == "stdout");
+  CHECK(load_ok({"--tracing-endpoint", "[::1]:4317", "--metrics-addr", "[::1]:0"})
+            .telemetry.metrics_addr == "[::1]:0");
 
   struct Case {
     std::vector<std::string> args;
@@ -823,14 +842,413 @@ TEST_CASE("Config: telemetry.* settings from flags and environment, and their er
   const std::vector<Case> cases{
       {{"--metrics-addr", "9090"}, {}, "metrics address \"9090\" is not HOST:PORT"},
       {{"--metrics-addr", "localhost:70000"}, {}, "has port 70000 outside 0..65535"},
-      {{"--tracing-endpoint", "http://collector:4318"}, {}, "must be stdout, HOST:PORT or grpc://HOST:PORT"},
+      {{"--tracing-endpoint", "http://collector:4318"},
+       {},
+       "must be stdout, HOST:PORT or grpc://HOST:PORT"},
       {{"--tracing-endpoint", "collector:0"}, {}, "has port 0 outside 1..65535"},
-      {{}, {{"GOREGO_TELEMETRY_SAMPLE_RATE", "1.5"}}, "sample rate \"1.5\" is not a number in 0..1"},
-      {{}, {{"GOREGO_TELEMETRY_SAMPLE_RATE", "half"}}, "sample rate \"half\" is not a number in 0..1"},
-      {{}, {{"GOREGO_TELEMETRY_SERVICE_NAME", "my cache"}}, "service name \"my cache\" must be 1..128 printable"},
+      {{},
+       {{"GOREGO_TELEMETRY_SAMPLE_RATE", "1.5"}},
+       "sample rate \"1.5\" is not a number in 0..1"},
+      {{},
+       {{"GOREGO_TELEMETRY_SAMPLE_RATE", "half"}},
+       "sample rate \"half\" is not a number in 0..1"},
+      {{},
+       {{"GOREGO_TELEMETRY_SERVICE_NAME", "my cache"}},
+       "service name \"my cache\" must be 1..128 printable"},
   };
   for (const Case& k : cases) {
     INFO(k.expected);
     CHECK_THAT(load_error(k.args, k.env), Catch::Matchers::Contains(k.expected));
   }
+}
+
+// ---- settings by area: nested structs, lists, maps and enumerations ----
+
+TEST_CASE("Config: every area's struct is filled from YAML, the environment and flags") {
+  const TempDir dir("gorego-config-test");
+  const fs::path file = write_file(dir, "gorego.yaml",
+                                   "listen_addr: 0.0.0.0:9000\n"
+                                   "eviction: lru\n"
+                                   "server:\n"
+                                   "  io_queue: 100\n"
+                                   "storage:\n"
+                                   "  verify_reads: always\n"
+                                   "telemetry:\n"
+                                   "  log_level: error\n"
+                                   "  resource_attributes:\n"
+                                   "    deployment.environment: staging\n"
+                                   "remote:\n"
+                                   "  target: grpc://file:1\n"
+                                   "  mode: back\n"
+                                   "  headers:\n"
+                                   "    - \"x-file: 1\"\n");
+  const Environment env{{"GOREGO_SERVER_IO_QUEUE", "200"},
+                        {"GOREGO_TELEMETRY_LOG_LEVEL", "warn"},
+                        {"GOREGO_REMOTE_MODE", "through"}};
+  const Config config = load_ok(
+      {"--config", file.string(), "--eviction", "atime", "--upstream", "grpc://flag:2"}, env);
+  CHECK(config.server.listen_addr == "0.0.0.0:9000");               // file
+  CHECK(config.server.io_queue == 200);                             // environment
+  CHECK(config.storage.eviction == Eviction::kAtime);               // flag
+  CHECK(config.storage.verify_reads == ReadVerification::kAlways);  // file
+  CHECK(config.telemetry.log_level == Level::kWarn);                // environment
+  CHECK(config.telemetry.resource_attributes.at("deployment.environment") == "staging");
+  CHECK(config.remote.target == "grpc://flag:2");                         // flag
+  CHECK(config.remote.mode == RemoteMode::kThrough);                      // environment
+  CHECK(config.remote.headers == std::vector<std::string>{"x-file: 1"});  // file
+  // What no source set keeps the area's default.
+  CHECK(config.server.io_threads == gorego::ServerSettings{}.io_threads);
+  CHECK(config.storage.block_size == gorego::StorageSettings{}.block_size);
+  CHECK(config.telemetry.service_name == gorego::TelemetrySettings{}.service_name);
+  CHECK(config.remote.queue_size == gorego::RemoteSettings{}.queue_size);
+}
+
+TEST_CASE("Config: a list comes from a YAML sequence, a comma-separated variable or flags") {
+  using Headers = std::vector<std::string>;
+  const TempDir dir("gorego-config-test");
+  const fs::path file = write_file(dir, "gorego.yaml",
+                                   "remote:\n"
+                                   "  headers:\n"
+                                   "    - \"x-one: 1\"\n"
+                                   "    - 'X-Two: a, b'\n");
+  const fs::path flow = write_file(dir, "flow.yaml", "remote:\n  headers: [\"a: 1\", \"b: 2\"]\n");
+  const fs::path none = write_file(dir, "none.yaml", "remote:\n  headers: []\n");
+
+  CHECK(load_ok({"--config", file.string()}).remote.headers == Headers{"x-one: 1", "X-Two: a, b"});
+  CHECK(load_ok({"--config", flow.string()}).remote.headers == Headers{"a: 1", "b: 2"});
+  CHECK(load_ok({"--config", none.string()}).remote.headers.empty());
+
+  // The environment: split at commas, spaces around an element dropped; it replaces the file's.
+  CHECK(load_ok({"--config", file.string()}, {{"GOREGO_REMOTE_HEADERS", "x-env: 1, y-env: 2"}})
+            .remote.headers == Headers{"x-env: 1", "y-env: 2"});
+  CHECK(
+      load_ok({"--config", file.string()}, {{"GOREGO_REMOTE_HEADERS", ""}}).remote.headers.empty());
+
+  // A repeated flag appends, each occurrence may hold several; the flags replace the others.
+  CHECK(load_ok({"--config", file.string(), "--upstream-header", "x-a: 1",
+                 "--upstream-header=x-b: 2,x-c: 3"},
+                {{"GOREGO_REMOTE_HEADERS", "x-env: 1"}})
+            .remote.headers == Headers{"x-a: 1", "x-b: 2", "x-c: 3"});
+
+  // remote.header keeps working next to the list.
+  const Config both =
+      load_ok({"--upstream-header", "x-b: 2"}, {{"GOREGO_REMOTE_HEADER", "x-a: 1"}});
+  CHECK(both.remote.header == "x-a: 1");
+  CHECK(both.remote.headers == Headers{"x-b: 2"});
+}
+
+TEST_CASE("Config: a map comes from a YAML mapping or K=V,K2=V2 in the environment") {
+  using Attributes = std::map<std::string, std::string>;
+  const TempDir dir("gorego-config-test");
+  const fs::path file = write_file(dir, "gorego.yaml",
+                                   "telemetry:\n"
+                                   "  resource_attributes:\n"
+                                   "    deployment.environment: prod\n"
+                                   "    cloud.region: \"eu-west-1, zone b\"\n"
+                                   "    empty.value: \"\"\n");
+  const fs::path none = write_file(dir, "none.yaml", "telemetry:\n  resource_attributes: {}\n");
+
+  CHECK(load_ok({"--config", file.string()}).telemetry.resource_attributes ==
+        Attributes{{"deployment.environment", "prod"},
+                   {"cloud.region", "eu-west-1, zone b"},
+                   {"empty.value", ""}});
+  CHECK(load_ok({"--config", none.string()}).telemetry.resource_attributes.empty());
+
+  // The environment replaces the file's map; spaces around keys and values are dropped and
+  // a value may hold '='.
+  CHECK(load_ok({"--config", file.string()},
+                {{"GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES", "team = build, query=a=b"}})
+            .telemetry.resource_attributes == Attributes{{"team", "build"}, {"query", "a=b"}});
+  CHECK(load_ok({"--config", file.string()}, {{"GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES", ""}})
+            .telemetry.resource_attributes.empty());
+}
+
+TEST_CASE("Config: enumerations parse to enum values and print back by name") {
+  static_assert(gorego::NamedEnum<Eviction>);
+  static_assert(gorego::NamedEnum<Level>);
+  static_assert(!gorego::NamedEnum<int>);
+  static_assert(!gorego::NamedEnum<Code>);  // an enum without a names table
+  static_assert(gorego::enum_name(RemoteMode::kBack) == "back");
+  static_assert(gorego::enum_from_name<Eviction>("sampled-lru") == Eviction::kSampledLru);
+  static_assert(!gorego::enum_from_name<Eviction>("LRU").has_value());  // case-sensitive
+
+  struct Case {
+    std::string variable;
+    std::string value;
+    Config expected;
+    std::string printed;  ///< the line --print-config prints for it
+  };
+  const std::vector<Case> cases{
+      {"GOREGO_EVICTION", "lru", Config{.storage = {.eviction = Eviction::kLru}},
+       "\neviction: lru\n"},
+      {"GOREGO_EVICTION", "atime", Config{.storage = {.eviction = Eviction::kAtime}},
+       "\neviction: atime\n"},
+      {"GOREGO_STORAGE_VERIFY_READS", "always",
+       Config{.storage = {.verify_reads = ReadVerification::kAlways}}, "  verify_reads: always\n"},
+      {"GOREGO_TELEMETRY_LOG_LEVEL", "debug", Config{.telemetry = {.log_level = Level::kDebug}},
+       "  log_level: debug\n"},
+      {"GOREGO_TELEMETRY_LOG_LEVEL", "error", Config{.telemetry = {.log_level = Level::kError}},
+       "  log_level: error\n"},
+      {"GOREGO_REMOTE_MODE", "back", Config{.remote = {.mode = RemoteMode::kBack}},
+       "  mode: back\n"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.variable << "=" << c.value);
+    auto printed = load({"--print-config"}, {{c.variable, c.value}});
+    REQUIRE(printed.ok());
+    CHECK(printed->config == c.expected);
+    REQUIRE(printed->exit_message.has_value());
+    CHECK_THAT(*printed->exit_message, Contains(c.printed));
+  }
+  // The defaults print by name too.
+  const std::string defaults = gorego::to_yaml(Config{});
+  for (const std::string_view line : {"\neviction: sampled-lru\n", "  verify_reads: first\n",
+                                      "  log_level: info\n", "  mode: through\n"}) {
+    CHECK_THAT(defaults, Contains(std::string(line)));
+  }
+}
+
+TEST_CASE("Config: a list or map setting of the wrong YAML kind names the key, file and line") {
+  struct Case {
+    std::string yaml;
+    std::string expected;
+  };
+  const std::vector<Case> cases{
+      {"remote:\n  headers:\n    a: 1\n",
+       "config key \"remote.headers\" in {} (line 2, column 3) must be a list, not a mapping"},
+      {"remote:\n  headers: \"x-api-key: 1\"\n",
+       "config key \"remote.headers\" in {} (line 2, column 3) must be a list, not a single value"},
+      {"remote:\n  headers:\n",
+       "config key \"remote.headers\" in {} (line 2, column 3) must be a list, not empty (write [] "
+       "for none)"},
+      // The classic slip: an unquoted "Name: value" is a mapping in YAML.
+      {"remote:\n  headers:\n    - x-api-key: abc\n",
+       "config key \"remote.headers\" in {} (line 3, column 7): remote.headers[0] must be a single "
+       "value, not a mapping (quote a value that contains \": \")"},
+      {"remote:\n  headers:\n    - \"a: 1\"\n    - [b]\n",
+       "config key \"remote.headers\" in {} (line 4, column 7): remote.headers[1] must be a single "
+       "value, not a sequence"},
+      {"telemetry:\n  resource_attributes: [a, b]\n",
+       "config key \"telemetry.resource_attributes\" in {} (line 2, column 3) must be a mapping of "
+       "KEY: VALUE, not a sequence"},
+      {"telemetry:\n  resource_attributes:\n",
+       "must be a mapping of KEY: VALUE, not empty (write {{}} for none)"},
+      {"telemetry:\n  resource_attributes:\n    team:\n      name: build\n",
+       "config key \"telemetry.resource_attributes\" in {} (line 4, column 7): "
+       "telemetry.resource_attributes[\"team\"] must be a single value, not a mapping"},
+      // A setting of one value still says so.
+      {"remote:\n  header: [\"a: 1\"]\n",
+       "config key \"remote.header\" in {} (line 2, column 3) must be a single value, not a "
+       "sequence"},
+  };
+  for (const Case& c : cases) {
+    INFO("config file:\n" << c.yaml);
+    const TempDir dir("gorego-config-test");
+    const std::string file = write_file(dir, "gorego.yaml", c.yaml).string();
+    CHECK_THAT(load_error({"--config", file}),
+               Contains(fmt::format(fmt::runtime(c.expected), file)));
+  }
+}
+
+TEST_CASE("Config: a bad list element is named by its index, in every source") {
+  const TempDir dir("gorego-config-test");
+  const std::string file = write_file(dir, "gorego.yaml",
+                                      "remote:\n"
+                                      "  headers:\n"
+                                      "    - \"x-a: 1\"\n"
+                                      "    - \"x-b s3cret\"\n")
+                               .string();
+  CHECK_THAT(load_error({"--config", file}),
+             Contains(fmt::format("config key \"remote.headers\" in {} (line 4, column 7): "
+                                  "remote.headers[1] is not \"Name: value\": it has no ':'",
+                                  file)));
+
+  struct Case {
+    std::vector<std::string> args;
+    Environment env;
+    std::string expected;
+  };
+  const std::vector<Case> cases{
+      {{},
+       {{"GOREGO_REMOTE_HEADERS", "x-a: 1,,x-c: 3"}},
+       "environment variable GOREGO_REMOTE_HEADERS: remote.headers[1] is empty; a header is "
+       "\"Name: value\""},
+      {{}, {{"GOREGO_REMOTE_HEADERS", "x-a: 1,"}}, "remote.headers[1] is empty"},
+      {{},
+       {{"GOREGO_REMOTE_HEADERS", "grpc-timeout: 1S"}},
+       "remote.headers[0] name \"grpc-timeout\" is reserved by gRPC (grpc-*)"},
+      {{},
+       {{"GOREGO_REMOTE_HEADERS", "x-a: s3cret\t"}},
+       "remote.headers[0] \"x-a\" has a control or a non-ASCII character at position 7 of its "
+       "value"},
+      {{"--upstream-header", "x-a: 1", "--upstream-header", "x-b: 2,x c: s3cret"},
+       {},
+       "flag --upstream-header: remote.headers[2] has a name with a character other than a "
+       "letter, a digit, '-', '_' or '.' at position 2"},
+      {{"--upstream-header", "x-a: <redacted>"},
+       {},
+       "remote.headers[0] \"x-a\" has the value \"<redacted>\", the placeholder --print-config "
+       "prints for a secret"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.expected);
+    const std::string message = load_error(c.args, c.env);
+    CHECK_THAT(message, Contains(c.expected));
+    CHECK_THAT(message, !Contains("s3cret"));  // header values are secrets
+  }
+}
+
+TEST_CASE("Config: a bad map entry is named by its key") {
+  const std::string long_key(256, 'k');
+  const std::string long_value(4097, 'v');
+  struct Case {
+    std::string text;  ///< GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES
+    std::string expected;
+  };
+  const std::vector<Case> cases{
+      {"team=build,=x", "telemetry.resource_attributes has an empty key"},
+      {"team=build,oops", "telemetry.resource_attributes entry 1 \"oops\" is not KEY=VALUE"},
+      {"team=build,team=test", "telemetry.resource_attributes has the key \"team\" twice"},
+      {"my team=build",
+       "telemetry.resource_attributes key \"my team\" has a space, a control or a non-ASCII "
+       "character at position 3"},
+      {long_key + "=x",
+       "telemetry.resource_attributes key \"" + long_key + "\" has 256 characters, more than 255"},
+      {"service.name=other",
+       "telemetry.resource_attributes[\"service.name\"] is set by telemetry.service_name"},
+      {"team=" + long_value,
+       "telemetry.resource_attributes[\"team\"] has a value of 4097 characters, more than 4096"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.expected);
+    CHECK_THAT(
+        load_error({}, {{"GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES", c.text}}),
+        Contains("environment variable GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES: " + c.expected));
+  }
+  // 255 characters and 4 KiB are still fine.
+  CHECK(load_ok({}, {{"GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES",
+                      std::string(255, 'k') + "=" + std::string(4096, 'v')}})
+            .telemetry.resource_attributes.size() == 1);
+
+  // In the file the entry's line is given too, and a control character in a key is escaped.
+  const TempDir dir("gorego-config-test");
+  const std::string file = write_file(dir, "gorego.yaml",
+                                      "telemetry:\n"
+                                      "  resource_attributes:\n"
+                                      "    team: build\n"
+                                      "    \"bad\\tkey\": x\n"
+                                      "    region: \"eu\\u0001\"\n")
+                               .string();
+  CHECK_THAT(
+      load_error({"--config", file}),
+      Contains(fmt::format("config key \"telemetry.resource_attributes\" in {} (line 4, "
+                           "column 5): telemetry.resource_attributes key \"bad\\tkey\" has a "
+                           "space, a control or a non-ASCII character at position 4",
+                           file)));
+  const std::string twice = write_file(dir, "twice.yaml",
+                                       "telemetry:\n"
+                                       "  resource_attributes:\n"
+                                       "    team: a\n"
+                                       "    team: b\n")
+                                .string();
+  CHECK_THAT(load_error({"--config", twice}),
+             Contains("(line 4, column 5): telemetry.resource_attributes has the key \"team\" "
+                      "twice"));
+  const std::string values = write_file(dir, "values.yaml",
+                                        "telemetry:\n"
+                                        "  resource_attributes:\n"
+                                        "    region: \"eu\\u0001\"\n")
+                                 .string();
+  CHECK_THAT(load_error({"--config", values}),
+             Contains("(line 3, column 5): telemetry.resource_attributes[\"region\"] has a control "
+                      "or a non-ASCII character at position 3 of its value"));
+}
+
+TEST_CASE("Config: an unknown enum value lists the accepted ones, in every source") {
+  const TempDir dir("gorego-config-test");
+  const std::string file =
+      write_file(dir, "gorego.yaml", "storage:\n  verify_reads: sometimes\n").string();
+  CHECK_THAT(load_error({"--config", file}),
+             Contains(fmt::format("config key \"storage.verify_reads\" in {} (line 2, column 17): "
+                                  "storage.verify_reads \"sometimes\" is not one of: first, always",
+                                  file)));
+  CHECK_THAT(load_error({}, {{"GOREGO_EVICTION", "LRU"}}),
+             Contains("environment variable GOREGO_EVICTION: eviction \"LRU\" is not one of: "
+                      "sampled-lru, lru, atime"));
+  CHECK_THAT(load_error({"--log-level", "trace"}),
+             Contains("flag --log-level: log level \"trace\" is not one of: debug, info, warn, "
+                      "error"));
+  CHECK_THAT(load_error({"--upstream-mode", ""}),
+             Contains("flag --upstream-mode: remote.mode \"\" is not one of: through, back"));
+}
+
+TEST_CASE("Config: to_yaml prints lists and maps as YAML, header values redacted") {
+  const Config config{
+      .telemetry = {.resource_attributes = {{"deployment.environment", "prod"}, {"note", "a: b"}}},
+      .remote = {.headers = {"x-one: s3cret1", "X-Two:s3cret2"}},
+  };
+  REQUIRE(gorego::validate(config).ok());
+  const std::string yaml = gorego::to_yaml(config);
+  CHECK_THAT(yaml, Contains("  resource_attributes:\n    deployment.environment: prod\n"
+                            "    note: \"a: b\"\n"));
+  CHECK_THAT(yaml,
+             Contains("  headers:\n    - \"x-one: <redacted>\"\n    - \"X-Two: <redacted>\"\n"));
+  CHECK_THAT(yaml, !Contains("s3cret"));
+  const std::string defaults = gorego::to_yaml(Config{});
+  CHECK_THAT(defaults, Contains("  resource_attributes: {}\n"));
+  CHECK_THAT(defaults, Contains("  headers: []\n"));
+
+  // --print-config shows the redacted list; the printout does not load back as is.
+  auto printed = load({"--print-config"}, {{"GOREGO_REMOTE_HEADERS", "a: 1,b: 2"}});
+  REQUIRE(printed.ok());
+  CHECK(printed->config.remote.headers == std::vector<std::string>{"a: 1", "b: 2"});
+  REQUIRE(printed->exit_message.has_value());
+  CHECK_THAT(*printed->exit_message,
+             Contains("  headers:\n    - \"a: <redacted>\"\n    - \"b: <redacted>\"\n"));
+  const TempDir dir("gorego-config-test");
+  const std::string file = write_file(dir, "printed.yaml", *printed->exit_message).string();
+  const std::string& text = *printed->exit_message;
+  const auto line = 1 + std::count(text.begin(), text.begin() + text.find("- \"a: "), '\n');
+  CHECK_THAT(load_error({"--config", file}),
+             Contains(fmt::format("(line {}, column 7): remote.headers[0] \"a\" has the value "
+                                  "\"<redacted>\"",
+                                  line)));
+}
+
+TEST_CASE("Config: validate checks remote.headers against remote.bearer_token") {
+  const Config config{
+      .remote = {.bearer_token = "t0psecret", .headers = {"x-a: 1", "Authorization: Basic Zm9v"}}};
+  const gorego::Status status = gorego::validate(config);
+  REQUIRE_FALSE(status.ok());
+  CHECK_THAT(status.message(),
+             Contains("remote.headers[1] \"Authorization\" conflicts with remote.bearer_token"));
+  CHECK_THAT(status.message(), !Contains("t0psecret"));
+  CHECK(gorego::validate(Config{.remote = {.headers = {"authorization: Basic Zm9v"}}}).ok());
+  // Each element passes the header parser, in code as from a file.
+  CHECK_THAT(
+      gorego::validate(Config{.remote = {.headers = {"x-a: 1", "x-b:"}}}).message(),
+      Contains("config key \"remote.headers\": remote.headers[1] \"x-b\" has an empty value"));
+}
+
+TEST_CASE("Config: --help shows the list and map settings with their syntax") {
+  auto result = load({"--help"});
+  REQUIRE(result.ok());
+  REQUIRE(result->exit_message.has_value());
+  const std::string& help = *result->exit_message;
+  for (const std::string_view part :
+       {"--upstream-header HEADER", "GOREGO_REMOTE_HEADERS", "remote.headers",
+        "telemetry.resource_attributes", "GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES",
+        "a YAML sequence in the file and A,B in the environment"}) {
+    CHECK_THAT(help, Contains(std::string(part)));
+  }
+  // The default column of the settings table: an empty list and an empty map.
+  const auto shown_default = [&](const std::string& variable) {
+    const std::size_t at = help.find(variable + " ");
+    REQUIRE(at != std::string::npos);
+    const std::size_t begin = help.find_first_not_of(' ', at + variable.size());
+    return help.substr(begin, help.find('\n', begin) - begin);
+  };
+  CHECK(shown_default("GOREGO_REMOTE_HEADERS") == "[]");
+  CHECK(shown_default("GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES") == "{}");
+  CHECK(shown_default("GOREGO_REMOTE_MODE") == "through");
 }

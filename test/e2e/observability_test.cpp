@@ -3,6 +3,8 @@
 // spans (with W3C trace context, across a proxy and its upstream) at an OTLP receiver.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 
@@ -31,6 +33,7 @@ class OtlpReceiver final : public otlp::TraceService::Service {
   struct Span {
     std::string service;
     otrace::Span span;
+    std::map<std::string, std::string> resource;  ///< the string attributes of its resource
   };
 
   OtlpReceiver() {
@@ -47,11 +50,13 @@ class OtlpReceiver final : public otlp::TraceService::Service {
     std::lock_guard lock(mu_);
     for (const auto& rs : req->resource_spans()) {
       std::string service;
+      std::map<std::string, std::string> resource;
       for (const auto& kv : rs.resource().attributes()) {
         if (kv.key() == "service.name") service = kv.value().string_value();
+        resource[kv.key()] = kv.value().string_value();
       }
       for (const auto& ss : rs.scope_spans()) {
-        for (const auto& s : ss.spans()) spans_.push_back({service, s});
+        for (const auto& s : ss.spans()) spans_.push_back({service, s, resource});
       }
     }
     return grpc::Status::OK;
@@ -324,7 +329,10 @@ TEST_CASE("tracing: spans reach an OTLP receiver with the client's trace and cro
   OtlpReceiver receiver;
   const std::string endpoint = fmt::format("127.0.0.1:{}", receiver.port());
   Server up(dir, {"--tracing-endpoint", endpoint}, "up");
-  Server proxy(dir, {"--upstream", up.url(), "--tracing-endpoint", endpoint}, "proxy");
+  const std::string config = (dir.path() / "proxy.yaml").string();
+  std::ofstream(config) << "telemetry:\n  resource_attributes:\n    deployment.environment: e2e\n";
+  Server proxy(dir, {"--upstream", up.url(), "--tracing-endpoint", endpoint, "--config", config},
+               "proxy");
 
   // A blob only the upstream has, read through the proxy inside the client's trace.
   const std::string blob = make_blob(9, 5000);
@@ -357,6 +365,18 @@ TEST_CASE("tracing: spans reach an OTLP receiver with the client's trace and cro
   }
   REQUIRE(server != nullptr);
   REQUIRE(upstream_server != nullptr);
+  // telemetry.resource_attributes reach the resource of the proxy's spans, next to service.name.
+  int tagged = 0;
+  for (const auto& s : spans) {
+    INFO(s.span.name());
+    CHECK(s.resource.at("service.name") == "gorego");
+    if (s.resource.contains("deployment.environment")) {
+      CHECK(s.resource.at("deployment.environment") == "e2e");
+      CHECK(&s.span != upstream_server);  // the upstream has no such setting
+      ++tagged;
+    }
+  }
+  CHECK(tagged >= 2);  // at least the proxy's server span and its RemoteFetch
   CHECK(server->kind() == otrace::Span::SPAN_KIND_SERVER);
   CHECK(server->trace_state() == "vendor=value");
   CHECK(attribute(*server, "rpc.method") == "BatchReadBlobs");

@@ -301,10 +301,12 @@ TEST_CASE("Proxy: a grpcs:// upstream with mutual TLS", "[proxy][bst][tls]") {
   CHECK(nocert.read(digest_of(large), out).error_code() == grpc::StatusCode::NOT_FOUND);
 }
 
-TEST_CASE("Proxy: the bearer token and extra header reach the upstream", "[proxy][bst][auth]") {
+TEST_CASE("Proxy: the bearer token and extra headers reach the upstream", "[proxy][bst][auth]") {
   for (const auto& [setting, required] :
        {std::pair{std::string("bearer_token: s3cret"), std::string("authorization:Bearer s3cret")},
-        std::pair{std::string("header: \"x-api-key: k3y\""), std::string("x-api-key:k3y")}}) {
+        std::pair{std::string("header: \"x-api-key: k3y\""), std::string("x-api-key:k3y")},
+        std::pair{std::string("headers: [\"x-other: 1\", \"x-api-key: k3y\"]"),
+                  std::string("x-api-key:k3y")}}) {
     INFO(setting);
     TempDir dir;
     auto bst = start_bst(dir, {"--require-header", required});

@@ -25,17 +25,17 @@ using gorego::testing::make_blob;
 namespace {
 
 struct Fixture {
-  explicit Fixture(std::string eviction = "lru", std::uint64_t max_blob = 0) {
+  explicit Fixture(Eviction eviction = Eviction::kLru, std::uint64_t max_blob = 0) {
     Config c;
-    c.listen_addr = "127.0.0.1:0";
-    c.metrics_addr = "127.0.0.1:0";
-    c.data_dir = dir.path();
-    c.max_size_bytes = std::uint64_t{1} << 30;
-    c.fsync = false;
-    c.io_threads = 4;
-    c.max_batch_total_size_bytes = std::uint64_t{1} << 20;
-    c.eviction = std::move(eviction);
-    c.max_blob_size_bytes = max_blob;
+    c.server.listen_addr = "127.0.0.1:0";
+    c.telemetry.metrics_addr = "127.0.0.1:0";
+    c.storage.data_dir = dir.path();
+    c.storage.max_size_bytes = std::uint64_t{1} << 30;
+    c.storage.fsync = false;
+    c.server.io_threads = 4;
+    c.server.max_batch_total_size_bytes = std::uint64_t{1} << 20;
+    c.storage.eviction = eviction;
+    c.server.max_blob_size_bytes = max_blob;
     auto s = start_server(c);
     REQUIRE(s.ok());
     server = std::move(*s);
@@ -246,7 +246,7 @@ TEST_CASE("CAS: batches over max_batch_total_size_bytes are INVALID_ARGUMENT", "
 }
 
 TEST_CASE("CAS and ByteStream: blobs over max_cas_blob_size_bytes are refused", "[grpc]") {
-  Fixture f("lru", 1000);
+  Fixture f(Eviction::kLru, 1000);
   const std::string big(1001, 'z');
   const auto d = reapi::to_proto(Sha256::digest_of(big));
   re::BatchUpdateBlobsRequest req;
@@ -582,7 +582,7 @@ TEST_CASE("ActionCache: malformed digests are INVALID_ARGUMENT and store nothing
 }
 
 TEST_CASE("Health: SERVING once ready, NOT_SERVING once shutdown begins", "[grpc]") {
-  Fixture f("atime");
+  Fixture f(Eviction::kAtime);
   auto health = grpc::health::v1::Health::NewStub(f.channel);
   grpc::health::v1::HealthCheckRequest req;
   grpc::health::v1::HealthCheckResponse resp;

@@ -3,7 +3,7 @@
 /// BuildStream's CAS server, another gorego).
 ///
 /// - `grpc://host:port` or `grpcs://host:port` (TLS with an optional CA bundle and client
-///   certificate); an optional bearer token and one extra header on every call.
+///   certificate); an optional bearer token and extra headers on every call.
 /// - Every call is asynchronous (gRPC's callback API): it returns at once and its
 ///   callback runs on a gRPC thread when the upstream answers, so a slow or frozen
 ///   upstream holds no thread of ours. Each attempt has a deadline (`timeout`); transient
@@ -57,6 +57,7 @@ class Reapi {
     std::string tls_ca_file, tls_cert_file, tls_key_file;
     std::string bearer_token;
     std::string header;                          ///< "name: value"
+    std::vector<std::string> headers;            ///< more "name: value", after `header`
     std::size_t chunk_bytes = std::size_t{1} << 20;
   };
 
@@ -307,11 +308,15 @@ class Reapi {
         ac_(re::ActionCache::NewStub(channel_)),
         caps_(re::Capabilities::NewStub(channel_)),
         bytestream_(google::bytestream::ByteStream::NewStub(channel_)) {
-    if (auto colon = opt_.header.find(':'); colon != std::string::npos) {
-      header_name_ = opt_.header.substr(0, colon);
-      for (char& c : header_name_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      header_value_ = opt_.header.substr(colon + 1);
-      header_value_.erase(0, header_value_.find_first_not_of(" \t"));
+    std::vector<std::string> headers{opt_.header};
+    headers.insert(headers.end(), opt_.headers.begin(), opt_.headers.end());
+    for (const std::string& header : headers) {
+      const auto colon = header.find(':');
+      if (colon == std::string::npos) continue;
+      auto& [name, value] =
+          headers_.emplace_back(header.substr(0, colon), header.substr(colon + 1));
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      value.erase(0, value.find_first_not_of(" \t"));
     }
     probe_ = std::thread([this] { probe(); });
   }
@@ -375,7 +380,7 @@ class Reapi {
       if (tc.tracestate) ctx.AddMetadata("tracestate", *tc.tracestate);
     }
     if (!opt_.bearer_token.empty()) ctx.AddMetadata("authorization", "Bearer " + opt_.bearer_token);
-    if (!header_name_.empty()) ctx.AddMetadata(header_name_, header_value_);
+    for (const auto& [name, value] : headers_) ctx.AddMetadata(name, value);
   }
 
   /// Registers a call for cancel_in_flight(); false once the client is being destroyed.
@@ -665,8 +670,7 @@ class Reapi {
   std::unique_ptr<re::ActionCache::Stub> ac_;
   std::unique_ptr<re::Capabilities::Stub> caps_;
   std::unique_ptr<google::bytestream::ByteStream::Stub> bytestream_;
-  std::string header_name_;
-  std::string header_value_;
+  std::vector<std::pair<std::string, std::string>> headers_;        ///< lower-case name, value
   std::atomic<std::uint64_t> max_batch_{std::uint64_t{512} << 10};  // until probed: safe for any server
   std::atomic<bool> probed_{false};
   std::atomic<bool> stop_{false};

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -28,6 +29,9 @@ struct ServiceInfo {
   std::string service_name = "gorego";
   std::string service_version;
   std::string host_name;  ///< empty: gethostname()
+  /// More resource attributes (`deployment.environment`: "prod"), sent after service.name;
+  /// one named service.version or host.name replaces gorego's own. Not service.name.
+  std::map<std::string, std::string> attributes;
 };
 
 class OtlpExporter final : public SpanExporter {
@@ -118,9 +122,15 @@ class OtlpExporter final : public SpanExporter {
   }
 
   void fill_resource(opentelemetry::proto::resource::v1::Resource& r) const {
+    const auto& more = opt_.service.attributes;
     set_attribute(*r.add_attributes(), "service.name", opt_.service.service_name);
-    set_attribute(*r.add_attributes(), "service.version", opt_.service.service_version);
-    if (!opt_.service.host_name.empty()) set_attribute(*r.add_attributes(), "host.name", opt_.service.host_name);
+    if (!more.contains("service.version")) {
+      set_attribute(*r.add_attributes(), "service.version", opt_.service.service_version);
+    }
+    if (!opt_.service.host_name.empty() && !more.contains("host.name")) {
+      set_attribute(*r.add_attributes(), "host.name", opt_.service.host_name);
+    }
+    for (const auto& [key, value] : more) set_attribute(*r.add_attributes(), key, value);
   }
 
   Options opt_;

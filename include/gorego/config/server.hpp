@@ -1,0 +1,35 @@
+#pragma once
+/// ServerSettings: gorego's gRPC listener and the limits of its calls (`listen_addr`,
+/// `server.*`). Part of Config; see config.hpp for how settings are read.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include <gorego/config/values.hpp>
+
+namespace gorego {
+
+/// The settings of the gRPC server. A plain aggregate holding the embedded defaults; the
+/// comment of each field gives its YAML key and flag.
+struct ServerSettings {
+  /// `listen_addr`, `--listen`: HOST:PORT, IPv6 as `[::1]:50051`; port 0 picks a free port.
+  std::string listen_addr = "127.0.0.1:50051";
+  /// `server.io_threads`, `--io-threads`: threads doing disk I/O (1..1024).
+  std::uint32_t io_threads = 8;
+  /// `server.io_queue`: requests that may wait for an I/O thread (16..1000000); beyond it
+  /// new calls are refused UNAVAILABLE ("server busy"), which clients retry with backoff.
+  std::uint32_t io_queue = 4096;
+  /// `server.max_batch_size`: max_batch_total_size_bytes advertised in GetCapabilities and
+  /// enforced by the batch calls, a SIZE in 64KiB..64MiB.
+  std::uint64_t max_batch_total_size_bytes = 4 * kMiB;
+  /// `server.max_blob_size`: the largest blob accepted, a SIZE; 0 means bounded only by
+  /// `max_size`. Must not exceed `max_size`.
+  std::uint64_t max_blob_size_bytes = 0;
+  /// `server.shutdown_grace`: how long in-flight calls may run on after SIGTERM (a duration).
+  std::chrono::seconds shutdown_grace{10};
+
+  friend bool operator==(const ServerSettings&, const ServerSettings&) = default;
+};
+
+}  // namespace gorego
