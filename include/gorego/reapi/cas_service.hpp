@@ -1,10 +1,10 @@
 #pragma once
 /// ContentAddressableStorage service over any BlobStore: FindMissingBlobs,
 /// BatchUpdateBlobs, BatchReadBlobs and GetTree. Every handler returns to gRPC at once
-/// and does its validation and store work on the Executor, except a FindMissingBlobs the
-/// store can answer from memory alone (`answers_from_memory()`: no upstream to ask, index
-/// loaded), which runs on the gRPC thread: it never blocks, and the hand-off would cost
-/// more than the lookups.
+/// and does its validation and store work on the Executor, except a FindMissingBlobs whose
+/// presence check cannot block (`presence_never_blocks()`: the index is loaded, and an
+/// upstream, if any, is asked asynchronously), which runs on the gRPC thread: the hand-off
+/// would cost more than the lookups or the upstream call's start.
 
 #include <grpcpp/grpcpp.h>
 
@@ -53,8 +53,8 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
         reactor->Finish(grpc::Status::OK);
       });
     };
-    if constexpr (requires { store_.answers_from_memory(); }) {
-      if (store_.answers_from_memory()) {
+    if constexpr (requires { store_.presence_never_blocks(); }) {
+      if (store_.presence_never_blocks()) {
         TraceContext::Scope scope(incoming_context(ctx));
         work();
         return reactor;

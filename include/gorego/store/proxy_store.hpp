@@ -247,10 +247,11 @@ class ProxyStore {
     return std::get<I>(instr_);
   }
 
-  /// Whether presence checks are answered from memory alone, without blocking: no upstream
-  /// to ask and the local index loaded.
-  bool answers_from_memory() {
-    if constexpr (requires { local_.loaded(); }) return !remote_on() && local_.loaded();
+  /// Whether a presence check (contains, find_missing) returns without blocking: the local
+  /// index is loaded (then an authority tier is asked asynchronously, and the local answer,
+  /// its fallback, comes from memory). Callers may then run it on any thread.
+  bool presence_never_blocks() {
+    if constexpr (requires { local_.loaded(); }) return local_.loaded();
     return false;
   }
 
@@ -566,22 +567,28 @@ class ProxyStore {
         auto p = detach(std::move(op), std::forward<Done>(done));
         auto keep = std::make_shared<std::vector<Digest>>(ds.begin(), ds.end());
         t.client().find_missing(ds, [this, &t, p, keep](Result<std::vector<Digest>> r) {
-          resume(p, [&]() -> std::vector<Digest> {
-            if (r) {
+          if (r) {
+            return resume(p, [&]() -> std::vector<Digest> {
               p->op.st.tier = Tier::kRemote;
               p->op.st.missing = r->size();
               return std::move(*r);
-            }
-            t.stats().count_error(r.error().code());
-            if (t.should_warn()) {
-              log::warn("upstream FindMissingBlobs failed: answering from the local tier",
-                        {{"upstream", std::string(t.client().target())}, {"error", r.error().to_string()}});
-            }
-            // Index lookups in memory: fine on the client's thread.
-            auto out = local_.find_missing(*keep);
-            p->op.st.missing = out.size();
-            return out;
-          });
+            });
+          }
+          t.stats().count_error(r.error().code());
+          if (t.should_warn()) {
+            log::warn("upstream FindMissingBlobs failed: answering from the local tier",
+                      {{"upstream", std::string(t.client().target())}, {"error", r.error().to_string()}});
+          }
+          auto local = [this, p, keep] {
+            resume(p, [&]() -> std::vector<Digest> {
+              auto out = local_.find_missing(*keep);
+              p->op.st.missing = out.size();
+              return out;
+            });
+          };
+          // From memory once the index is loaded; before, it may stat files: not here.
+          if (presence_never_blocks()) return local();
+          dispatch(p->context, std::move(local));
         });
       });
       if (asked) return;
@@ -621,6 +628,18 @@ class ProxyStore {
     if (s.code() != Code::kNotFound) t.stats().count_error(s.code());
   }
 
+  /// Tier `t` sent bytes that do not match `d` (`why`): logged, counted, and the status
+  /// that passes the fetch on. Nothing of them is stored or served.
+  template <class T>
+  static Status wrong_bytes(T& t, const Digest& d, const Status& why) {
+    log::error("upstream returned wrong bytes: not stored, not served",
+               {{"digest", fmt::format("{}", d)}, {"upstream", std::string(t.client().target())},
+                {"error", why.message()}});
+    Status wrong(Code::kDataLoss, fmt::format("returned wrong bytes: {}", why.message()));
+    count(t, wrong);
+    return wrong;
+  }
+
   /// The leader's fetch of a small blob, from tier I on: its bytes, verified and kept
   /// locally on the executor, then `complete`. A tier's miss, failure or wrong bytes pass
   /// the fetch to the next tier.
@@ -643,12 +662,7 @@ class ProxyStore {
               return fetch_small_from<I + 1>(d, data.error(), std::move(complete));
             }
             if (Status v = verify_blob(d, *data); !v.ok()) {
-              log::error("upstream returned wrong bytes: not stored, not served",
-                         {{"digest", fmt::format("{}", d)}, {"upstream", std::string(t.client().target())},
-                          {"error", v.message()}});
-              Status wrong(Code::kDataLoss, fmt::format("returned wrong bytes: {}", v.message()));
-              count(t, wrong);
-              return fetch_small_from<I + 1>(d, std::move(wrong), std::move(complete));
+              return fetch_small_from<I + 1>(d, wrong_bytes(t, d, v), std::move(complete));
             }
             if (Status s = local_.put(d, *data); !s.ok()) {
               log::warn("could not keep an upstream blob locally",
@@ -692,12 +706,7 @@ class ProxyStore {
                 }
                 if (Status c = writer->commit(); !c.ok()) {
                   if (c.code() != Code::kInvalidArgument) return complete(c);  // a local failure
-                  log::error("upstream returned wrong bytes: not stored, not served",
-                             {{"digest", fmt::format("{}", d)}, {"upstream", std::string(t.client().target())},
-                              {"error", c.message()}});
-                  Status wrong(Code::kDataLoss, fmt::format("returned wrong bytes: {}", c.message()));
-                  count(t, wrong);
-                  return fetch_large_from<I + 1>(d, std::move(wrong), std::move(complete));
+                  return fetch_large_from<I + 1>(d, wrong_bytes(t, d, c), std::move(complete));
                 }
                 complete(Status{});
               });
@@ -917,15 +926,18 @@ class ProxyStore {
     if constexpr (requires { i.on_eviction(run); }) i.on_eviction(run);
   }
 
-  LocalT local_;
-  [[no_unique_address]] RemoteT remote_;
   template <class T, int N>
   using IfTiers = std::conditional_t<RemoteT::kEnabled, T, detail::Nothing<N>>;
-  [[no_unique_address]] IfTiers<Singleflight<Digest, SmallFetch>, 0> small_;
-  [[no_unique_address]] IfTiers<Singleflight<Digest, Status>, 1> large_;
+
+  LocalT local_;
   [[no_unique_address]] std::tuple<Instr...> instr_;
   /// Only a store with a tier behind the local one has work to post (no bytes without one).
   [[no_unique_address]] IfTiers<std::atomic<Executor*>, 2> exec_{};
+  [[no_unique_address]] IfTiers<Singleflight<Digest, SmallFetch>, 0> small_;
+  [[no_unique_address]] IfTiers<Singleflight<Digest, Status>, 1> large_;
+  // Last, so destroyed first: a tier's client waits for its calls in flight, whose
+  // callbacks use everything above.
+  [[no_unique_address]] RemoteT remote_;
 };
 
 }  // namespace gorego
