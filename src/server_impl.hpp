@@ -160,7 +160,11 @@ class ServerImpl final : public Server {
         std::condition_variable_any cv;
         std::unique_lock lock(mu);
         if (!cv.wait_until(lock, st, deadline, [] { return false; }) && !st.stop_requested()) {
-          if (store_.remote().active()) store_.remote().client().cancel_in_flight();
+          if (store_.remote().active()) {
+            // Work that goes on after the cancellation starts no new upstream waits.
+            store_.remote().client().refuse_new_calls(true);
+            store_.remote().client().cancel_in_flight();
+          }
         }
       });
       server_->Shutdown(deadline);
@@ -168,6 +172,8 @@ class ServerImpl final : public Server {
       serving_ = false;
       server_.reset();
     }
+    // The canceller has ended: the write-back queue may use the upstream again to drain.
+    if (store_.remote().active()) store_.remote().client().refuse_new_calls(false);
     pool_.shutdown();  // from now on, late continuations run where they land
     store_.set_executor(nullptr);
     store_.stop();     // drains the write-back queue for a bounded time

@@ -7,7 +7,9 @@
 /// `max_queued` tasks wait, so an overloaded server answers "busy, retry" instead of
 /// queueing without bound; `post` always queues, for continuations of work already
 /// admitted (they must not be dropped, and their number is bounded by the admitted work).
-/// Neither blocks or runs the task inline. The poster's TraceContext travels with the task
+/// Neither blocks; neither runs the task inline, except `post` once `shutdown` began (then
+/// on the caller's thread, so late continuations still complete). The poster's TraceContext
+/// travels with the task
 /// and is current while it runs. `shutdown` (also run by the destructor) lets queued tasks
 /// finish, then joins. Thread safety: fully concurrent.
 ///
@@ -156,10 +158,10 @@ void then_on(Executor& pool, Op&& op, Then&& then) {
     std::decay_t<Then> then;
   };
   auto s = std::make_shared<Shared>(std::forward<Then>(then));
-  op([s, &pool](T v) {
+  op([s, &pool, tc = TraceContext::current()](T v) {
     s->value.emplace(std::move(v));
     if (s->turn.exchange(2, std::memory_order_acq_rel) == 1) {
-      pool.post([s] { s->then(std::move(*s->value)); });
+      pool.post(tc, [s] { s->then(std::move(*s->value)); });  // in the starter's trace
     }
   });
   if (s->turn.exchange(1, std::memory_order_acq_rel) == 2) s->then(std::move(*s->value));

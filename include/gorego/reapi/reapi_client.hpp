@@ -109,19 +109,26 @@ class Reapi {
   /// calls run normally. At the end of a shutdown's grace period this keeps a hung upstream
   /// from holding the server, while the write-back queue can still drain afterwards.
   void cancel_in_flight() {
-    // A cancellation may run the call's reactions right here, on this thread, and they
-    // untrack themselves: the lock is recursive and each call is checked before it is
-    // cancelled. Other threads cannot end a call while we hold the lock.
-    std::lock_guard lock(active_mu_);
-    const std::vector<grpc::ClientContext*> calls(active_.begin(), active_.end());
-    for (grpc::ClientContext* ctx : calls) {
-      if (active_.contains(ctx)) ctx->TryCancel();
-    }
+    // A cancellation may run the call's reactions right here, and they may end the call:
+    // each call (and retry) is held alive while it is cancelled, outside the lock.
+    std::vector<std::pair<grpc::ClientContext*, std::shared_ptr<void>>> calls;
     std::vector<std::shared_ptr<Retry>> retries;
-    for (auto& [r, keep] : waiting_) retries.push_back(keep);
-    for (auto& r : retries) {
-      if (waiting_.contains(r.get())) r->alarms.back()->Cancel();  // the retry ends CANCELLED
+    {
+      std::lock_guard lock(active_mu_);
+      for (auto& [ctx, owner] : active_) {
+        if (auto keep = owner.lock()) calls.emplace_back(ctx, std::move(keep));
+      }
+      for (auto& [r, keep] : waiting_) retries.push_back(keep);
     }
+    for (auto& [ctx, keep] : calls) ctx->TryCancel();
+    for (auto& r : retries) r->alarms.back()->Cancel();  // a retry not yet run ends CANCELLED
+  }
+
+  /// While on, calls not yet started fail at once (UNAVAILABLE, not retried): after a
+  /// shutdown's deadline, work that goes on after a cancellation cannot start new waits.
+  void refuse_new_calls(bool on) {
+    std::lock_guard lock(active_mu_);
+    refusing_ = on;
   }
 
   [[nodiscard]] std::string_view target() const { return opt_.target; }
@@ -222,7 +229,7 @@ class Reapi {
     st->digest = d;
     st->received = offset;
     st->sink = std::move(sink);
-    start("ByteStream.Read", [this, st](const std::shared_ptr<Retry>& r) { (new ReadAttempt(this, r, st))->go(); },
+    start("ByteStream.Read", [this, st](const std::shared_ptr<Retry>& r) { ReadAttempt::go(this, r, st); },
           std::move(done));
   }
 
@@ -263,7 +270,7 @@ class Reapi {
     auto st = std::make_shared<WriteState>();
     st->digest = d;
     st->source = std::move(source);
-    start("ByteStream.Write", [this, st](const std::shared_ptr<Retry>& r) { (new WriteAttempt(this, r, st))->go(); },
+    start("ByteStream.Write", [this, st](const std::shared_ptr<Retry>& r) { WriteAttempt::go(this, r, st); },
           std::move(done));
   }
 
@@ -359,7 +366,7 @@ class Reapi {
     grpc::ClientContext ctx;
     prepare(ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
-    if (!track(&ctx)) return error(Code::kUnavailable, "{}: shutting down", opt_.target);
+    if (!track(&ctx, {})) return error(Code::kUnavailable, "{}: shutting down", opt_.target);
     re::GetCapabilitiesRequest req;
     req.set_instance_name(opt_.instance_name);
     re::ServerCapabilities caps;
@@ -383,11 +390,12 @@ class Reapi {
     for (const auto& [name, value] : headers_) ctx.AddMetadata(name, value);
   }
 
-  /// Registers a call for cancel_in_flight(); false once the client is being destroyed.
-  bool track(grpc::ClientContext* ctx) {
+  /// Registers a call for cancel_in_flight(), with what keeps `ctx` alive; false once the
+  /// client is being destroyed, or refuses new calls.
+  bool track(grpc::ClientContext* ctx, std::weak_ptr<void> owner) {
     std::lock_guard lock(active_mu_);
-    if (stop_) return false;
-    active_.insert(ctx);
+    if (stop_ || refusing_) return false;
+    active_.emplace(ctx, std::move(owner));
     return true;
   }
   void untrack(grpc::ClientContext* ctx) {
@@ -428,7 +436,7 @@ class Reapi {
   void attempt_done(const std::shared_ptr<Retry>& r, const grpc::Status& s) {
     if (!s.ok() && transient(s.error_code()) && r->attempt < opt_.retries) {
       std::lock_guard lock(active_mu_);
-      if (!stop_) {
+      if (!stop_ && !refusing_) {
         ++r->attempt;
         waiting_.emplace(r.get(), r);
         r->alarms.push_back(std::make_unique<grpc::Alarm>());
@@ -457,15 +465,17 @@ class Reapi {
     finish(r, s.ok() ? Status{}
                      : error(static_cast<Code>(s.error_code()), "{} {}: {}", opt_.target, r->method, s.error_message()));
   }
-  /// Ends the logical call with `s` as it is (a local failure: no retry, no prefix).
+  /// Ends the logical call with `s` as it is (a local failure: no retry, no prefix). What
+  /// the call's closures hold (the caller's state) is released before the call stops
+  /// counting, so a destructor waiting for in_flight_ returns only after all of it.
   void finish(const std::shared_ptr<Retry>& r, Status s) {
     auto done = std::move(r->done);
+    r->done = nullptr;
     r->run = nullptr;
     done(std::move(s));
-    if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard lock(active_mu_);
-      idle_.notify_all();
-    }
+    done = nullptr;
+    std::lock_guard lock(active_mu_);
+    if (in_flight_.fetch_sub(1, std::memory_order_acq_rel) == 1) idle_.notify_all();
   }
 
   /// A unary call: `issue(ctx, resp, cb)` starts one attempt; `done(status, resp)` once.
@@ -477,7 +487,9 @@ class Reapi {
         [this, resp, issue = std::move(issue)](const std::shared_ptr<Retry>& r) {
           auto ctx = std::make_shared<grpc::ClientContext>();
           prepare(*ctx, r->trace);
-          if (!track(ctx.get())) return attempt_done(r, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+          if (!track(ctx.get(), ctx)) {
+            return attempt_done(r, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+          }
           resp->Clear();
           issue(ctx.get(), resp.get(), [this, r, ctx](grpc::Status s) {
             untrack(ctx.get());
@@ -496,24 +508,25 @@ class Reapi {
 
   /// One attempt of a ByteStream Read: one read in flight; the next is asked for only when
   /// the sink calls `next`, from whichever thread it does (a hold keeps the call open).
+  /// Owned by itself (released in OnDone) and, while it is cancelled, by cancel_in_flight.
   class ReadAttempt final : public grpc::ClientReadReactor<google::bytestream::ReadResponse> {
    public:
+    static void go(Reapi* self, std::shared_ptr<Retry> r, std::shared_ptr<ReadState> st) {
+      auto a = std::make_shared<ReadAttempt>(self, std::move(r), std::move(st));
+      if (!self->track(&a->ctx_, a)) {
+        return self->attempt_done(a->r_, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+      }
+      a->keep_ = a;
+      self->bytestream_->async()->Read(&a->ctx_, &a->req_, a.get());
+      a->AddHold();
+      a->StartRead(&a->resp_);
+      a->StartCall();
+    }
     ReadAttempt(Reapi* self, std::shared_ptr<Retry> r, std::shared_ptr<ReadState> st)
         : self_(self), r_(std::move(r)), st_(std::move(st)) {
       self_->prepare(ctx_, r_->trace);
       req_.set_resource_name(self_->read_name(st_->digest));
       req_.set_read_offset(static_cast<std::int64_t>(st_->received));
-    }
-    void go() {
-      if (!self_->track(&ctx_)) {
-        self_->attempt_done(r_, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
-        delete this;
-        return;
-      }
-      self_->bytestream_->async()->Read(&ctx_, &req_, this);
-      AddHold();
-      StartRead(&resp_);
-      StartCall();
     }
     void OnReadDone(bool ok) override {
       if (!ok) return release();
@@ -529,16 +542,19 @@ class Reapi {
       });
     }
     void OnDone(const grpc::Status& s) override {
+      auto keep = std::move(keep_);  // this attempt lives until the end of this function
       self_->untrack(&ctx_);
-      if (st_->local_error) {
-        self_->finish(r_, std::move(*st_->local_error));
-      } else if (s.ok() && st_->received != static_cast<std::uint64_t>(st_->digest.size)) {
-        self_->end(r_, grpc::Status(grpc::StatusCode::DATA_LOSS, fmt::format("upstream ended blob {} after {} bytes",
-                                                                             st_->digest, st_->received)));
-      } else {
-        self_->attempt_done(r_, s);
+      std::optional<Status> local = std::move(st_->local_error);
+      const bool short_read = s.ok() && st_->received != static_cast<std::uint64_t>(st_->digest.size);
+      const std::uint64_t received = st_->received;
+      const Digest d = st_->digest;
+      st_.reset();  // the sink's captures go before the call may end
+      if (local) return self_->finish(r_, std::move(*local));
+      if (short_read) {
+        return self_->end(r_, grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                           fmt::format("upstream ended blob {} after {} bytes", d, received)));
       }
-      delete this;
+      self_->attempt_done(r_, s);
     }
 
    private:
@@ -554,6 +570,7 @@ class Reapi {
     Reapi* self_;
     std::shared_ptr<Retry> r_;
     std::shared_ptr<ReadState> st_;
+    std::shared_ptr<ReadAttempt> keep_;
     grpc::ClientContext ctx_;
     google::bytestream::ReadRequest req_;
     google::bytestream::ReadResponse resp_;
@@ -567,39 +584,42 @@ class Reapi {
   };
 
   /// One attempt of a ByteStream Write, from offset 0: one write in flight, each chunk
-  /// asked of the source after the previous one went out.
+  /// asked of the source after the previous one went out. The hold is released once: when
+  /// the last write completed, when a write failed (the server closed the stream, e.g. an
+  /// early return), or when the source failed. Owned like ReadAttempt.
   class WriteAttempt final : public grpc::ClientWriteReactor<google::bytestream::WriteRequest> {
    public:
+    static void go(Reapi* self, std::shared_ptr<Retry> r, std::shared_ptr<WriteState> st) {
+      auto a = std::make_shared<WriteAttempt>(self, std::move(r), std::move(st));
+      if (!self->track(&a->ctx_, a)) {
+        return self->attempt_done(a->r_, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
+      }
+      a->keep_ = a;
+      self->bytestream_->async()->Write(&a->ctx_, &a->resp_, a.get());
+      a->AddHold();
+      a->StartCall();
+      a->pull();
+    }
     WriteAttempt(Reapi* self, std::shared_ptr<Retry> r, std::shared_ptr<WriteState> st)
         : self_(self), r_(std::move(r)), st_(std::move(st)), name_(self_->upload_name(st_->digest)) {
       self_->prepare(ctx_, r_->trace);
     }
-    void go() {
-      if (!self_->track(&ctx_)) {
-        self_->attempt_done(r_, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
-        delete this;
-        return;
-      }
-      self_->bytestream_->async()->Write(&ctx_, &resp_, this);
-      AddHold();
-      StartCall();
+    void OnWriteDone(bool ok) override {
+      if (!ok || last_) return release();
       pull();
     }
-    void OnWriteDone(bool ok) override {
-      if (!ok) return release();  // the server closed the stream: an early return, or an error
-      if (!last_) pull();
-    }
     void OnDone(const grpc::Status& s) override {
+      auto keep = std::move(keep_);
       self_->untrack(&ctx_);
-      if (st_->local_error) {
-        self_->finish(r_, std::move(*st_->local_error));
-      } else if (s.ok() && resp_.committed_size() != st_->digest.size) {
-        self_->end(r_, grpc::Status(grpc::StatusCode::DATA_LOSS, fmt::format("upstream committed {} of {} bytes",
-                                                                             resp_.committed_size(), st_->digest.size)));
-      } else {
-        self_->attempt_done(r_, s);
+      std::optional<Status> local = std::move(st_->local_error);
+      const std::int64_t size = st_->digest.size;
+      st_.reset();  // the source's captures go before the call may end
+      if (local) return self_->finish(r_, std::move(*local));
+      if (s.ok() && resp_.committed_size() != size) {
+        return self_->end(r_, grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                           fmt::format("upstream committed {} of {} bytes", resp_.committed_size(), size)));
       }
-      delete this;
+      self_->attempt_done(r_, s);
     }
 
    private:
@@ -619,9 +639,8 @@ class Reapi {
         sent_ += n;
         last_ = sent_ >= static_cast<std::uint64_t>(st_->digest.size) || n == 0;
         req_.set_finish_write(last_);
-        if (!last_) return StartWrite(&req_);
-        StartWriteLast(&req_, grpc::WriteOptions());
-        release();
+        if (last_) return StartWriteLast(&req_, grpc::WriteOptions());  // OnWriteDone releases
+        StartWrite(&req_);
       });
     }
     void release() {
@@ -631,6 +650,7 @@ class Reapi {
     Reapi* self_;
     std::shared_ptr<Retry> r_;
     std::shared_ptr<WriteState> st_;
+    std::shared_ptr<WriteAttempt> keep_;
     std::string name_;
     grpc::ClientContext ctx_;
     google::bytestream::WriteRequest req_;
@@ -675,7 +695,8 @@ class Reapi {
   std::atomic<bool> probed_{false};
   std::atomic<bool> stop_{false};
   std::recursive_mutex active_mu_;
-  std::unordered_set<grpc::ClientContext*> active_;
+  std::unordered_map<grpc::ClientContext*, std::weak_ptr<void>> active_;  // and what owns each
+  bool refusing_ = false;
   std::unordered_map<Retry*, std::shared_ptr<Retry>> waiting_;  // retries waiting for their alarm
   std::atomic<std::size_t> in_flight_{0};
   std::condition_variable_any idle_;  // in_flight_ reached 0 (with active_mu_)

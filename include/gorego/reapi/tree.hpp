@@ -69,6 +69,7 @@ class TreeWalk {
   template <class Visit, class Stop>
   void run(Executor* pool, Visit visit, Stop stop) {
     pool_ = pool;
+    trace_ = TraceContext::current();
     visit_ = std::move(visit);
     stop_ = std::move(stop);
     pump();
@@ -87,7 +88,8 @@ class TreeWalk {
         auto go_on = [this, d] {
           if (take(d)) pump();
         };
-        if (pool_ != nullptr) return pool_->post(std::move(go_on));
+        if (pool_ != nullptr) return pool_->post(trace_, std::move(go_on));
+        TraceContext::Scope scope(trace_);
         go_on();
       });
       if (turn_.exchange(1, std::memory_order_acq_rel) != 2) return;  // the callback goes on
@@ -138,6 +140,7 @@ class TreeWalk {
   std::uint64_t visited_ = 0;
   std::uint64_t skipped_ = 0;
   Executor* pool_ = nullptr;
+  TraceContext trace_;  // run's caller's, for reads that go on after an upstream answer
   std::function<bool(const Digest&, re::Directory&&)> visit_;
   std::function<void(Status)> stop_;
   std::atomic<int> turn_{0};  // who goes on after a read: 1 the loop left, 2 the read landed first

@@ -66,28 +66,25 @@ namespace gorego {
 
 namespace detail {
 
-/// Waits for one callback's value (the plain forms of ProxyStore's operations). Free when
-/// the callback ran before the wait.
+/// Waits for one callback's value (the plain forms of ProxyStore's operations). Both sides
+/// take the lock, and the setter notifies under it: the waiter, which destroys the latch
+/// when it returns, cannot return before the setter is done with it.
 template <class T>
 class Latch {
  public:
   void set(T v) {
-    value_.emplace(std::move(v));
     std::lock_guard lock(mu_);
-    ready_.store(true, std::memory_order_release);
-    cv_.notify_one();  // under the lock: the waiter cannot leave (and destroy us) before
+    value_.emplace(std::move(v));
+    cv_.notify_one();
   }
   T take() {
-    if (!ready_.load(std::memory_order_acquire)) {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return ready_.load(std::memory_order_acquire); });
-    }
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return value_.has_value(); });
     return std::move(*value_);
   }
 
  private:
   std::optional<T> value_;
-  std::atomic<bool> ready_{false};
   std::mutex mu_;
   std::condition_variable cv_;
 };
@@ -610,8 +607,10 @@ class ProxyStore {
         unavailable_from<I + 1>(std::move(left), std::move(done));
       } else {
         if (left->empty() || !t.active()) return unavailable_from<I + 1>(std::move(left), std::move(done));
-        t.client().find_missing(*left, [this, left, done = std::move(done)](Result<std::vector<Digest>> r) mutable {
+        TraceContext tc = TraceContext::current();
+        t.client().find_missing(*left, [this, left, tc, done = std::move(done)](Result<std::vector<Digest>> r) mutable {
           if (r) *left = std::move(*r);
+          TraceContext::Scope scope(tc);  // the next tier's call joins the same trace
           unavailable_from<I + 1>(std::move(left), std::move(done));
         });
       }

@@ -54,7 +54,16 @@ class Remote {
   Remote() = default;
   Remote(const Remote&) = delete;
   Remote& operator=(const Remote&) = delete;
-  ~Remote() { stop(); }
+  /// Stops the write-back worker, then destroys the client while the rest of the tier
+  /// still exists: the client waits for its calls in flight, whose callbacks use the tier.
+  ~Remote() { disconnect(); }
+
+  /// Stops the tier and destroys its client (waiting for its calls in flight). Not
+  /// concurrent with other members: for the end of the tier's life.
+  void disconnect() {
+    stop();
+    client_.reset();
+  }
 
   /// Activates the tier. Never blocks on the upstream.
   void connect(std::unique_ptr<Client> client, Options o) {

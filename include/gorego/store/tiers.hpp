@@ -50,6 +50,12 @@ class Tiers {
   Tiers() = default;
   Tiers(const Tiers&) = delete;
   Tiers& operator=(const Tiers&) = delete;
+  /// Stops every tier, then ends them in read order while all of them still exist: a
+  /// callback of tier I may pass its work on to tier I+1, never back.
+  ~Tiers() {
+    stop();
+    std::apply([](auto&... t) { (end_one(t), ...); }, tiers_);
+  }
 
   /// The I-th tier, to connect it.
   template <std::size_t I>
@@ -72,6 +78,10 @@ class Tiers {
   template <class X>
   static void stop_one(X& x) {
     if constexpr (requires { x.stop(); }) x.stop();
+  }
+  template <class X>
+  static void end_one(X& x) {
+    if constexpr (requires { x.disconnect(); }) x.disconnect();
   }
 
   std::tuple<T...> tiers_;
