@@ -195,3 +195,46 @@ TEST_CASE("Proxy: a frozen upstream delays only the reads that need it", "[proxy
   CHECK(correct == kWaiting);
   CHECK(thread_count(pid) <= idle + kSpareThreads);
 }
+
+TEST_CASE("Proxy: a client's deadline bounds the upstream calls made for it", "[proxy][faults]") {
+  constexpr int kCalls = 20;
+  TempDir dir;
+  Server up(dir, {}, "up");
+  std::ofstream(dir.path() / "patient.yaml") << "remote:\n  timeout: 120s\n  retries: 0\n";
+  Server proxy(dir, {"--upstream", up.url(), "--config", (dir.path() / "patient.yaml").string()},
+               "proxy");
+  const std::string deadline_series = R"(gorego_upstream_errors_total{code="DEADLINE_EXCEEDED"})";
+  auto upstream_deadlines = [&] {
+    const auto m = parse_metrics(http_get(proxy.admin_port, "/metrics").body);
+    const auto it = m.find(deadline_series);
+    return it == m.end() ? 0.0 : it->second;
+  };
+  const double before = upstream_deadlines();
+
+  up.proc->signal(SIGSTOP);
+  // FindMissingBlobs is asked of the upstream (the authority), one call per request.
+  std::vector<grpc::StatusCode> codes(kCalls, grpc::StatusCode::OK);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&, i] {
+      re::FindMissingBlobsRequest req;
+      *req.add_blob_digests() = digest_of(make_blob(500 + static_cast<std::uint64_t>(i), 10));
+      re::FindMissingBlobsResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + 1s);
+      codes[static_cast<std::size_t>(i)] = proxy.cas->FindMissingBlobs(&ctx, req, &resp).error_code();
+    });
+  }
+  for (auto& t : callers) t.join();
+  for (auto c : codes) CHECK(c == grpc::StatusCode::DEADLINE_EXCEEDED);
+  // With the upstream still stopped, the proxy's calls for them end at the callers' deadline,
+  // not at remote.timeout (120 s): none is left waiting, each counted as DEADLINE_EXCEEDED.
+  const bool drained = eventually([&] { return upstream_calls_in_flight(proxy) == 0; }, 30);
+  {
+    INFO("upstream calls in flight: " << upstream_calls_in_flight(proxy) << "\n" << proxy.proc->log());
+    CHECK(drained);
+    CHECK(upstream_deadlines() - before >= kCalls);
+  }
+  up.proc->signal(SIGCONT);
+  CHECK(proxy.find_missing({digest_of("after")}).size() == 1);
+}

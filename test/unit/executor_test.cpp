@@ -156,3 +156,41 @@ TEST_CASE("Remote tier: reads waiting on the upstream hold no thread, local hits
   CHECK(correct == 50);
   for (const std::string& blob : remote) CHECK(store.local().contains(Sha256::digest_of(blob)));
 }
+
+TEST_CASE("CallContext: the executor and a continuation after the upstream keep the caller's", "[executor]") {
+  Executor pool({.threads = 1, .max_queued = 0});
+  std::latch ran(1);
+  std::string seen;
+  {
+    CallContext::Scope call({.instance_name = "ci"});
+    pool.post([&] {
+      seen = CallContext::current().instance_name;
+      ran.count_down();
+    });
+  }
+  CHECK(CallContext::current().empty());  // the scope ended here
+  ran.wait();
+  CHECK(seen == "ci");
+
+  using Proxy = ProxyStore<test::MemLru, Remote<MemoryClient>>;
+  Proxy store(MemoryStore::Options{}, test::MemLru::Options{.max_bytes = std::uint64_t{1} << 30});
+  auto owned = std::make_unique<MemoryClient>();
+  MemoryClient* client = owned.get();
+  store.remote().connect(std::move(owned), {});
+  REQUIRE(store.start().ok());
+  const std::string blob = make_blob(9, 100);
+  REQUIRE(client->upstream.put(Sha256::digest_of(blob), blob).ok());
+  client->close_gate();
+  std::string in_done;
+  {
+    CallContext::Scope call({.instance_name = "main"});
+    store.get(Sha256::digest_of(blob), [&](Result<std::string> r) {
+      REQUIRE(r.ok());
+      in_done = CallContext::current().instance_name;
+    });
+  }
+  std::thread other([&] { client->open_gate(); });  // the answer lands on a thread of no call
+  other.join();
+  CHECK(in_done == "main");
+  pool.shutdown();
+}

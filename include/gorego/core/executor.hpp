@@ -11,7 +11,8 @@
 /// on the caller's thread, so late continuations still complete). The poster's TraceContext
 /// travels with the task
 /// and is current while it runs. `shutdown` (also run by the destructor) lets queued tasks
-/// finish, then joins. Thread safety: fully concurrent.
+/// finish, then joins. The poster's CallContext travels the same way. Thread safety: fully
+/// concurrent.
 ///
 ///   Executor pool({.threads = 8, .max_queued = 4096});
 ///   if (!pool.try_post([reactor, this] { reactor->Finish(do_disk_work()); })) reject_busy();
@@ -28,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include <gorego/core/call_context.hpp>
 #include <gorego/core/trace_context.hpp>
 
 namespace gorego {
@@ -65,7 +67,7 @@ class Executor {
         t();
         return;
       }
-      queue_.push_back({std::move(t), std::move(tc)});
+      queue_.push_back({std::move(t), std::move(tc), CallContext::current()});
       queued_.store(queue_.size(), std::memory_order_relaxed);
     }
     cv_.notify_one();
@@ -81,7 +83,7 @@ class Executor {
         refused_.fetch_add(1, std::memory_order_relaxed);
         return false;
       }
-      queue_.push_back({std::move(t), std::move(tc)});
+      queue_.push_back({std::move(t), std::move(tc), CallContext::current()});
       queued_.store(queue_.size(), std::memory_order_relaxed);
     }
     cv_.notify_one();
@@ -120,6 +122,8 @@ class Executor {
         queue_.pop_front();
         queued_.store(queue_.size(), std::memory_order_relaxed);
       }
+      std::optional<CallContext::Scope> call;
+      if (!job.call.empty()) call.emplace(std::move(job.call));
       if (job.context.valid()) {
         TraceContext::Scope scope(std::move(job.context));
         job.task();
@@ -132,6 +136,7 @@ class Executor {
   struct Job {
     Task task;
     TraceContext context;
+    CallContext call;  // the poster's, current while the task runs
   };
 
   Options opt_;

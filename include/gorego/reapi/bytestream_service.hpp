@@ -52,11 +52,13 @@ class ByteStreamService final
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Read(grpc::CallbackServerContext* ctx,
                                                    const grpc::ByteBuffer* req) override {
+    CallContext::Scope call(call_context(ctx));  // the instance is in the resource name
     return new ReadReactor(this, req, incoming_context(ctx));
   }
 
   grpc::ServerReadReactor<bs::WriteRequest>* Write(grpc::CallbackServerContext* ctx,
                                                    bs::WriteResponse* resp) override {
+    CallContext::Scope call(call_context(ctx));
     return new WriteReactor(this, resp, incoming_context(ctx));
   }
 
@@ -64,6 +66,7 @@ class ByteStreamService final
                                              const bs::QueryWriteStatusRequest* req,
                                              bs::QueryWriteStatusResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    CallContext::Scope call(call_context(ctx));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       {
         std::lock_guard lock(uploads_mu_);
@@ -212,7 +215,7 @@ class ByteStreamService final
   class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
    public:
     WriteReactor(ByteStreamService* svc, bs::WriteResponse* resp, TraceContext tc)
-        : svc_(svc), resp_(resp), trace_(std::move(tc)) {
+        : svc_(svc), resp_(resp), trace_(std::move(tc)), call_(CallContext::current()) {
       StartRead(&req_);
     }
     ~WriteReactor() override {
@@ -237,7 +240,9 @@ class ByteStreamService final
           StartRead(&req_);
         });
       };
-      // The first message admits the upload; later ones continue admitted work.
+      // The first message admits the upload; later ones continue admitted work. Each
+      // carries the call's context (its deadline bounds the write-through at commit).
+      CallContext::Scope call(call_);
       if (writer_ || finished_) return svc_->pool_.post(trace_, std::move(work));
       if (!svc_->pool_.try_post(trace_, std::move(work))) Finish(busy(svc_->pool_));
     }
@@ -306,6 +311,7 @@ class ByteStreamService final
     ByteStreamService* svc_;
     bs::WriteResponse* resp_;
     TraceContext trace_;
+    CallContext call_;
     bs::WriteRequest req_;
     std::string name_;
     Digest digest_;

@@ -38,6 +38,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::FindMissingBlobsRequest* req,
                                              re::FindMissingBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    CallContext::Scope call(call_context(ctx, req->instance_name()));
     auto work = [this, reactor, req, resp] {
       GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
       std::vector<Digest> digests;
@@ -68,6 +69,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::BatchUpdateBlobsRequest* req,
                                              re::BatchUpdateBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
       std::uint64_t total = 0;
@@ -108,6 +110,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                            const re::BatchReadBlobsRequest* req,
                                            re::BatchReadBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    CallContext::Scope call(call_context(ctx, req->instance_name()));
     if constexpr (requires(std::span<const Digest> ds) { store_.get_all_in_memory(ds); }) {
       TraceContext::Scope scope(incoming_context(ctx));
       if (read_from_memory(*req, *resp)) {
@@ -159,6 +162,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
 
   grpc::ServerWriteReactor<re::GetTreeResponse>* GetTree(grpc::CallbackServerContext* ctx,
                                                          const re::GetTreeRequest* req) override {
+    CallContext::Scope call(call_context(ctx, req->instance_name()));
     return new TreeReactor(this, req, incoming_context(ctx));
   }
 

@@ -38,6 +38,7 @@
 #include "google/bytestream/bytestream.grpc.pb.h"
 
 #include <gorego/concepts/remote_client.hpp>
+#include <gorego/core/call_context.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/core/trace_context.hpp>
 #include <gorego/reapi/convert.hpp>
@@ -379,8 +380,11 @@ class Reapi {
   }
 
   void prepare(grpc::ClientContext& ctx) const { prepare(ctx, TraceContext::current()); }
-  void prepare(grpc::ClientContext& ctx, const TraceContext& tc) const {
-    ctx.set_deadline(std::chrono::system_clock::now() + opt_.timeout);
+  /// Sets an attempt's deadline (`remote.timeout`, or the caller's own when sooner) and its
+  /// metadata (trace context, credentials, extra headers).
+  void prepare(grpc::ClientContext& ctx, const TraceContext& tc,
+               CallContext::Clock::time_point caller_deadline = CallContext::Clock::time_point::max()) const {
+    ctx.set_deadline(std::min(std::chrono::system_clock::now() + opt_.timeout, caller_deadline));
     // W3C trace context: the upstream's spans join the trace of the call that caused this one.
     if (tc.valid()) {
       ctx.AddMetadata("traceparent", tc.traceparent());
@@ -415,6 +419,7 @@ class Reapi {
     int attempt = 0;
     std::chrono::milliseconds delay{};
     TraceContext trace;  // the caller's, for every attempt's traceparent
+    CallContext::Clock::time_point deadline;  // the caller's: no attempt waits beyond it
     std::function<void(const std::shared_ptr<Retry>&)> run;
     Callback<Status> done;
     std::vector<std::unique_ptr<grpc::Alarm>> alarms;  // one per retry, kept until the call ends
@@ -426,6 +431,7 @@ class Reapi {
     r->method = method;
     r->delay = opt_.backoff;
     r->trace = TraceContext::current();
+    r->deadline = CallContext::current().deadline;
     r->run = std::move(run);
     r->done = std::move(done);
     in_flight_.fetch_add(1, std::memory_order_relaxed);
@@ -486,7 +492,7 @@ class Reapi {
         method,
         [this, resp, issue = std::move(issue)](const std::shared_ptr<Retry>& r) {
           auto ctx = std::make_shared<grpc::ClientContext>();
-          prepare(*ctx, r->trace);
+          prepare(*ctx, r->trace, r->deadline);
           if (!track(ctx.get(), ctx)) {
             return attempt_done(r, grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down"));
           }
@@ -524,7 +530,7 @@ class Reapi {
     }
     ReadAttempt(Reapi* self, std::shared_ptr<Retry> r, std::shared_ptr<ReadState> st)
         : self_(self), r_(std::move(r)), st_(std::move(st)) {
-      self_->prepare(ctx_, r_->trace);
+      self_->prepare(ctx_, r_->trace, r_->deadline);
       req_.set_resource_name(self_->read_name(st_->digest));
       req_.set_read_offset(static_cast<std::int64_t>(st_->received));
     }
@@ -602,7 +608,7 @@ class Reapi {
     }
     WriteAttempt(Reapi* self, std::shared_ptr<Retry> r, std::shared_ptr<WriteState> st)
         : self_(self), r_(std::move(r)), st_(std::move(st)), name_(self_->upload_name(st_->digest)) {
-      self_->prepare(ctx_, r_->trace);
+      self_->prepare(ctx_, r_->trace, r_->deadline);
     }
     void OnWriteDone(bool ok) override {
       if (!ok || last_) return release();

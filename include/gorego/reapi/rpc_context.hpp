@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include <gorego/core/call_context.hpp>
 #include <gorego/core/executor.hpp>
 #include <gorego/core/trace_context.hpp>
 
@@ -31,6 +32,19 @@ inline TraceContext incoming_context(const grpc::ServerContextBase* ctx) {
     tc->tracestate = std::make_shared<const std::string>(ts->second.data(), ts->second.size());
   }
   return *tc;
+}
+
+/// The CallContext of an incoming call: its instance name (as the request names it) and its
+/// deadline (none when the client set none).
+inline CallContext call_context(const grpc::ServerContextBase* ctx, std::string_view instance = {}) {
+  CallContext c;
+  c.instance_name = std::string(instance);
+  if (ctx != nullptr) {
+    const auto d = ctx->deadline();
+    // gRPC reports "no deadline" as a time far in the future.
+    if (d < std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) c.deadline = d;
+  }
+  return c;
 }
 
 /// The answer to a call refused because `pool`'s queue is full: UNAVAILABLE, which

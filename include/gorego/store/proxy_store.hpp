@@ -53,6 +53,7 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/concepts/instrumentation.hpp>
 #include <gorego/concepts/remote_tier.hpp>
+#include <gorego/core/call_context.hpp>
 #include <gorego/core/executor.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/core/name.hpp>
@@ -160,6 +161,7 @@ class ProxyStore {
     Done done;
     TraceContext context;
     std::optional<Tokens> step;
+    CallContext call;  // the caller's, current again when it finishes
   };
 
  public:
@@ -305,7 +307,11 @@ class ProxyStore {
       auto p = detach(std::move(op), std::forward<Done>(done));
       p->step = begin_tokens({.op = StoreOp::kRemoteFetch, .digest = &d});
       small_.run(
-          d, [this, d](auto complete) { fetch_small_from<0>(d, Status{}, std::move(complete)); },
+          d,
+          [this, d](auto complete) {
+            CallContext::Scope shared(CallContext::current().unbounded());  // for all its readers
+            fetch_small_from<0>(d, Status{}, std::move(complete));
+          },
           [this, p, d](const SmallFetch& shared) {
             resume(p, [&]() -> Result<std::string> {
               end_step(*p->step, shared, static_cast<std::uint64_t>(d.size));
@@ -357,7 +363,11 @@ class ProxyStore {
       auto p = detach(std::move(op), std::forward<Done>(done));
       p->step = begin_tokens({.op = StoreOp::kRemoteFetch, .digest = &d});
       large_.run(
-          d, [this, d](auto complete) { fetch_large_from<0>(d, Status{}, std::move(complete)); },
+          d,
+          [this, d](auto complete) {
+            CallContext::Scope shared(CallContext::current().unbounded());  // for all its readers
+            fetch_large_from<0>(d, Status{}, std::move(complete));
+          },
           [this, p, d, offset, size](const Status& s) {
             // Runs where the fetch landed: an executor thread, or the caller's in tests.
             resume(p, [&]() -> Result<Reader> {
@@ -873,13 +883,14 @@ class ProxyStore {
   /// (with the operation's span current) goes with it.
   template <class Done>
   std::shared_ptr<Pending<std::decay_t<Done>>> detach(Op&& op, Done&& done) {
-    return std::make_shared<Pending<std::decay_t<Done>>>(
-        Pending<std::decay_t<Done>>{std::move(op), std::forward<Done>(done), TraceContext::current(), std::nullopt});
+    return std::make_shared<Pending<std::decay_t<Done>>>(Pending<std::decay_t<Done>>{
+        std::move(op), std::forward<Done>(done), TraceContext::current(), std::nullopt, CallContext::current()});
   }
   /// Finishes a detached operation with `produce()`'s result, in its trace context.
   template <class P, class F>
   void resume(const std::shared_ptr<P>& p, F&& produce) {
     TraceContext::Scope scope(p->context);
+    CallContext::Scope call(p->call);
     auto result = produce();
     end(p->op, result);
     p->done(std::move(result));
