@@ -27,7 +27,8 @@ Result<std::shared_ptr<Tracer>> make_tracer(const Config& c) {
 
 std::vector<std::string> served_services() {
   return {"build.bazel.remote.execution.v2.Capabilities", "build.bazel.remote.execution.v2.ContentAddressableStorage",
-          "build.bazel.remote.execution.v2.ActionCache", "google.bytestream.ByteStream", "grpc.health.v1.Health"};
+          "build.bazel.remote.execution.v2.ActionCache", "google.bytestream.ByteStream", "grpc.health.v1.Health",
+          "build.bazel.remote.execution.v2.Execution", "google.longrunning.Operations", "gorego.worker.v1.Workers"};
 }
 
 Result<std::unique_ptr<Server>> start_server(const Config& c) {

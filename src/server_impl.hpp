@@ -33,6 +33,7 @@
 #include <gorego/telemetry/otlp_exporter.hpp>
 
 #include "admin_server.hpp"
+#include "exec/execution.hpp"
 #include "process_metrics.hpp"
 #include "rpc_observer.hpp"
 #include "server.hpp"
@@ -49,6 +50,24 @@ Result<std::shared_ptr<Tracer>> make_tracer(const Config& c);
 
 /// The services whose methods get their own metric labels.
 std::vector<std::string> served_services();
+
+/// Execution's view of the store: CAS reads, the ActionCache with its completeness check.
+template <class Store>
+class StoreForExecution final : public exec::ExecStore {
+ public:
+  StoreForExecution(Store& store, reapi::ActionCacheService<Store>& ac) : store_(store), ac_(ac) {}
+  void get_blob(const Digest& d, Callback<Result<std::string>> done) override { store_.get(d, std::move(done)); }
+  void lookup_result(const Digest& action, Callback<Result<reapi::re::ActionResult>> done) override {
+    ac_.lookup(action, std::move(done));
+  }
+  void store_result(const Digest& action, const reapi::re::ActionResult& r, Callback<Status> done) override {
+    store_.put_action(action, r.SerializeAsString(), std::move(done));
+  }
+
+ private:
+  Store& store_;
+  reapi::ActionCacheService<Store>& ac_;
+};
 
 template <class Store>
 class ServerImpl final : public Server {
@@ -69,7 +88,8 @@ class ServerImpl final : public Server {
         // no thread (see docs/architecture.md, "Threads").
         pool_({.threads = c.server.io_threads, .max_queued = c.server.io_queue, .name = "io"}),
         opt_{.max_batch_total_size_bytes = c.server.max_batch_total_size_bytes,
-             .max_cas_blob_size_bytes = c.server.max_blob_size_bytes},
+             .max_cas_blob_size_bytes = c.server.max_blob_size_bytes,
+             .exec_enabled = c.execution.enabled},
         caps_(opt_),
         cas_(store_, pool_, opt_),
         bytestream_(store_, pool_, opt_),
@@ -118,6 +138,26 @@ class ServerImpl final : public Server {
     builder.RegisterService(&cas_);
     builder.RegisterService(&bytestream_);
     builder.RegisterService(&ac_);
+    if (c.execution.enabled) {
+      exec_store_ = std::make_unique<StoreForExecution<Store>>(store_, ac_);
+      using std::chrono::milliseconds;
+      const auto& e = c.execution;
+      exec_ = std::make_unique<exec::Execution>(
+          *exec_store_, pool_,
+          exec::ExecutionOptions{.default_timeout = e.default_timeout,
+                                 .max_timeout = e.max_timeout,
+                                 .keepalive = e.keepalive,
+                                 .min_priority = opt_.min_priority,
+                                 .max_priority = opt_.max_priority,
+                                 .scheduler = {.max_attempts = e.max_attempts,
+                                               .heartbeat_timeout = e.heartbeat_timeout,
+                                               .worker_wait = e.worker_wait,
+                                               .retention = e.retention,
+                                               .max_queued = e.max_queued}});
+      for (grpc::Service* svc : exec_->services()) builder.RegisterService(svc);
+      metrics_.add(exec_->metrics());
+      exec_->start();
+    }
     server_ = builder.BuildAndStart();
     if (!server_ || port_ == 0) {
       server_.reset();
@@ -172,6 +212,7 @@ class ServerImpl final : public Server {
       serving_ = false;
       server_.reset();
     }
+    if (exec_) exec_->stop();
     // The canceller has ended: the write-back queue may use the upstream again to drain.
     if (store_.remote().active()) store_.remote().client().refuse_new_calls(false);
     pool_.shutdown();  // from now on, late continuations run where they land
@@ -318,6 +359,8 @@ class ServerImpl final : public Server {
   reapi::CasService<Store> cas_;
   reapi::ByteStreamService<Store> bytestream_;
   reapi::ActionCacheService<Store> ac_;
+  std::unique_ptr<StoreForExecution<Store>> exec_store_;
+  std::unique_ptr<exec::Execution> exec_;  // with execution.enabled
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::filesystem::path data_dir_;

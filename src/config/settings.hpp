@@ -94,6 +94,7 @@ struct Area {
 [[nodiscard]] Area storage_area();
 [[nodiscard]] Area telemetry_area();
 [[nodiscard]] Area remote_area();
+[[nodiscard]] Area execution_area();
 
 /// The field `Member` of the area `AreaMember` of a Config:
 /// `Field<&Config::remote, &RemoteSettings::target>`.

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <gorego/config/enum_names.hpp>
+#include <gorego/config/execution.hpp>
 #include <gorego/config/remote.hpp>
 #include <gorego/config/server.hpp>
 #include <gorego/config/storage.hpp>
@@ -41,6 +42,7 @@ struct Config {
   StorageSettings storage;
   TelemetrySettings telemetry;
   RemoteSettings remote;
+  ExecutionSettings execution;
 
   friend bool operator==(const Config&, const Config&) = default;
 };

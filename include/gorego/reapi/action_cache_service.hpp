@@ -83,6 +83,20 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     return reactor;
   }
 
+  /// The cached result of `action` if every output it names can be downloaded (what
+  /// GetActionResult answers); remote execution's cache check uses it.
+  void lookup(const Digest& action, Callback<Result<re::ActionResult>> done) {
+    store_.get_action(action, [this, action, done = std::move(done)](Result<std::string> bytes) mutable {
+      if (!bytes) return done(bytes.error());
+      auto result = std::make_shared<re::ActionResult>();
+      if (!result->ParseFromString(*bytes)) return done(unreadable(action));
+      check_complete(action, *result, [result, done = std::move(done)](Status s) {
+        if (!s.ok()) return done(std::move(s));
+        done(std::move(*result));
+      });
+    });
+  }
+
  private:
   static Result<Digest> parse_request(const re::GetActionResultRequest& req) {
     GOREGO_RETURN_IF_ERROR(check_digest_function(req.digest_function()));

@@ -25,6 +25,15 @@ class CapabilitiesService final : public re::Capabilities::CallbackService {
     cache->add_supported_compressors(re::Compressor::IDENTITY);
     cache->add_supported_batch_update_compressors(re::Compressor::IDENTITY);
     cache->set_max_cas_blob_size_bytes(static_cast<std::int64_t>(opt_.max_cas_blob_size_bytes));
+    if (opt_.exec_enabled) {
+      auto* exec = caps.mutable_execution_capabilities();
+      exec->set_digest_function(re::DigestFunction::SHA256);
+      exec->add_digest_functions(re::DigestFunction::SHA256);
+      exec->set_exec_enabled(true);
+      auto* range = exec->mutable_execution_priority_capabilities()->add_priorities();
+      range->set_min_priority(opt_.min_priority);
+      range->set_max_priority(opt_.max_priority);
+    }
     caps.mutable_low_api_version()->set_major(2);
     caps.mutable_high_api_version()->set_major(2);
     caps.mutable_high_api_version()->set_minor(3);

@@ -17,6 +17,10 @@ struct ServiceOptions {
   std::size_t read_chunk_bytes = std::size_t{1} << 20;
   /// Largest GetTree page (directories).
   int max_tree_page_size = 10000;
+  /// Remote execution is served (`execution.enabled`): Capabilities advertises it.
+  bool exec_enabled = false;
+  /// The execution priorities accepted (others are clamped into the range).
+  std::int32_t min_priority = -1000, max_priority = 1000;
 
   /// INVALID_ARGUMENT when `d` is larger than `max_cas_blob_size_bytes` (a configured
   /// limit: retrying cannot help, unlike a full cache's RESOURCE_EXHAUSTED).
