@@ -9,6 +9,7 @@
 #   BAZEL_E2E_JAVABASE    --server_javabase (default: Debian's JDK 17 if present)
 #   BAZEL_E2E_EXTRA_FLAGS extra build flags, word-split (e.g. --spawn_strategy=local)
 #   BAZEL_E2E_KEEP_TMP=1  keep the temp dir for inspection
+#   E2E_WORKSPACE         directory under test/bazel to build (default: workspace)
 #
 # Variables for the caller after e2e_setup:
 #   TMP, WS, EXPECTED_ACTIONS, STDERR_MARKER
@@ -30,7 +31,7 @@ resolve_gorego() { # $1 = path of the gorego binary; sets GOREGO (absolute)
 # Checks the tools, creates $TMP (removed by the EXIT trap), copies the
 # workspace to $WS and sets the build flags shared by every build.
 e2e_setup() { # $1 = name prefix of the temp dir
-    WS_SRC=$E2E_LIB_DIR/../bazel/workspace
+    WS_SRC=$E2E_LIB_DIR/../bazel/${E2E_WORKSPACE:-workspace}
     BAZEL=${BAZEL:-bazel}
     JAVABASE=${BAZEL_E2E_JAVABASE:-/usr/lib/jvm/java-17-openjdk-amd64}
     [[ -f $WS_SRC/WORKSPACE && -f $WS_SRC/BUILD ]] || fail "workspace not found at $WS_SRC"
