@@ -154,6 +154,7 @@ class ServerImpl final : public Server {
                                                .worker_wait = e.worker_wait,
                                                .retention = e.retention,
                                                .max_queued = e.max_queued}});
+      exec_->set_tracer(tracer_);
       for (grpc::Service* svc : exec_->services()) builder.RegisterService(svc);
       metrics_.add(exec_->metrics());
       exec_->start();

@@ -303,6 +303,7 @@ struct Execution::Impl {
       call->link = s->link();
       call->name = random_name();
       call->context = reapi::call_context(ctx, req->instance_name());
+      call->trace = reapi::incoming_context(ctx);
       CallContext::Scope scope(call->context);
       if (!x_.pool.try_post(reapi::incoming_context(ctx), [this, call] { x_.begin(call); })) {
         s->close(reapi::busy(x_.pool));
@@ -333,6 +334,7 @@ struct Execution::Impl {
     std::shared_ptr<OpStream::Link> link;
     std::string name;  ///< of the cache-check stage; the scheduler names the execution
     CallContext context;
+    TraceContext trace;  ///< the Execute call's server span (empty when not traced)
     re::Action action;
     re::Command command;
   };
@@ -419,6 +421,7 @@ struct Execution::Impl {
     *a.mutable_command() = c->command;
     a.set_timeout_ms(timeout.count());
     *a.mutable_queued() = TimeUtil::GetCurrentTime();
+    if (c->trace.valid() && c->trace.sampled()) a.set_traceparent(c->trace.traceparent());
     JobSpec spec;
     if (!c->action.do_not_cache()) {
       spec.merge_key = fmt::format("{}|{}/{}", c->req.instance_name(), c->digest.hex(), c->digest.size);
@@ -485,6 +488,7 @@ struct Execution::Impl {
   void finished(WorkerId id, const std::string& lease, const std::string& payload, re::ExecuteResponse r) {
     wk::Assignment a;
     a.ParseFromString(payload);
+    record_spans(a, r);
     const bool cacheable = r.status().code() == 0 && r.has_result() && r.result().exit_code() == 0 &&
                            !a.action().do_not_cache();
     if (!cacheable) return sched.finished(id, lease, r.SerializeAsString());
@@ -497,6 +501,36 @@ struct Execution::Impl {
     });
   }
 
+  /// The stage spans of one executed action, children of the client's Execute span.
+  void record_spans(const wk::Assignment& a, const re::ExecuteResponse& r) {
+    if (!tracer || a.traceparent().empty()) return;
+    const auto parent = TraceContext::parse(a.traceparent());
+    if (!parent) return;
+    const auto& m = r.result().execution_metadata();
+    const std::string action = fmt::format("{}/{}", a.action_digest().hash(), a.action_digest().size_bytes());
+    auto span = [&](std::string name, const google::protobuf::Timestamp& from, const google::protobuf::Timestamp& to) {
+      if (from.seconds() == 0 || to.seconds() == 0) return;
+      const TraceContext tc = tracer->start_context(parent);
+      SpanData s;
+      s.trace_id = tc.trace_id;
+      s.span_id = tc.span_id;
+      s.parent_span_id = parent->span_id;
+      s.flags = tc.flags;
+      s.tracestate = parent->tracestate;
+      s.name = std::move(name);
+      s.start_unix_ns = TimeUtil::TimestampToNanoseconds(from);
+      s.end_unix_ns = TimeUtil::TimestampToNanoseconds(to);
+      s.set("gorego.action", action);
+      s.set("gorego.worker", m.worker());
+      tracer->record(std::move(s));
+    };
+    span("execution queue", m.queued_timestamp(), m.worker_start_timestamp());
+    span("execution input fetch", m.input_fetch_start_timestamp(), m.input_fetch_completed_timestamp());
+    span("execution run", m.execution_start_timestamp(), m.execution_completed_timestamp());
+    span("execution output upload", m.output_upload_start_timestamp(), m.output_upload_completed_timestamp());
+  }
+
+  std::shared_ptr<Tracer> tracer;
   ExecutionService execution;
   OperationsService operations;
   WorkersService workers;
@@ -724,6 +758,8 @@ void Execution::stop() {
 }
 
 Scheduler<LeastLoaded>& Execution::scheduler() { return impl_->sched; }
+
+void Execution::set_tracer(std::shared_ptr<Tracer> t) { impl_->tracer = std::move(t); }
 
 std::shared_ptr<prometheus::Collectable> Execution::metrics() const {
   auto own = std::make_shared<telemetry::CallbackCollector>();

@@ -21,6 +21,7 @@
 #include <gorego/core/executor.hpp>
 #include <gorego/core/status.hpp>
 #include <gorego/exec/scheduler.hpp>
+#include <gorego/instrument/tracer.hpp>
 #include <gorego/telemetry/metrics.hpp>
 
 namespace gorego::exec {
@@ -64,6 +65,9 @@ class Execution {
   void stop();
 
   Scheduler<LeastLoaded>& scheduler();
+  /// Spans per stage (queue, input fetch, execute, output upload) of traced Execute calls;
+  /// set before start().
+  void set_tracer(std::shared_ptr<Tracer> t);
   /// gorego_execution_* metrics.
   [[nodiscard]] std::shared_ptr<prometheus::Collectable> metrics() const;
 

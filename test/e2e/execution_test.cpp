@@ -115,9 +115,11 @@ Outcome finish(Outcome o) {
   return o;
 }
 
-Outcome execute(const Server& s, const re::Digest& action, bool skip_cache_lookup = false) {
+Outcome execute(const Server& s, const re::Digest& action, bool skip_cache_lookup = false,
+                const std::string& traceparent = "") {
   auto stub = re::Execution::NewStub(s.channel);
   grpc::ClientContext ctx;
+  if (!traceparent.empty()) ctx.AddMetadata("traceparent", traceparent);
   ctx.set_deadline(std::chrono::system_clock::now() + 120s);
   re::ExecuteRequest req;
   *req.mutable_action_digest() = action;
@@ -438,4 +440,21 @@ TEST_CASE("Execution: a broken stream resumes with WaitExecution; unknown names 
   while (r3->Read(&op)) {
   }
   CHECK(r3->Finish().error_code() == grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("Execution: the stages of an executed action are spans in the client's trace", "[process][execution]") {
+  TempDir dir;
+  Server s(dir, {"--execution", "true", "--tracing-endpoint", "stdout"});
+  Worker w(dir, s, "w1");
+  REQUIRE(workers_connected(s, 1));
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const Outcome o = execute(s, make_action(s, {.args = {"true"}}), false, "00-" + trace + "-00f067aa0ba902b7-01");
+  REQUIRE(o.done());
+  CHECK(o.response.result().exit_code() == 0);
+  for (const char* stage : {"execution queue", "execution input fetch", "execution run", "execution output upload"}) {
+    INFO(stage);
+    CHECK(eventually([&] {
+      return slurp(s.log).find(fmt::format("\"name\":\"{}\",\"trace_id\":\"{}\"", stage, trace)) != std::string::npos;
+    }));
+  }
 }
