@@ -12,6 +12,7 @@
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
+#include "google/longrunning/operations.pb.h"
 
 #include <gorego/core/digest.hpp>
 #include <gorego/core/status.hpp>
@@ -50,13 +51,15 @@ struct Connection {
         cas(re::ContentAddressableStorage::NewStub(channel)),
         ac(re::ActionCache::NewStub(channel)),
         caps(re::Capabilities::NewStub(channel)),
-        bytestream(bs::ByteStream::NewStub(channel)) {}
+        bytestream(bs::ByteStream::NewStub(channel)),
+        exec(re::Execution::NewStub(channel)) {}
 
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<re::ContentAddressableStorage::Stub> cas;
   std::unique_ptr<re::ActionCache::Stub> ac;
   std::unique_ptr<re::Capabilities::Stub> caps;
   std::unique_ptr<bs::ByteStream::Stub> bytestream;
+  std::unique_ptr<re::Execution::Stub> exec;
 };
 
 /// "BatchReadBlobs: UNAVAILABLE: connection refused"

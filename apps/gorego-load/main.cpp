@@ -52,6 +52,12 @@ Workloads (--workload):
                     finally checks every blob is present. {port} and {dir} in the command are
                     replaced; stdout and stderr go to DIR/server-N.log next to {dir}.
 
+  execute           Execute of a trivial action (`true`, no inputs, do_not_cache and
+                    skip_cache_lookup) on a server with execution enabled and workers
+                    connected: every call runs on a worker; the result must be exit code 0.
+  spawn-local       Runs `true` here (posix_spawn and wait): the baseline of execute, so
+                    that execute's latency minus this one is gorego's per-action overhead.
+
 find-missing, batch-read and the ac-* workloads use the population: run populate first
 with the same --seed, --blobs and --size/--mixed (they check a sample and refuse
 otherwise).
@@ -275,7 +281,8 @@ int run(int argc, char** argv) {
 
   const std::vector<std::string> workloads = {"populate",     "find-missing",     "batch-read",
                                               "batch-update", "bytestream-write", "bytestream-read",
-                                              "ac-get",       "ac-update",        "cold-start"};
+                                              "ac-get",       "ac-update",        "cold-start",
+                                              "execute",      "spawn-local"};
   app.add_option("--workload", o.workload, "What to run (see below)")
       ->required()
       ->check(CLI::IsMember(workloads));

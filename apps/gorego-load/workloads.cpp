@@ -1,7 +1,9 @@
 // gorego-load: the workloads. Each checks every answer: statuses, digests, and the SHA-256
 // of every byte read. A wrong answer is an error of the request it came in.
 
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -543,6 +545,92 @@ Result<Report> populate(const Options& o, Population& pop) {
   return run_timed(o, *env, "populate", "blobs", true, std::nullopt, jobs.size(), op);
 }
 
+/// Execute of one trivial action (`true`, no inputs) with do_not_cache and
+/// skip_cache_lookup, so every call is queued, runs on a worker and is reported: the
+/// per-action cost of remote execution. The answer must be a done Operation with exit code 0.
+Result<Report> execute(const Options& o, Env& env) {
+  re::Command cmd;
+  cmd.add_arguments("true");
+  auto* path = cmd.add_environment_variables();
+  path->set_name("PATH");
+  path->set_value("/bin:/usr/bin");
+  const std::string cmd_bytes = cmd.SerializeAsString();
+  const std::string root_bytes = re::Directory().SerializeAsString();
+  re::Action action;
+  *action.mutable_command_digest() = reapi::to_proto(Sha256::digest_of(cmd_bytes));
+  *action.mutable_input_root_digest() = reapi::to_proto(Sha256::digest_of(root_bytes));
+  action.set_do_not_cache(true);
+  const std::string action_bytes = action.SerializeAsString();
+  {
+    re::BatchUpdateBlobsRequest req;
+    req.set_instance_name(o.instance);
+    for (const std::string* b : {&cmd_bytes, &root_bytes, &action_bytes}) {
+      auto* r = req.add_requests();
+      *r->mutable_digest() = reapi::to_proto(Sha256::digest_of(*b));
+      r->set_data(*b);
+    }
+    grpc::ClientContext ctx;
+    env.rpc.prepare(ctx);
+    re::BatchUpdateBlobsResponse resp;
+    const grpc::Status s = env.conns[0]->cas->BatchUpdateBlobs(&ctx, req, &resp);
+    if (!s.ok()) return from_grpc(s, "BatchUpdateBlobs");
+    GOREGO_RETURN_IF_ERROR(check_update(req, resp));
+  }
+  const re::Digest action_digest = reapi::to_proto(Sha256::digest_of(action_bytes));
+  Op op = [&](Worker& w, std::uint64_t) -> Status {
+    re::ExecuteRequest req;
+    req.set_instance_name(o.instance);
+    *req.mutable_action_digest() = action_digest;
+    req.set_skip_cache_lookup(true);
+    const Status s = w.timed([&]() -> Status {
+      grpc::ClientContext ctx;
+      env.rpc.prepare(ctx);
+      auto stream = w.conn->exec->Execute(&ctx, req);
+      google::longrunning::Operation op, last;
+      while (stream->Read(&op)) last = op;
+      const grpc::Status end = stream->Finish();
+      if (!end.ok()) return from_grpc(end, "Execute");
+      re::ExecuteResponse resp;
+      if (!last.done() || !last.response().UnpackTo(&resp)) {
+        return error(Code::kDataLoss, "Execute ended without a done Operation carrying an ExecuteResponse");
+      }
+      if (resp.status().code() != 0) {
+        return error(static_cast<Code>(resp.status().code()), "Execute: {}", resp.status().message());
+      }
+      if (resp.result().exit_code() != 0) {
+        return error(Code::kDataLoss, "Execute of `true` reported exit code {}", resp.result().exit_code());
+      }
+      return {};
+    });
+    GOREGO_RETURN_IF_ERROR(s);
+    ++w.items;
+    return {};
+  };
+  return run_timed(o, env, "execute", "actions", false, o.duration, o.requests, op);
+}
+
+/// The same command run here (posix_spawn and wait): the baseline of `execute`.
+Result<Report> spawn_local(const Options& o, Env& env) {
+  Op op = [](Worker& w, std::uint64_t) -> Status {
+    const Status s = w.timed([]() -> Status {
+      std::string prog = "true";
+      char* argv[] = {prog.data(), nullptr};
+      pid_t pid = 0;
+      if (::posix_spawnp(&pid, "true", nullptr, nullptr, argv, environ) != 0) {
+        return error(Code::kInternal, "posix_spawnp true: {}", std::strerror(errno));
+      }
+      int st = 0;
+      ::waitpid(pid, &st, 0);
+      if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return error(Code::kInternal, "`true` failed ({})", st);
+      return {};
+    });
+    GOREGO_RETURN_IF_ERROR(s);
+    ++w.items;
+    return {};
+  };
+  return run_timed(o, env, "spawn-local", "actions", false, o.duration, o.requests, op);
+}
+
 Result<Report> run_workload(const Options& o) {
   if (o.workload == "populate") {
     Population pop(o.population);
@@ -553,6 +641,8 @@ Result<Report> run_workload(const Options& o) {
   if (o.workload == "batch-update") return batch_update(o, *env);
   if (o.workload == "bytestream-write") return bytestream_write(o, *env);
   if (o.workload == "bytestream-read") return bytestream_read(o, *env);
+  if (o.workload == "execute") return execute(o, *env);
+  if (o.workload == "spawn-local") return spawn_local(o, *env);
 
   Population pop(o.population);
   compute_digests(o, pop);
