@@ -7,6 +7,9 @@
 # With a third argument, the same client also drives gorego-echo (the gRPC floor server
 # of benchmark/) with the workloads it serves.
 #
+# With LOAD_SMOKE_WORKER set (the gorego-worker binary), the execute workload also runs, against
+# a second gorego serving execution with one worker.
+#
 # usage: load_smoke.sh /path/to/gorego /path/to/gorego-load [/path/to/gorego-echo]
 set -euo pipefail
 
@@ -23,8 +26,10 @@ ECHO=${3:-}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gorego-load-smoke.XXXXXX")
 SERVER_PID=
 ECHO_PID=
+EXEC_PID=
+WORKER_PID=
 cleanup() {
-    for pid in $SERVER_PID $ECHO_PID; do
+    for pid in $SERVER_PID $ECHO_PID $WORKER_PID $EXEC_PID; do
         if kill -0 "$pid" 2>/dev/null; then
             kill -KILL "$pid" 2>/dev/null || true
             wait "$pid" 2>/dev/null || true
@@ -82,6 +87,26 @@ grep -q "missing" "$TMP/neg.log" || fail "batch-read of a missing population did
 # cold-start runs its own gorego on its own port, in a directory under $TMP.
 TMPDIR=$TMP load --workload cold-start --blobs 2000 --size 256 --check-digests 200 \
     --server-cmd "$GOREGO --listen 127.0.0.1:{port} --data-dir {dir} --metrics-addr 127.0.0.1:0 --fsync false"
+
+load --workload spawn-local --requests 20
+
+if [[ -n ${LOAD_SMOKE_WORKER:-} ]]; then
+    XPORT=$(free_port)
+    "$GOREGO" --listen "127.0.0.1:$XPORT" --data-dir "$TMP/exec-data" --metrics-addr "" --fsync false \
+        --execution true >"$TMP/exec.log" 2>&1 &
+    EXEC_PID=$!
+    wait_listening "$EXEC_PID" "$XPORT" "gorego (execution)" "$TMP/exec.log"
+    "$LOAD_SMOKE_WORKER" --scheduler "grpc://127.0.0.1:$XPORT" --work-dir "$TMP/worker" --slots 2 >"$TMP/worker.log" 2>&1 &
+    WORKER_PID=$!
+    log "gorego-load --workload execute"
+    "$LOAD" --target "127.0.0.1:$XPORT" --server-pid "$EXEC_PID" --concurrency 4 --workload execute --requests 40 ||
+        { cat "$TMP/worker.log" >&2; fail "gorego-load --workload execute failed"; }
+    kill -TERM "$WORKER_PID" "$EXEC_PID"
+    wait "$WORKER_PID" || fail "gorego-worker exited with status $? after SIGTERM"
+    wait "$EXEC_PID" || fail "gorego (execution) exited with status $? after SIGTERM"
+    WORKER_PID=
+    EXEC_PID=
+fi
 
 if [[ -n $ECHO ]]; then
     EPORT=$(free_port)
