@@ -489,6 +489,15 @@ struct Execution::Impl {
     wk::Assignment a;
     a.ParseFromString(payload);
     record_spans(a, r);
+    if (r.message().empty()) {
+      const std::string worker = r.result().execution_metadata().worker();
+      if (r.status().code() != 0) {
+        r.set_message(fmt::format("{} on worker {}: {}", code_name(static_cast<Code>(r.status().code())), worker,
+                                  r.status().message()));
+      } else if (r.result().exit_code() != 0) {
+        r.set_message(fmt::format("the command exited with {} on worker {}", r.result().exit_code(), worker));
+      }
+    }
     const bool cacheable = r.status().code() == 0 && r.has_result() && r.result().exit_code() == 0 &&
                            !a.action().do_not_cache();
     if (!cacheable) return sched.finished(id, lease, r.SerializeAsString());

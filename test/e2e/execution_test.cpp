@@ -254,6 +254,7 @@ TEST_CASE("Execution: a failing command reports exit code and stderr and is not 
   CHECK(o.response.status().code() == 0);
   CHECK(o.response.result().exit_code() == 3);
   CHECK(read_blob(s, o.response.result().stderr_digest()) == "oops\n");
+  CHECK_THAT(o.response.message(), Catch::Contains("exited with 3") && Catch::Contains("w1"));
   grpc::ClientContext ctx;
   re::GetActionResultRequest req;
   *req.mutable_action_digest() = action;
@@ -457,4 +458,49 @@ TEST_CASE("Execution: the stages of an executed action are spans in the client's
       return slurp(s.log).find(fmt::format("\"name\":\"{}\",\"trace_id\":\"{}\"", stage, trace)) != std::string::npos;
     }));
   }
+}
+
+TEST_CASE("Execution: CancelOperation kills a running action", "[process][execution]") {
+  TempDir dir;
+  Server s(dir, {"--execution", "true"});
+  Worker w(dir, s, "w1", 1);
+  REQUIRE(workers_connected(s, 1));
+  const std::string pids = (dir.path() / "pids").string();
+  const re::Digest action = make_action(s, {.args = {"sh", "-c", fmt::format("echo $$ > {}; sleep 100", pids)}});
+  Outcome o;
+  std::thread client([&] { o = execute(s, action); });
+  REQUIRE(eventually([&] { return std::filesystem::exists(pids) && std::filesystem::file_size(pids) > 0; }, 30));
+  REQUIRE(eventually([&] { return metric(s, "gorego_execution_running") == 1; }));
+  std::string name;
+  auto ops = lr::Operations::NewStub(s.channel);
+  // Find the name through a second Execute of the same action: it merges onto the running one.
+  {
+    auto stub = re::Execution::NewStub(s.channel);
+    grpc::ClientContext ctx;
+    re::ExecuteRequest req;
+    *req.mutable_action_digest() = action;
+    req.set_skip_cache_lookup(true);
+    auto r = stub->Execute(&ctx, req);
+    lr::Operation op;
+    REQUIRE(r->Read(&op));
+    name = op.name();
+    ctx.TryCancel();
+    r->Finish();
+  }
+  grpc::ClientContext cctx;
+  lr::CancelOperationRequest cancel;
+  cancel.set_name(name);
+  google::protobuf::Empty empty;
+  REQUIRE(ops->CancelOperation(&cctx, cancel, &empty).ok());
+  client.join();
+  REQUIRE(o.done());
+  CHECK(o.response.status().code() == static_cast<int>(grpc::StatusCode::CANCELLED));
+  std::ifstream in(pids);
+  pid_t pid = 0;
+  REQUIRE(in >> pid);
+  CHECK(all_gone({pid}));
+  // The slot is free again: the next action runs.
+  const Outcome next = execute(s, make_action(s, {.args = {"true"}}));
+  REQUIRE(next.done());
+  CHECK(next.response.result().exit_code() == 0);
 }
