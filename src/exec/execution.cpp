@@ -233,6 +233,9 @@ struct Execution::Impl {
                    .Register(*registry)),
         execution(*this), operations(*this), workers(*this) {
     sched.on_done([this](const Event& e) { count(e); });
+    // Every series exists from the start, so rate() and the dashboards see zeros, not gaps.
+    for (const char* o : {"success", "failure", "cached", "timeout", "cancelled", "error", "lost"}) outcome(o);
+    for (const char* s : {"queue", "input_fetch", "execute", "output_upload"}) stage(s);
   }
 
   ExecStore& store;
@@ -246,14 +249,17 @@ struct Execution::Impl {
 
   prometheus::Counter& outcome(const std::string& name) { return outcomes.Add({{"outcome", name}}); }
 
-  void observe(const std::string& stage, const google::protobuf::Timestamp& from,
+  prometheus::Histogram& stage(const std::string& name) {
+    return stages.Add({{"stage", name}}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+                                                                                1, 5, 10, 30, 60, 300, 1800});
+  }
+
+  void observe(const std::string& name, const google::protobuf::Timestamp& from,
                const google::protobuf::Timestamp& to) {
     if (from.seconds() == 0 || to.seconds() == 0) return;
     const double s = static_cast<double>(TimeUtil::DurationToMicroseconds(to - from)) / 1e6;
     if (s < 0) return;
-    stages.Add({{"stage", stage}}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1,
-                                                                          5, 10, 30, 60, 300, 1800})
-        .Observe(s);
+    stage(name).Observe(s);
   }
 
   /// Counts a finished job by outcome and records its stage durations.

@@ -124,7 +124,7 @@ int run(const std::string& cmd, std::string* out) {
 
 TEST_CASE("metrics: exact deltas after a known sequence of RPCs, valid for promtool", "[process][observability]") {
   TempDir dir;
-  Server s(dir);
+  Server s(dir, {"--execution", "true"});  // so that the execution families exist too
   REQUIRE(eventually([&] { return http_get(s.admin_port, "/health/ready").status == 200; }));
   const auto before = parse_metrics(http_get(s.admin_port, "/metrics").body);
 

@@ -489,8 +489,9 @@ class Scheduler {
     if (!j.merge_key.empty()) {
       if (auto it = merging_.find(j.merge_key); it != merging_.end() && it->second == &j) merging_.erase(it);
     }
-    notify(j, fx);
+    // The hook first: whoever sees the final event also sees what the hook recorded.
     if (done_hook_) fx.calls.push_back([hook = &done_hook_, e = event_of(j)] { (*hook)(e); });
+    notify(j, fx);
     j.watchers.clear();
     j.payload.reset();
     expiry_.emplace_back(Clock::now() + opt_.retention, j.name);

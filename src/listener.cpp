@@ -1,0 +1,47 @@
+#include "listener.hpp"
+
+#include <grpcpp/health_check_service_interface.h>
+
+namespace gorego {
+
+Listener::Listener(Options o) : opt_(std::move(o)) {}
+
+Listener::~Listener() {
+  if (server_) shutdown(std::chrono::system_clock::now());
+}
+
+void Listener::add(grpc::Service* s) { services_.push_back(s); }
+
+Status Listener::start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.experimental().SetInterceptorCreators(std::move(opt_.interceptors));
+  std::shared_ptr<grpc::ServerCredentials> creds =
+      opt_.credentials ? opt_.credentials : grpc::InsecureServerCredentials();
+  if (opt_.authenticator) creds->SetAuthMetadataProcessor(opt_.authenticator);
+  builder.AddListeningPort(opt_.address, creds, &port_);
+  builder.SetMaxReceiveMessageSize(opt_.max_message_bytes);
+  builder.SetMaxSendMessageSize(opt_.max_message_bytes);
+  for (grpc::Service* s : services_) builder.RegisterService(s);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0) {
+    server_.reset();
+    return error(Code::kUnavailable, "cannot listen on {}", opt_.address);
+  }
+  set_serving(false);
+  return {};
+}
+
+void Listener::set_serving(bool serving) {
+  if (server_) server_->GetHealthCheckService()->SetServingStatus(serving);
+}
+
+void Listener::shutdown(std::chrono::system_clock::time_point deadline) {
+  if (!server_) return;
+  set_serving(false);
+  server_->Shutdown(deadline);
+  server_->Wait();
+  server_.reset();
+}
+
+}  // namespace gorego

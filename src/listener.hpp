@@ -1,0 +1,57 @@
+#pragma once
+/// Listener: gorego's gRPC port. It owns the address, the server credentials, the
+/// interceptors (the RPC observer's metrics, spans and access log) and the message limits,
+/// and serves whatever services the assembly adds. The TLS and authentication work plugs in
+/// here (`credentials`, `authenticator`), once, for every service on the port.
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/auth_metadata_processor.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gorego/core/status.hpp>
+
+namespace gorego {
+
+class Listener {
+ public:
+  struct Options {
+    std::string address;                                     ///< HOST:PORT (port 0: a free one)
+    std::shared_ptr<grpc::ServerCredentials> credentials;    ///< null: plaintext
+    /// Checks each call's metadata before a handler runs (gRPC calls it on its own threads);
+    /// null: every caller is let in. Needs credentials other than plaintext.
+    std::shared_ptr<grpc::AuthMetadataProcessor> authenticator;
+    int max_message_bytes = 5 << 20;
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  };
+
+  explicit Listener(Options o);
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+  ~Listener();
+
+  /// Serves `s` once started; call before start(). The service must outlive the listener.
+  void add(grpc::Service* s);
+  /// Binds and starts serving; grpc.health.v1 answers NOT_SERVING until set_serving(true).
+  /// UNAVAILABLE naming the address when it cannot be bound.
+  Status start();
+
+  [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] bool listening() const { return server_ != nullptr; }
+  /// What grpc.health.v1 answers (for every service name).
+  void set_serving(bool serving);
+  /// Refuses new calls, lets calls in flight run until `deadline` and cancels them then;
+  /// returns once every call has ended.
+  void shutdown(std::chrono::system_clock::time_point deadline);
+
+ private:
+  Options opt_;
+  std::vector<grpc::Service*> services_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace gorego

@@ -1,0 +1,11 @@
+// The shipped stack with SampledLru eviction: its one instantiation.
+#include "store_stack_impl.hpp"
+
+namespace gorego {
+
+std::unique_ptr<StoreStack> make_sampled_lru_stack(const Config& c, const reapi::ServiceOptions& opt, Executor& pool,
+                                           std::shared_ptr<Tracer> tracer) {
+  return std::make_unique<StoreStackImpl<AppStore<SampledLru>>>(c, opt, pool, std::move(tracer));
+}
+
+}  // namespace gorego
