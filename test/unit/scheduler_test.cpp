@@ -221,7 +221,8 @@ TEST_CASE("Scheduler: finished operations stay resolvable for the retention time
   Scheduler<> s({.retention = 1000ms});
   SimWorker w;
   const auto id = s.connect({.id = "w"}, w.link());
-  auto sub = s.submit(job("k"), Seen().watcher());
+  Seen first;  // outlives the finish that calls it
+  auto sub = s.submit(job("k"), first.watcher());
   REQUIRE(sub);
   s.finished(id, w.leases[0].id, "answer");
   Seen late;
@@ -265,4 +266,27 @@ TEST_CASE("Placement: least-loaded spreads by slots, round-robin takes turns", "
   CHECK(FastestFirst{}.pick(speeds) == 2);  // unknown speed first
   speeds[2].mean_run_ms = 500;
   CHECK(FastestFirst{}.pick(speeds) == 1);
+}
+
+TEST_CASE("Scheduler: a stated lease duration is what FastestFirst ranks workers by", "[scheduler]") {
+  Scheduler<FastestFirst> s;
+  SimWorker slow, fast;
+  const auto sw = s.connect({.id = "slow", .slots = 1}, slow.link());
+  const auto fw = s.connect({.id = "fast", .slots = 1}, fast.link());
+  // Neither has history: the first action goes to the first connected, the second to the other.
+  Seen a, b;
+  REQUIRE(s.submit(job("a"), a.watcher()));
+  REQUIRE(s.submit(job("b"), b.watcher()));
+  REQUIRE((slow.leases.size() == 1 && fast.leases.size() == 1));
+  // Both return at once in wall time; only the stated durations tell them apart.
+  s.finished(sw, slow.leases[0].id, "r", 900ms);
+  s.finished(fw, fast.leases[0].id, "r", 100ms);
+  for (const char* key : {"c", "d", "e"}) {
+    Seen seen;
+    REQUIRE(s.submit(job(key), seen.watcher()));
+    CHECK(seen.last().worker == "fast");
+    s.finished(fw, fast.leases.back().id, "r", 100ms);
+  }
+  CHECK(slow.leases.size() == 1);
+  CHECK(fast.leases.size() == 4);
 }

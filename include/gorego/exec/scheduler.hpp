@@ -280,24 +280,18 @@ class Scheduler {
     fx.run();
   }
 
-  /// The worker ended a lease with `response`. Ignored for leases it no longer holds.
+  /// The worker ended a lease with `response`. Ignored for leases it no longer holds. The
+  /// lease's duration (steady_clock, dispatch to this call) feeds WorkerLoad::mean_run_ms.
   void finished(WorkerId id, const std::string& lease, std::string response) {
-    Effects fx;
-    {
-      std::lock_guard lock(mu_);
-      auto it = leases_.find(lease);
-      if (it == leases_.end() || it->second.worker != id) return;
-      std::shared_ptr<Job> j = it->second.job;
-      auto w = workers_.find(id);
-      if (w != workers_.end()) release(w->second, lease, it->second.since);
-      leases_.erase(it);
-      if (j != nullptr && !j->done) {
-        j->lease.clear();
-        finish(*j, Status{}, std::move(response), fx);
-      }
-      pump(fx);
-    }
-    fx.run();
+    complete(id, lease, std::move(response), std::nullopt);
+  }
+
+  /// The same, with the lease's duration given rather than measured: for a caller that knows
+  /// better how long the action ran (a worker's own timestamps), or a simulation in virtual
+  /// time (benchmark/scheduler_bench.cpp), so that FastestFirst ranks by that. Negative
+  /// durations count as zero.
+  void finished(WorkerId id, const std::string& lease, std::string response, std::chrono::nanoseconds ran_for) {
+    complete(id, lease, std::move(response), std::max(ran_for, std::chrono::nanoseconds::zero()));
   }
 
   /// Periodic work (the server calls it every second): heartbeat timeouts, actions waiting
@@ -516,11 +510,31 @@ class Scheduler {
     return it->second.job.get();
   }
 
-  void release(Worker& w, const std::string& lease, Clock::time_point since) {
+  void complete(WorkerId id, const std::string& lease, std::string response,
+                std::optional<std::chrono::nanoseconds> ran_for) {
+    Effects fx;
+    {
+      std::lock_guard lock(mu_);
+      auto it = leases_.find(lease);
+      if (it == leases_.end() || it->second.worker != id) return;
+      std::shared_ptr<Job> j = it->second.job;
+      auto w = workers_.find(id);
+      if (w != workers_.end()) release(w->second, lease, ran_for.value_or(Clock::now() - it->second.since));
+      leases_.erase(it);
+      if (j != nullptr && !j->done) {
+        j->lease.clear();
+        finish(*j, Status{}, std::move(response), fx);
+      }
+      pump(fx);
+    }
+    fx.run();
+  }
+
+  void release(Worker& w, const std::string& lease, std::chrono::nanoseconds ran) {
     w.leases.erase(lease);
     --w.busy;
     ++free_slots_;
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - since).count();
+    const double ms = std::chrono::duration<double, std::milli>(ran).count();
     w.mean_run_ms = w.mean_run_ms == 0 ? ms : 0.8 * w.mean_run_ms + 0.2 * ms;
   }
 
