@@ -30,6 +30,12 @@ struct Seen {
   [[nodiscard]] bool done() const { return !events.empty() && events.back().done; }
 };
 
+/// A watcher for jobs whose events the test does not look at (a temporary Seen's watcher
+/// would outlive it).
+Watcher ignore() {
+  return [](const Event&) {};
+}
+
 JobSpec job(std::string key, std::string payload = "p", std::int32_t priority = 0, Properties platform = {}) {
   return {.merge_key = std::move(key), .priority = priority, .platform = std::move(platform),
           .payload = std::move(payload)};
@@ -62,7 +68,7 @@ TEST_CASE("Scheduler: an action runs only on a worker offering its platform", "[
   CHECK(*gpu.leases[1].payload == "gpu-2");
 
   // Nobody offers Windows: refused at once, naming what the workers offer.
-  auto bad = s.submit(job("c", "x", 0, {{"OSFamily", "windows"}}), Seen().watcher());
+  auto bad = s.submit(job("c", "x", 0, {{"OSFamily", "windows"}}), ignore());
   REQUIRE_FALSE(bad);
   CHECK(bad.error().code() == Code::kFailedPrecondition);
   CHECK_THAT(bad.error().message(), Catch::Contains("OSFamily=windows") && Catch::Contains("OSFamily=linux"));
@@ -106,11 +112,11 @@ TEST_CASE("Scheduler: identical in-flight actions merge onto one execution", "[s
     CHECK(one.last().response == "the-result");
   }
   // Once finished, the same action runs again (the AC answers repeats, not the scheduler).
-  REQUIRE(s.submit(job("action-1"), Seen().watcher()));
+  REQUIRE(s.submit(job("action-1"), ignore()));
   CHECK(w.leases.size() == 2);
   // An action that must not be merged (empty key) always runs on its own.
-  REQUIRE(s.submit(job(""), Seen().watcher()));
-  REQUIRE(s.submit(job(""), Seen().watcher()));
+  REQUIRE(s.submit(job(""), ignore()));
+  REQUIRE(s.submit(job(""), ignore()));
   CHECK(w.leases.size() == 4);
 }
 
@@ -235,7 +241,7 @@ TEST_CASE("Scheduler: finished operations stay resolvable for the retention time
   s.heartbeat(id);
   s.tick(Clock::now() + 1500ms);
   CHECK_FALSE(s.state(sub->name).has_value());
-  auto gone = s.watch(sub->name, Seen().watcher());
+  auto gone = s.watch(sub->name, ignore());
   REQUIRE_FALSE(gone);
   CHECK(gone.error().code() == Code::kNotFound);
 }
