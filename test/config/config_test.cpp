@@ -1252,3 +1252,29 @@ TEST_CASE("Config: --help shows the list and map settings with their syntax") {
   CHECK(shown_default("GOREGO_TELEMETRY_RESOURCE_ATTRIBUTES") == "{}");
   CHECK(shown_default("GOREGO_REMOTE_MODE") == "through");
 }
+
+TEST_CASE("Config: execution settings from YAML, environment and flags, with precise errors") {
+  const Config defaults = load_ok({});
+  CHECK_FALSE(defaults.execution.enabled);
+  CHECK(defaults.execution.keepalive == std::chrono::seconds(10));
+  CHECK(defaults.execution.retention == std::chrono::seconds(120));
+
+  TempDir dir;
+  const fs::path file = write_file(dir, "exec.yaml",
+                                   "execution:\n  enabled: true\n  default_timeout: 30m\n  max_attempts: 5\n"
+                                   "  worker_wait: 2m\n");
+  const Config c = load_ok({"--config", file.string()}, {{"GOREGO_EXECUTION_KEEPALIVE", "5s"}});
+  CHECK(c.execution.enabled);
+  CHECK(c.execution.default_timeout == std::chrono::minutes(30));
+  CHECK(c.execution.max_attempts == 5);
+  CHECK(c.execution.worker_wait == std::chrono::minutes(2));
+  CHECK(c.execution.keepalive == std::chrono::seconds(5));
+  CHECK(load_ok({"--execution", "false", "--config", file.string()}).execution.enabled == false);
+
+  CHECK_THAT(load_error({"--execution", "maybe"}), Catch::Contains("maybe"));
+  CHECK_THAT(load_error({}, {{"GOREGO_EXECUTION_MAX_ATTEMPTS", "11"}}), Catch::Contains("11"));
+  const std::string order = load_error({}, {{"GOREGO_EXECUTION_MAX_TIMEOUT", "10m"}});
+  CHECK_THAT(order, Catch::Contains("execution.max_timeout 10m") && Catch::Contains("execution.default_timeout 1h"));
+  CHECK_THAT(load_error({}, {{"GOREGO_EXECUTION_KEEPALIVE", "0s"}}),
+             Catch::Contains("GOREGO_EXECUTION_KEEPALIVE") && Catch::Contains("\"0s\""));
+}

@@ -29,7 +29,7 @@ struct ExecutionSettings {
   std::chrono::seconds worker_wait{60};
   /// `execution.retention`: how long a finished operation stays resolvable by
   /// WaitExecution and GetOperation (a duration, > 0).
-  std::chrono::seconds retention{600};
+  std::chrono::seconds retention{120};
   /// `execution.keepalive`: operation streams get the current state at least this often, so
   /// clients' idle timeouts never cut a long action (a duration, > 0).
   std::chrono::seconds keepalive{10};

@@ -136,7 +136,7 @@ class Scheduler {
     std::uint32_t max_attempts = 3;                  ///< leases of one action when workers are lost
     std::chrono::milliseconds heartbeat_timeout{30'000};
     std::chrono::milliseconds worker_wait{60'000};   ///< queued with no worker able to run it
-    std::chrono::milliseconds retention{600'000};    ///< finished operations stay resolvable
+    std::chrono::milliseconds retention{120'000};    ///< finished operations stay resolvable
     std::size_t max_queued = 100'000;
   };
 
