@@ -18,7 +18,6 @@
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "google/longrunning/operations.grpc.pb.h"
-#include "google/rpc/error_details.pb.h"
 #include "gorego/worker/v1/worker.grpc.pb.h"
 
 #include <prometheus/counter.h>
@@ -53,15 +52,8 @@ std::string random_name() {
 /// The answer for a blob the action needs and the CAS does not hold.
 re::ExecuteResponse missing_blob(std::string_view what, const Digest& d) {
   re::ExecuteResponse r;
-  auto* st = r.mutable_status();
-  st->set_code(static_cast<int>(Code::kFailedPrecondition));
-  st->set_message(fmt::format("the {} {} is not in the CAS; upload it and retry", what, d));
-  google::rpc::PreconditionFailure pf;
-  auto* v = pf.add_violations();
-  v->set_type("MISSING");
-  v->set_subject(fmt::format("blobs/{}/{}", d.hex(), d.size));
-  v->set_description(fmt::format("{} missing", what));
-  st->add_details()->PackFrom(pf);
+  *r.mutable_status() =
+      reapi::missing_blobs({&d, 1}, fmt::format("the {} {} is not in the CAS; upload it and retry", what, d));
   return r;
 }
 

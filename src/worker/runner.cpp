@@ -29,6 +29,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include <gorego/hash/sha256.hpp>
+#include <gorego/store/detail/file.hpp>
 #include <gorego/reapi/convert.hpp>
 
 namespace gorego::worker {
@@ -140,32 +141,7 @@ int depth_of(std::string_view rel) {
   return 1 + static_cast<int>(std::count(rel.begin(), rel.end(), '/'));
 }
 
-/// A file descriptor closed on destruction.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  [[nodiscard]] int get() const { return fd_; }
-  [[nodiscard]] bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
+using detail::Fd;
 
 /// Moves `fd` to a number >= 3 (so the child's dup2 onto 0..2 cannot clobber it), CLOEXEC.
 Fd above_stdio(int fd) {
@@ -180,7 +156,7 @@ Fd above_stdio(int fd) {
 /// Streams the file through SHA-256 (never holds it whole).
 Result<Digest> digest_file(const fs::path& p, std::string_view shown) {
   Fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) {
+  if (!fd) {
     return error(Code::kInternal, "cannot open output \"{}\": {}", shown, errno_text(errno));
   }
   Sha256 h;
@@ -338,7 +314,7 @@ Result<std::string> search_path(const std::string& prog, std::string_view path_v
 Result<Fd> open_capture(const fs::path& p, std::string_view which) {
   const char* name = p.empty() ? "/dev/null" : p.c_str();
   Fd fd = above_stdio(::open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) {
+  if (!fd) {
     return error(Code::kInternal, "cannot open the {} file \"{}\": {}", which, name,
                  errno_text(errno));
   }
@@ -660,7 +636,7 @@ Status materialise_inputs(InputSource& src, const Digest& root, const fs::path& 
     const mode_t mode = f.executable ? 0555 : 0444;
     if (f.digest.empty_blob()) {
       Fd fd(::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-      if (!fd.valid() || ::fchmod(fd.get(), mode) != 0) {  // fchmod: independent of the umask
+      if (!fd || ::fchmod(fd.get(), mode) != 0) {  // fchmod: independent of the umask
         return error(Code::kInternal, "cannot create input file \"{}\": {}", f.rel,
                      errno_text(errno));
       }
@@ -823,7 +799,7 @@ RunOutcome run_command(const re::Command& cmd, const fs::path& exec_root_in, con
   envp.push_back(nullptr);
 
   Fd in = above_stdio(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!in.valid())
+  if (!in)
     return fail(error(Code::kInternal, "cannot open /dev/null: {}", errno_text(errno)));
   auto out_fd = open_capture(o.stdout_path, "stdout");
   if (!out_fd) return fail(out_fd.status());
@@ -835,7 +811,7 @@ RunOutcome run_command(const re::Command& cmd, const fs::path& exec_root_in, con
     if (!e) return fail(e.status());
     err_fd = std::move(*e);
   }
-  if (!err_fd.valid())
+  if (!err_fd)
     return fail(error(Code::kInternal, "cannot open stderr: {}", errno_text(errno)));
   std::array<int, 2> pipe_fds{};
   if (::pipe2(pipe_fds.data(), O_CLOEXEC) != 0) {
@@ -843,7 +819,7 @@ RunOutcome run_command(const re::Command& cmd, const fs::path& exec_root_in, con
   }
   Fd report_r(pipe_fds[0]);
   Fd report_w = above_stdio(pipe_fds[1]);
-  if (!report_w.valid()) return fail(error(Code::kInternal, "pipe2: {}", errno_text(errno)));
+  if (!report_w) return fail(error(Code::kInternal, "pipe2: {}", errno_text(errno)));
   struct rlimit rl {};
   int max_fd = 65535;
   if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {

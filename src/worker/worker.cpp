@@ -17,7 +17,6 @@
 #include <random>
 #include <thread>
 
-#include "google/rpc/error_details.pb.h"
 #include "gorego/worker/v1/worker.grpc.pb.h"
 
 #include <gorego/core/executor.hpp>
@@ -220,17 +219,9 @@ std::string dir_name(std::string lease) {
 
 re::ExecuteResponse missing_inputs(const std::vector<Digest>& missing) {
   re::ExecuteResponse r;
-  auto* st = r.mutable_status();
-  st->set_code(static_cast<int>(Code::kFailedPrecondition));
-  st->set_message(fmt::format("{} input blob(s) are not in the CAS, first {}; upload them and retry",
-                              missing.size(), missing.front()));
-  google::rpc::PreconditionFailure pf;
-  for (const Digest& d : missing) {
-    auto* v = pf.add_violations();
-    v->set_type("MISSING");
-    v->set_subject(fmt::format("blobs/{}/{}", d.hex(), d.size));
-  }
-  st->add_details()->PackFrom(pf);
+  *r.mutable_status() = reapi::missing_blobs(
+      missing, fmt::format("{} input blob(s) are not in the CAS, first {}; upload them and retry", missing.size(),
+                           missing.front()));
   return r;
 }
 
@@ -373,6 +364,7 @@ class Worker {
       std::lock_guard lock(mu_);
       stream_ = nullptr;
       for (auto& [lease, flag] : running_) flag->store(true);
+      for (const auto& a : work_) running_.erase(a.lease());  // never started
       work_.clear();
     }
     const grpc::Status s = stream->Finish();

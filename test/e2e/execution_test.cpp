@@ -317,6 +317,14 @@ TEST_CASE("Execution: missing inputs are FAILED_PRECONDITION with MISSING violat
   REQUIRE(o2.response.status().details(0).UnpackTo(&pf2));
   CHECK(pf2.violations(0).subject() == fmt::format("blobs/{}/{}", no_action.hash(), no_action.size_bytes()));
 
+  // A malformed action digest is the stream's own INVALID_ARGUMENT, naming the field.
+  re::Digest bad_digest;
+  bad_digest.set_hash("xyz");
+  bad_digest.set_size_bytes(3);
+  const Outcome malformed = execute(s, bad_digest);
+  CHECK(malformed.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_THAT(malformed.status.error_message(), Catch::Contains("action_digest"));
+
   // A malformed Command names the field; an unsatisfiable platform fails at once.
   const Outcome bad = execute(s, make_action(s, {.args = {}}));
   REQUIRE(bad.done());

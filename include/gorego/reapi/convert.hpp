@@ -4,9 +4,11 @@
 
 #include <grpcpp/support/status.h>
 
+#include <span>
 #include <string>
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
+#include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 
 #include <gorego/core/digest.hpp>
@@ -25,6 +27,23 @@ inline google::rpc::Status to_rpc_status(const Status& s) {
   google::rpc::Status out;
   out.set_code(static_cast<int>(s.code()));
   out.set_message(s.message());
+  return out;
+}
+
+/// FAILED_PRECONDITION with a google.rpc.PreconditionFailure listing each blob as a
+/// violation of type MISSING, subject "blobs/<hash>/<size>": the answer on which REAPI
+/// clients (Bazel among them) upload those blobs and retry.
+inline google::rpc::Status missing_blobs(std::span<const Digest> missing, std::string message) {
+  google::rpc::Status out;
+  out.set_code(static_cast<int>(Code::kFailedPrecondition));
+  out.set_message(std::move(message));
+  google::rpc::PreconditionFailure pf;
+  for (const Digest& d : missing) {
+    auto* v = pf.add_violations();
+    v->set_type("MISSING");
+    v->set_subject(fmt::format("blobs/{}/{}", d.hex(), d.size));
+  }
+  out.add_details()->PackFrom(pf);
   return out;
 }
 
