@@ -3,8 +3,10 @@
 #include "worker/runner.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -864,6 +866,10 @@ RunOutcome run_command(const re::Command& cmd, const fs::path& exec_root_in, con
   const auto deadline = start + o.timeout;
   bool killed = false;
   auto pause = std::chrono::milliseconds(1);
+  // A pidfd turns readable when the command exits: the wait wakes at once instead of at the
+  // next poll (a 1 ms sleep was a third of the per-action overhead of a short command).
+  // Without pidfds (kernels before 5.3) the loop sleeps between checks.
+  const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   while (true) {
     siginfo_t info{};
     const int r = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
@@ -881,8 +887,13 @@ RunOutcome run_command(const re::Command& cmd, const fs::path& exec_root_in, con
       killed = true;
       (void)::kill(-pid, SIGKILL);
     }
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(10));
+    if (pidfd) {
+      pollfd pfd{.fd = pidfd.get(), .events = POLLIN, .revents = 0};
+      (void)::poll(&pfd, 1, 10);  // 10 ms: how often cancel and the deadline are looked at
+    } else {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(10));
+    }
   }
   (void)::kill(-pid, SIGKILL);  // background children left in the group
   int st = 0;
