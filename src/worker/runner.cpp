@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -255,6 +256,9 @@ void close_from(int lo, int hi, int max_fd) {
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);  // fails for KILL/STOP
 
   if (::setpgid(0, 0) != 0) die_in_child(s.report, ChildStep::kSetpgid);
+  // If the worker dies (SIGKILL, OOM), the command dies with it rather than running on
+  // unwatched; what it started is killed by the next worker start (RunOptions::pgid_file).
+  (void)::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::chdir(s.wd) != 0) die_in_child(s.report, ChildStep::kChdir);
   if (::dup2(s.in, 0) < 0) die_in_child(s.report, ChildStep::kStdin);
   if (::dup2(s.out, 1) < 0) die_in_child(s.report, ChildStep::kStdout);
