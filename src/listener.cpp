@@ -20,6 +20,9 @@ Status Listener::start() {
       opt_.credentials ? opt_.credentials : grpc::InsecureServerCredentials();
   if (opt_.authenticator) creds->SetAuthMetadataProcessor(opt_.authenticator);
   builder.AddListeningPort(opt_.address, creds, &port_);
+  // Clients that keep long streams open (Execute, gorego-worker) ping every 20 s or so to
+  // notice a dead peer; gRPC's default would answer pings closer than 5 minutes with GOAWAY.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.SetMaxReceiveMessageSize(opt_.max_message_bytes);
   builder.SetMaxSendMessageSize(opt_.max_message_bytes);
   for (grpc::Service* s : services_) builder.RegisterService(s);

@@ -134,17 +134,7 @@ class OpStream final : public grpc::ServerWriteReactor<lr::Operation> {
 
   void push(lr::Operation op, bool last) {
     std::unique_lock lock(mu_);
-    if (finish_called_ || deferred_finish_) return;
-    if (writing_) {
-      pending_ = std::move(op);
-      pending_last_ = last;
-      return;
-    }
-    writing_ = true;
-    out_ = std::move(op);
-    out_last_ = last;
-    lock.unlock();
-    StartWrite(&out_);
+    push_locked(lock, std::move(op), last);
   }
 
   /// Ends the stream with `s` (after the write in progress, if any).
@@ -189,13 +179,31 @@ class OpStream final : public grpc::ServerWriteReactor<lr::Operation> {
 
  private:
   void on_event(const Event& e) {
-    {
-      std::lock_guard lock(mu_);
-      // Events may arrive out of order from different threads; equal versions are keepalives.
-      if (e.version < version_) return;
-      version_ = e.version;
+    lr::Operation op = operation_of(e);
+    std::unique_lock lock(mu_);
+    // Events may arrive out of order from different threads; equal versions are keepalives.
+    // The check and the push are one step, so an older state can never follow a newer one.
+    if (e.version < version_) return;
+    version_ = e.version;
+    push_locked(lock, std::move(op), e.done);
+  }
+
+  /// Writes `op` now, or keeps it as the next write; the final Operation, once pending or
+  /// written, is never replaced. Releases `lock` before starting a write.
+  void push_locked(std::unique_lock<std::mutex>& lock, lr::Operation op, bool last) {
+    if (finish_called_ || deferred_finish_) return;
+    if (writing_) {
+      if (out_last_ || (pending_ && pending_last_)) return;
+      pending_ = std::move(op);
+      pending_last_ = last;
+      return;
     }
-    push(operation_of(e), e.done);
+    if (out_last_) return;  // the final one was written; Finish follows
+    writing_ = true;
+    out_ = std::move(op);
+    out_last_ = last;
+    lock.unlock();
+    StartWrite(&out_);
   }
 
   Execution::Impl& x_;
@@ -400,8 +408,15 @@ struct Execution::Impl {
     std::chrono::milliseconds timeout = opt.default_timeout;
     if (c->action.has_timeout()) {
       const auto& t = c->action.timeout();
-      if (t.seconds() < 0 || t.nanos() < 0) {
-        return answer(*c, failed(error(Code::kInvalidArgument, "action.timeout {}s is negative", t.seconds())));
+      if (t.seconds() < 0 || t.nanos() < 0 || t.nanos() > 999'999'999) {
+        return answer(*c, failed(error(Code::kInvalidArgument, "action.timeout {}s {}ns is not a valid duration",
+                                       t.seconds(), t.nanos())));
+      }
+      if (t.seconds() > opt.max_timeout.count() / 1000) {
+        return answer(*c, failed(error(Code::kInvalidArgument,
+                                       "action.timeout {}s exceeds this server's maximum of {}s "
+                                       "(execution.max_timeout)",
+                                       t.seconds(), opt.max_timeout.count() / 1000)));
       }
       timeout = std::chrono::milliseconds(t.seconds() * 1000 + t.nanos() / 1'000'000);
       if (timeout == std::chrono::milliseconds(0)) timeout = opt.default_timeout;
@@ -496,6 +511,12 @@ struct Execution::Impl {
         r.set_message(fmt::format("the command exited with {} on worker {}", r.result().exit_code(), worker));
       }
     }
+    if (Status bad = check_result(r.result()); r.status().code() == 0 && !bad.ok()) {
+      log::warn("a worker returned a malformed result", {{"worker", r.result().execution_metadata().worker()},
+                                                          {"error", bad.message()}});
+      r = failed(error(Code::kInternal, "worker {} returned a malformed result: {}",
+                       r.result().execution_metadata().worker(), bad.message()));
+    }
     const bool cacheable = r.status().code() == 0 && r.has_result() && r.result().exit_code() == 0 &&
                            !a.action().do_not_cache();
     if (!cacheable) return sched.finished(id, lease, r.SerializeAsString());
@@ -506,6 +527,20 @@ struct Execution::Impl {
       if (!s.ok()) log::warn("storing an executed result failed", {{"action", fmt::format("{}", d)}, {"error", s.message()}});
       sched.finished(id, lease, shared->SerializeAsString());
     });
+  }
+
+  /// Every digest a worker's result names must be well-formed before it is cached or served.
+  static Status check_result(const re::ActionResult& r) {
+    for (int i = 0; i < r.output_files_size(); ++i) {
+      GOREGO_RETURN_IF_ERROR(from_proto(r.output_files(i).digest(), "output_files", i, ".digest").status());
+    }
+    for (int i = 0; i < r.output_directories_size(); ++i) {
+      GOREGO_RETURN_IF_ERROR(
+          from_proto(r.output_directories(i).tree_digest(), "output_directories", i, ".tree_digest").status());
+    }
+    if (r.has_stdout_digest()) GOREGO_RETURN_IF_ERROR(from_proto(r.stdout_digest(), "stdout_digest").status());
+    if (r.has_stderr_digest()) GOREGO_RETURN_IF_ERROR(from_proto(r.stderr_digest(), "stderr_digest").status());
+    return {};
   }
 
   /// The stage spans of one executed action, children of the client's Execute span.
@@ -609,12 +644,15 @@ class Execution::Impl::WorkerStream final : public grpc::ServerBidiReactor<wk::W
     StartWrite(&out_);
   }
 
+  /// The scheduler already removed this worker: OnDone has nothing to tell it.
+  void dropped() { dropped_ = true; }
+
   void OnDone() override {
     {
       std::lock_guard lock(link_->mu);
       link_->stream = nullptr;
     }
-    if (id_ != 0) {
+    if (id_ != 0 && !dropped_) {
       log::info("worker disconnected", {{"worker", worker_id_}, {"peer", peer_}});
       x_.sched.disconnect(id_);
     }
@@ -653,6 +691,14 @@ class Execution::Impl::WorkerStream final : public grpc::ServerBidiReactor<wk::W
                               wk::SchedulerMessage m;
                               m.mutable_cancel()->set_lease(lease);
                               link->stream->send(std::move(m));
+                            },
+                            .close = [link](const std::string& why) {
+                              std::lock_guard lock(link->mu);
+                              if (link->stream == nullptr) return;
+                              log::warn("dropping a worker", {{"reason", why}});
+                              link->stream->dropped();
+                              link->stream->end({grpc::StatusCode::UNAVAILABLE,
+                                                 fmt::format("the scheduler dropped this stream: {}", why)});
                             }});
   }
 
@@ -715,6 +761,7 @@ class Execution::Impl::WorkerStream final : public grpc::ServerBidiReactor<wk::W
   std::mutex mu_;
   bool writing_ = false;
   std::atomic<bool> ended_{false};
+  std::atomic<bool> dropped_{false};
   std::optional<grpc::Status> deferred_;
   wk::SchedulerMessage out_;
   std::deque<wk::SchedulerMessage> queue_;

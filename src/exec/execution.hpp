@@ -42,7 +42,7 @@ class ExecStore {
 
 struct ExecutionOptions {
   std::chrono::milliseconds default_timeout{3'600'000};  ///< for actions without a timeout
-  std::chrono::milliseconds max_timeout{10'800'000};     ///< longer asked timeouts are cut to this
+  std::chrono::milliseconds max_timeout{10'800'000};     ///< longer asked timeouts are refused (INVALID_ARGUMENT)
   std::chrono::milliseconds keepalive{10'000};           ///< an Operation is re-sent at least this often
   std::int32_t min_priority = -1000, max_priority = 1000;
   Scheduler<LeastLoaded>::Options scheduler;

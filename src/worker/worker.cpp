@@ -9,6 +9,8 @@
 #include <grpcpp/grpcpp.h>
 
 #include <csignal>
+#include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <fstream>
 #include <deque>
@@ -46,10 +48,13 @@ google::protobuf::Timestamp ts(std::chrono::system_clock::time_point t) {
       std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
 }
 
+/// HOST:PID:RANDOM. The random part keeps two workers apart that share a host name and a
+/// pid (containers): the scheduler drops a worker when its id connects again.
 std::string default_id() {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
-  return fmt::format("{}:{}", host, ::getpid());
+  std::random_device rd;
+  return fmt::format("{}:{}:{:04x}", host, ::getpid(), rd() & 0xffff);
 }
 
 /// Inputs from the worker's store: prefetch reads through from the CAS into the disk tier,
@@ -109,7 +114,9 @@ class StoreInputs final : public InputSource {
     if (d.empty_blob()) return create_file(path, {}, mode);
     for (int attempt = 0; attempt < 2; ++attempt) {
       const std::string cached = store_.local().backend().path({d, Tree::kCas});
-      if (!executable && ::link(cached.c_str(), path.c_str()) == 0) return {};
+      // The link shares the cache file's inode: make it read-only, so that an action (run
+      // by a user other than root) cannot change the cached blob through its input.
+      if (!executable && ::chmod(cached.c_str(), 0444) == 0 && ::link(cached.c_str(), path.c_str()) == 0) return {};
       if (!executable && errno == EEXIST) return error(Code::kInvalidArgument, "input {} exists twice", path.string());
       std::error_code ec;
       if ((executable || errno == EXDEV || errno == EMLINK) &&
@@ -172,7 +179,14 @@ Status upload(reapi::Reapi& cas, const std::vector<Upload>& uploads) {
   std::size_t left = missing->size();
   Status first;
   for (const Digest& d : *missing) {
-    const Upload* u = by_digest.at(d.hex());
+    const auto found = by_digest.find(d.hex());
+    if (found == by_digest.end()) {
+      std::lock_guard lock(mu);
+      if (first.ok()) first = error(Code::kInternal, "FindMissingBlobs answered {}, which was not asked for", d);
+      if (--left == 0) cv.notify_all();
+      continue;
+    }
+    const Upload* u = found->second;
     auto done = [&](Status s) {
       std::lock_guard lock(mu);
       if (!s.ok() && first.ok()) first = std::move(s);
@@ -198,14 +212,30 @@ Status upload(reapi::Reapi& cas, const std::vector<Upload>& uploads) {
   return first;
 }
 
-/// Kills the process groups recorded in the action directories under `actions`.
+/// Kills what a killed worker's actions left running: the processes of each process group
+/// recorded in an action directory under `actions`, but only those whose working directory
+/// is inside that action directory (a recorded group id may since belong to someone else).
 void kill_leftovers(const std::filesystem::path& actions) {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(actions, ec)) {
     std::ifstream in(e.path() / "pgid");
     pid_t pgid = 0;
-    if (in >> pgid && pgid > 1) {
-      if (::kill(-pgid, SIGKILL) == 0) log::warn("killed the processes of an interrupted action", {{"dir", e.path().string()}});
+    if (!(in >> pgid) || pgid <= 1) continue;
+    const std::string dir = std::filesystem::weakly_canonical(e.path(), ec).string() + "/";
+    int killed = 0;
+    for (const auto& p : std::filesystem::directory_iterator("/proc", ec)) {
+      const std::string name = p.path().filename().string();
+      if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+      const pid_t pid = std::stoi(name);
+      if (::getpgid(pid) != pgid) continue;
+      std::error_code cwd_ec;
+      const std::string cwd = std::filesystem::read_symlink(p.path() / "cwd", cwd_ec).string() + "/";
+      if (cwd_ec || !cwd.starts_with(dir)) continue;
+      if (::kill(pid, SIGKILL) == 0) ++killed;
+    }
+    if (killed > 0) {
+      log::warn("killed the processes of an interrupted action",
+                {{"dir", e.path().string()}, {"processes", std::to_string(killed)}});
     }
   }
 }
@@ -246,7 +276,9 @@ class Worker {
     }
     store_.emplace(ShardedDisk::Options{.root = opt_.work_dir / "cache", .fsync = false}, Lru::Options{},
                    Local<ShardedDisk, Lru>::Options{.max_bytes = opt_.cache_bytes, .memory_cache_bytes = 0});
-    auto client = reapi::Reapi::connect({.target = opt_.cas, .instance_name = opt_.instance_name});
+    // Outputs of many GB go up in one ByteStream call: a generous deadline per attempt.
+    auto client = reapi::Reapi::connect(
+        {.target = opt_.cas, .instance_name = opt_.instance_name, .timeout = std::chrono::minutes(30)});
     if (!client) {
       log::error("cannot reach the CAS", {{"cas", opt_.cas}, {"error", client.error().message()}});
       return 2;
@@ -261,7 +293,13 @@ class Worker {
     for (std::uint32_t i = 0; i < opt_.slots; ++i) slots_.emplace_back([this] { slot(); });
 
     std::string address = opt_.scheduler.starts_with("grpc://") ? opt_.scheduler.substr(7) : opt_.scheduler;
-    auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    grpc::ChannelArguments args;
+    // Assignments carry the Action and Command: as large as the server's message limit.
+    args.SetMaxReceiveMessageSize(64 << 20);
+    // Notice a silent partition within half a minute instead of TCP's quarter of an hour.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+    auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     auto stub = wk::Workers::NewStub(channel);
     std::chrono::milliseconds backoff{200};
     while (!stop.stop_requested()) {
@@ -429,6 +467,7 @@ class Worker {
     auto fail = [&](const Status& s) {
       re::ExecuteResponse out;
       *out.mutable_status() = reapi::to_rpc_status(s);
+      *out.mutable_result()->mutable_execution_metadata() = meta;  // which worker, and when
       remove_tree(dir);
       return out;
     };
@@ -449,6 +488,7 @@ class Worker {
     }
     if (!laid.ok()) return fail(laid);
     if (Status s = create_output_parents(a.command(), root); !s.ok()) return fail(s);
+    if (cancel.load()) return fail(error(Code::kCancelled, "the action was cancelled before it started"));
 
     const RunOptions run_opt{.timeout = std::chrono::milliseconds(a.timeout_ms()),
                              .cancel = &cancel,
@@ -459,13 +499,16 @@ class Worker {
     *meta.mutable_execution_start_timestamp() = ts(run.started);
     *meta.mutable_execution_completed_timestamp() = ts(run.completed);
     if (!run.status.ok()) return fail(run.status);
+    // Cancelled (by the client, a lost stream or SIGTERM): nobody wants the outputs.
+    if (run.cancelled) return fail(error(Code::kCancelled, "the action was cancelled and killed"));
 
     *meta.mutable_output_upload_start_timestamp() = now_ts();
     auto collected = collect_outputs(a.command(), root, run, run_opt.stdout_path, run_opt.stderr_path);
     if (!collected) return fail(collected.error());
     if (Status s = upload(store_->remote().client(), collected->uploads); !s.ok()) {
-      return fail(Status(s.code() == Code::kNotFound ? Code::kUnavailable : s.code(),
-                         fmt::format("uploading the outputs failed: {}", s.message())));
+      // UNAVAILABLE (retried by clients) whatever the CAS said: a DEADLINE_EXCEEDED here would
+      // read as the action's own timeout.
+      return fail(error(Code::kUnavailable, "uploading the outputs failed: {} {}", code_name(s.code()), s.message()));
     }
     *meta.mutable_output_upload_completed_timestamp() = now_ts();
     *meta.mutable_worker_completed_timestamp() = now_ts();

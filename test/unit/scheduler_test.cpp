@@ -14,9 +14,11 @@ namespace {
 struct SimWorker {
   std::vector<Lease> leases;
   std::vector<std::string> cancelled;
+  std::vector<std::string> closed;
   WorkerLink link() {
     return {.assign = [this](const Lease& l) { leases.push_back(l); },
-            .cancel = [this](const std::string& l) { cancelled.push_back(l); }};
+            .cancel = [this](const std::string& l) { cancelled.push_back(l); },
+            .close = [this](const std::string& why) { closed.push_back(why); }};
   }
 };
 
@@ -168,6 +170,28 @@ TEST_CASE("Scheduler: a worker whose heartbeats stop is lost", "[scheduler]") {
   REQUIRE(alive.leases.size() == 1);  // the action moved to the live worker
   CHECK(alive.leases[0].operation == quiet.leases[0].operation);
   CHECK_FALSE(seen.done());
+  // The silent worker's stream is closed, so it stops running the action and reconnects.
+  REQUIRE(quiet.closed.size() == 1);
+  CHECK_THAT(quiet.closed[0], Catch::Contains("quiet") && Catch::Contains("heartbeats"));
+  CHECK(alive.closed.empty());
+}
+
+TEST_CASE("Scheduler: a second stream with a worker's id replaces the first and closes it", "[scheduler]") {
+  Scheduler<> s;
+  SimWorker first, second;
+  const auto w1 = s.connect({.id = "same", .slots = 1}, first.link());
+  Seen seen;
+  REQUIRE(s.submit(job("k"), seen.watcher()));
+  REQUIRE(first.leases.size() == 1);
+  s.connect({.id = "same", .slots = 1}, second.link());
+  REQUIRE(first.closed.size() == 1);
+  CHECK_THAT(first.closed[0], Catch::Contains("connected again"));
+  REQUIRE(second.leases.size() == 1);  // requeued onto the new stream
+  s.finished(w1, first.leases[0].id, "late");  // the old stream's report does not count
+  CHECK_FALSE(seen.done());
+  // A worker whose stream ended by itself is not told anything.
+  const auto st = s.stats();
+  CHECK(st.workers == 1);
 }
 
 TEST_CASE("Scheduler: a queued action fails after worker_wait when no worker can run it", "[scheduler]") {

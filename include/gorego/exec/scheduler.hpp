@@ -104,10 +104,13 @@ struct Lease {
   std::shared_ptr<const std::string> payload;
 };
 
-/// How the scheduler reaches one worker's stream. Neither may block.
+/// How the scheduler reaches one worker's stream. None may block.
 struct WorkerLink {
   std::function<void(const Lease&)> assign;
   std::function<void(const std::string& lease)> cancel;
+  /// The scheduler dropped the worker (heartbeats stopped, or the same id connected again):
+  /// end its stream, so that it stops running what was requeued and connects afresh.
+  std::function<void(const std::string& why)> close;
 };
 
 struct WorkerInfo {
@@ -234,7 +237,7 @@ class Scheduler {
       // A worker that reconnects before its old stream was noticed broken replaces it.
       for (auto it = workers_.begin(); it != workers_.end(); ++it) {
         if (it->second.id == info.id) {
-          lose(it, "reconnected", fx);
+          lose(it, "connected again on another stream", fx, /*tell_worker=*/true);
           break;
         }
       }
@@ -302,7 +305,9 @@ class Scheduler {
       std::lock_guard lock(mu_);
       for (auto it = workers_.begin(); it != workers_.end();) {
         auto next = std::next(it);
-        if (now - it->second.last_seen > opt_.heartbeat_timeout) lose(it, "missed its heartbeats", fx);
+        if (now - it->second.last_seen > opt_.heartbeat_timeout) {
+          lose(it, "missed its heartbeats", fx, /*tell_worker=*/true);
+        }
         it = next;
       }
       for (auto it = queue_.begin(); it != queue_.end();) {
@@ -539,9 +544,14 @@ class Scheduler {
   }
 
   /// Drops a worker; its leases are requeued or failed.
-  void lose(typename std::map<WorkerId, Worker>::iterator it, std::string_view why, Effects& fx) {
+  /// `tell_worker`: its stream is still open (the worker did not leave by itself): close it.
+  void lose(typename std::map<WorkerId, Worker>::iterator it, std::string_view why, Effects& fx,
+            bool tell_worker = false) {
     Worker& w = it->second;
     ++stats_.workers_lost;
+    if (tell_worker && w.link.close) {
+      fx.calls.push_back([close = w.link.close, why = fmt::format("worker {} {}", w.id, why)] { close(why); });
+    }
     free_slots_ -= (w.slots - w.busy);
     for (const auto& lease : w.leases) {
       auto h = leases_.find(lease);
