@@ -443,6 +443,7 @@ struct Execution::Impl {
     const auto& platform = c->action.platform().properties_size() > 0 ? c->action.platform() : c->command.platform();
     for (const auto& p : platform.properties()) spec.platform.emplace_back(p.name(), p.value());
     spec.label = fmt::format("{}/{}", c->digest.hex(), c->digest.size);
+    spec.timeout = timeout;
     a.SerializeToString(&spec.payload);
     Watcher w;
     with_stream(*c, [&](OpStream& s) { w = s.watcher(); });
@@ -724,7 +725,10 @@ class Execution::Impl::WorkerStream final : public grpc::ServerBidiReactor<wk::W
       payload = std::move(it->second);
       payloads_.erase(it);
     }
-    x_.finished(id_, f.lease(), *payload, f.response());
+    // Storing the result is disk I/O: not on this gRPC thread.
+    x_.pool.post([x = &x_, id = id_, lease = f.lease(), payload = std::move(payload), r = f.response()]() mutable {
+      x->finished(id, lease, *payload, std::move(r));
+    });
   }
 
   void send(wk::SchedulerMessage m) {

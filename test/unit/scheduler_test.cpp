@@ -320,3 +320,32 @@ TEST_CASE("Scheduler: a stated lease duration is what FastestFirst ranks workers
   CHECK(slow.leases.size() == 1);
   CHECK(fast.leases.size() == 4);
 }
+
+TEST_CASE("Scheduler: a lease not reported within its timeout plus grace fails and is cancelled", "[scheduler]") {
+  Scheduler<> s({.lease_grace = 1000ms});
+  SimWorker w;
+  const auto id = s.connect({.id = "stuck", .slots = 1}, w.link());
+  Seen seen;
+  JobSpec spec = job("k");
+  spec.timeout = 2000ms;
+  REQUIRE(s.submit(std::move(spec), seen.watcher()));
+  REQUIRE(w.leases.size() == 1);
+  const auto t0 = Clock::now();
+  s.heartbeat(id, t0 + 2500ms);
+  s.tick(t0 + 2500ms);  // within timeout + grace
+  CHECK_FALSE(seen.done());
+  s.heartbeat(id, t0 + 3500ms);
+  s.tick(t0 + 3500ms);
+  REQUIRE(seen.done());
+  CHECK(seen.last().status.code() == Code::kDeadlineExceeded);
+  CHECK_THAT(seen.last().status.message(), Catch::Contains("stuck"));
+  REQUIRE(w.cancelled.size() == 1);
+  CHECK(w.cancelled[0] == w.leases[0].id);
+  // An action without a timeout is never failed this way.
+  Seen forever;
+  s.finished(id, w.leases[0].id, "late");
+  REQUIRE(s.submit(job("k2"), forever.watcher()));
+  s.heartbeat(id, t0 + 100s);
+  s.tick(t0 + 100s);
+  CHECK_FALSE(forever.done());
+}

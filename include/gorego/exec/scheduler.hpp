@@ -79,6 +79,10 @@ struct JobSpec {
   Properties platform;         ///< normalised by submit
   std::string payload;
   std::string label;           ///< carried into every Event (the server puts the action digest here)
+  /// The action's own timeout (0: none). A lease not reported within it plus
+  /// `Options::lease_grace` fails DEADLINE_EXCEEDED and is cancelled on its worker, so a
+  /// worker that keeps heartbeating with a stuck slot cannot hold an action forever.
+  std::chrono::milliseconds timeout{0};
 };
 
 /// A job's state as its watchers see it.
@@ -141,6 +145,7 @@ class Scheduler {
     std::chrono::milliseconds worker_wait{60'000};   ///< queued with no worker able to run it
     std::chrono::milliseconds retention{120'000};    ///< finished operations stay resolvable
     std::size_t max_queued = 100'000;
+    std::chrono::milliseconds lease_grace{60'000};   ///< beyond an action's timeout
   };
 
   explicit Scheduler(Options o = {}, Placement p = {}) : opt_(o), placement_(std::move(p)) {
@@ -310,6 +315,21 @@ class Scheduler {
         }
         it = next;
       }
+      for (auto& [lease, held] : leases_) {
+        Job& j = *held.job;
+        if (j.done || j.timeout.count() == 0 || now - held.since <= j.timeout + opt_.lease_grace) continue;
+        auto w = workers_.find(held.worker);
+        const std::string worker = w != workers_.end() ? w->second.id : "?";
+        if (w != workers_.end()) {
+          fx.calls.push_back([cancel = w->second.link.cancel, lease] { cancel(lease); });
+        }
+        // The slot stays taken until the worker reports the lease (or is lost).
+        finish(j,
+               error(Code::kDeadlineExceeded,
+                     "worker {} did not report the action within its timeout of {} ms plus {} ms", worker,
+                     j.timeout.count(), opt_.lease_grace.count()),
+               {}, fx);
+      }
       for (auto it = queue_.begin(); it != queue_.end();) {
         Job& j = *std::get<2>(*it);
         ++it;
@@ -375,6 +395,7 @@ class Scheduler {
   struct Job {
     std::string name, merge_key, label;
     std::int32_t priority = 0;
+    std::chrono::milliseconds timeout{0};
     Properties platform;
     std::shared_ptr<const std::string> payload;
     std::uint64_t seq = 0;
@@ -433,6 +454,7 @@ class Scheduler {
     job->name = new_name();
     job->merge_key = std::move(spec.merge_key);
     job->label = std::move(spec.label);
+    job->timeout = spec.timeout;
     job->priority = spec.priority;
     job->platform = std::move(spec.platform);
     job->payload = std::make_shared<const std::string>(std::move(spec.payload));
