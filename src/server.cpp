@@ -127,6 +127,9 @@ class AssembledServer final : public Server {
     if (health_) health_->stop();
     if (listener_ && listener_->listening()) {
       begin_shutdown();
+      // Workers and queued actions would otherwise hold the listener's shutdown open for
+      // the whole grace period.
+      if (exec_) exec_->drain();
       // Calls still waiting on the upstream at the deadline are cancelled, so a hung
       // upstream cannot hold the shutdown beyond the grace period.
       std::jthread canceller([this, deadline](std::stop_token st) {

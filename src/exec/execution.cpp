@@ -808,6 +808,8 @@ void Execution::start() {
   });
 }
 
+void Execution::drain() { impl_->sched.drain(); }
+
 void Execution::stop() {
   if (impl_->ticker.joinable()) {
     impl_->ticker.request_stop();

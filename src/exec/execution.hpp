@@ -61,6 +61,9 @@ class Execution {
   [[nodiscard]] std::vector<grpc::Service*> services();
   /// Starts the ticker (heartbeat timeouts, keepalives, retention).
   void start();
+  /// The server begins to stop: queued actions fail UNAVAILABLE, idle workers are sent
+  /// away, busy ones once their actions end (see Scheduler::drain).
+  void drain();
   /// Ends the ticker; open streams are finished by the listener's shutdown.
   void stop();
 

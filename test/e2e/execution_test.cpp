@@ -512,3 +512,13 @@ TEST_CASE("Execution: CancelOperation kills a running action", "[process][execut
   REQUIRE(next.done());
   CHECK(next.response.result().exit_code() == 0);
 }
+
+TEST_CASE("Execution: at shutdown idle workers are sent away and the server exits cleanly", "[process][execution]") {
+  TempDir dir;
+  Server s(dir, {"--execution", "true"});
+  Worker w(dir, s, "w1");
+  REQUIRE(workers_connected(s, 1));
+  s.proc->signal(SIGTERM);
+  CHECK(s.proc->wait() == 0);
+  CHECK(eventually([&] { return slurp(w.log).find("shutting down") != std::string::npos; }, 10));
+}

@@ -349,3 +349,28 @@ TEST_CASE("Scheduler: a lease not reported within its timeout plus grace fails a
   s.tick(t0 + 100s);
   CHECK_FALSE(forever.done());
 }
+
+TEST_CASE("Scheduler: drain fails queued actions, refuses new ones and sends workers away once idle", "[scheduler]") {
+  Scheduler<> s;
+  SimWorker busy, idle;
+  const auto b = s.connect({.id = "busy", .slots = 1}, busy.link());
+  Seen running, queued;
+  REQUIRE(s.submit(job("r"), running.watcher()));
+  REQUIRE(s.submit(job("q"), queued.watcher()));  // waits: the only slot runs "r"
+  REQUIRE(busy.leases.size() == 1);
+  s.drain();
+  REQUIRE(queued.done());
+  CHECK(queued.last().status.code() == Code::kUnavailable);
+  CHECK(busy.closed.empty());  // still running "r"
+  const auto late = s.submit(job("new"), ignore());
+  REQUIRE_FALSE(late);
+  CHECK(late.error().code() == Code::kUnavailable);
+  s.connect({.id = "idle", .slots = 1}, idle.link());
+  CHECK(idle.leases.empty());  // nothing is dispatched while draining
+  CHECK(idle.closed.size() == 1);  // and a worker that connects now is sent away at once
+  s.finished(b, busy.leases[0].id, "done-r");
+  CHECK(running.done());
+  CHECK(running.last().status.ok());
+  REQUIRE(busy.closed.size() == 1);
+  CHECK_THAT(busy.closed[0], Catch::Contains("shutting down"));
+}

@@ -254,6 +254,7 @@ class Scheduler {
       w.link = std::move(link);
       w.last_seen = Clock::now();
       free_slots_ += w.slots;
+      if (draining_) close_if_idle(w, fx);
       pump(fx);
     }
     fx.run();
@@ -373,6 +374,24 @@ class Scheduler {
 
   [[nodiscard]] const Options& options() const { return opt_; }
 
+  /// The server is stopping: queued actions fail UNAVAILABLE (clients retry elsewhere), new
+  /// ones are refused, nothing more is dispatched, and each worker's stream is closed as soon
+  /// as it runs nothing, so that the listener's shutdown does not wait for idle workers.
+  void drain() {
+    Effects fx;
+    {
+      std::lock_guard lock(mu_);
+      draining_ = true;
+      while (!queue_.empty()) {
+        Job& j = *std::get<2>(*queue_.begin());
+        queue_.erase(queue_.begin());
+        finish(j, error(Code::kUnavailable, "the server is shutting down; retry on another"), {}, fx);
+      }
+      for (auto& [id, w] : workers_) close_if_idle(w, fx);
+    }
+    fx.run();
+  }
+
   /// Called once per job when it is done (outside the lock); set before use.
   void on_done(Watcher hook) { done_hook_ = std::move(hook); }
 
@@ -421,6 +440,7 @@ class Scheduler {
     std::set<std::string> leases;
     Clock::time_point last_seen;
     WorkerLink link;
+    bool closing = false;  ///< drain() asked its stream to close
   };
   struct Held {
     std::shared_ptr<Job> job;  // outlives the operation's retention while a worker holds it
@@ -438,6 +458,7 @@ class Scheduler {
   using QueueKey = std::tuple<std::int32_t, std::uint64_t, Job*>;
 
   Status admit(const JobSpec& spec) const {
+    if (draining_) return error(Code::kUnavailable, "the server is shutting down; retry on another");
     if (queue_.size() >= opt_.max_queued) {
       return error(Code::kResourceExhausted, "the execution queue is full ({} actions); retry later",
                    queue_.size());
@@ -548,6 +569,7 @@ class Scheduler {
       auto w = workers_.find(id);
       if (w != workers_.end()) release(w->second, lease, ran_for.value_or(Clock::now() - it->second.since));
       leases_.erase(it);
+      if (draining_ && w != workers_.end()) close_if_idle(w->second, fx);
       if (j != nullptr && !j->done) {
         j->lease.clear();
         finish(*j, Status{}, std::move(response), fx);
@@ -599,8 +621,17 @@ class Scheduler {
     pump(fx);
   }
 
+  void close_if_idle(Worker& w, Effects& fx) {
+    if (!w.leases.empty() || w.closing || !w.link.close) return;
+    w.closing = true;
+    fx.calls.push_back([close = w.link.close, why = fmt::format("worker {}: the server is shutting down", w.id)] {
+      close(why);
+    });
+  }
+
   /// Gives free slots the first queued actions their workers can run.
   void pump(Effects& fx) {
+    if (draining_) return;
     std::vector<WorkerLoad> loads;
     std::vector<std::pair<WorkerId, Worker*>> who;
     for (auto it = queue_.begin(); it != queue_.end() && free_slots_ > 0;) {
@@ -651,6 +682,7 @@ class Scheduler {
   std::int64_t free_slots_ = 0;
   SchedulerStats stats_;
   Watcher done_hook_;
+  bool draining_ = false;
 };
 
 }  // namespace gorego::exec
