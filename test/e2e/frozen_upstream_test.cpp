@@ -43,6 +43,27 @@ pid_t pid_listening_on(const std::string& address) {
   return -1;
 }
 
+/// SIGSTOPs the gorego serving `s` and waits until every one of its threads is stopped: the
+/// signal takes effect only when each thread is next scheduled, and on a loaded machine a
+/// thread could still answer a call sent right after kill() returned.
+void freeze(Server& s) {
+  const pid_t pid = pid_listening_on(s.address());
+  REQUIRE(pid > 0);
+  s.proc->signal(SIGSTOP);
+  REQUIRE(eventually(
+      [&] {
+        std::error_code ec;
+        for (const auto& t : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+          std::ifstream in(t.path() / "stat");
+          std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+          const auto paren = stat.rfind(')');
+          if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'T') return false;
+        }
+        return true;
+      },
+      10));
+}
+
 std::size_t thread_count(pid_t pid) {
   using It = std::filesystem::directory_iterator;
   return static_cast<std::size_t>(std::distance(It(fmt::format("/proc/{}/task", pid)), It()));
@@ -152,7 +173,7 @@ TEST_CASE("Proxy: a frozen upstream delays only the reads that need it", "[proxy
   REQUIRE(pid > 0);
   const std::size_t idle = thread_count(pid);
 
-  up.proc->signal(SIGSTOP);
+  freeze(up);
   std::vector<std::unique_ptr<AsyncRead>> waiting;
   for (const auto& blob : remote)
     waiting.push_back(std::make_unique<AsyncRead>(*proxy.bytestream, digest_of(blob), 120s));
@@ -211,7 +232,7 @@ TEST_CASE("Proxy: a client's deadline bounds the upstream calls made for it", "[
   };
   const double before = upstream_deadlines();
 
-  up.proc->signal(SIGSTOP);
+  freeze(up);
   // FindMissingBlobs is asked of the upstream (the authority), one call per request.
   std::vector<grpc::StatusCode> codes(kCalls, grpc::StatusCode::OK);
   std::vector<std::thread> callers;
