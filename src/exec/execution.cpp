@@ -503,6 +503,15 @@ struct Execution::Impl {
     wk::Assignment a;
     a.ParseFromString(payload);
     record_spans(a, r);
+    // The worker's own trouble (its disk, its CAS connection), not the action's: another
+    // attempt, on whichever worker is free, up to execution.max_attempts.
+    if (const auto c = static_cast<Code>(r.status().code()); c == Code::kInternal || c == Code::kUnavailable) {
+      log::warn("a worker could not run an action; retrying",
+                {{"worker", r.result().execution_metadata().worker()}, {"error", r.status().message()}});
+      return sched.retry(id, lease,
+                         Status(c, fmt::format("worker {}: {}", r.result().execution_metadata().worker(),
+                                               r.status().message())));
+    }
     if (r.message().empty()) {
       const std::string worker = r.result().execution_metadata().worker();
       if (r.status().code() != 0) {
@@ -830,7 +839,7 @@ std::shared_ptr<prometheus::Collectable> Execution::metrics() const {
   own->gauge("gorego_execution_active_workers", "Workers connected", stat(&SchedulerStats::workers));
   own->gauge("gorego_execution_worker_slots", "Action slots of the connected workers", stat(&SchedulerStats::slots));
   own->gauge("gorego_execution_worker_slots_busy", "Slots running an action", stat(&SchedulerStats::busy));
-  own->counter("gorego_execution_requeued_total", "Actions put back in the queue because their worker was lost",
+  own->counter("gorego_execution_requeued_total", "Actions put back in the queue: their worker was lost, or could not run them",
                stat(&SchedulerStats::requeued));
   own->counter("gorego_execution_workers_lost_total", "Workers whose stream broke or whose heartbeats stopped",
                stat(&SchedulerStats::workers_lost));

@@ -374,3 +374,24 @@ TEST_CASE("Scheduler: drain fails queued actions, refuses new ones and sends wor
   REQUIRE(busy.closed.size() == 1);
   CHECK_THAT(busy.closed[0], Catch::Contains("shutting down"));
 }
+
+TEST_CASE("Scheduler: a lease the worker could not run is retried, up to max_attempts", "[scheduler]") {
+  Scheduler<> s({.max_attempts = 2});
+  SimWorker one, two;
+  const auto w1 = s.connect({.id = "one", .slots = 1}, one.link());
+  Seen seen;
+  REQUIRE(s.submit(job("k"), seen.watcher()));
+  REQUIRE(one.leases.size() == 1);
+  const auto w2 = s.connect({.id = "two", .slots = 1}, two.link());
+  s.retry(w1, one.leases[0].id, error(Code::kInternal, "disk full"));
+  CHECK_FALSE(seen.done());
+  CHECK(s.stats().requeued == 1);
+  // Requeued onto a free worker (either); the second failure is the last attempt.
+  const bool on_two = two.leases.size() == 1;
+  REQUIRE((on_two || one.leases.size() == 2));
+  s.retry(on_two ? w2 : w1, on_two ? two.leases[0].id : one.leases[1].id, error(Code::kInternal, "disk full"));
+  REQUIRE(seen.done());
+  CHECK(seen.last().status.code() == Code::kInternal);
+  CHECK_THAT(seen.last().status.message(), Catch::Contains("disk full"));
+  CHECK(s.stats().busy == 0);
+}

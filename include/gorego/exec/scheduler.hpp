@@ -303,6 +303,37 @@ class Scheduler {
     complete(id, lease, std::move(response), std::max(ran_for, std::chrono::nanoseconds::zero()));
   }
 
+  /// The worker could not run a lease for reasons of its own (its disk, its connection to the
+  /// CAS): the action goes back to the queue like a lost worker's, up to `max_attempts`, after
+  /// which it fails with `why`. Ignored for leases the worker no longer holds.
+  void retry(WorkerId id, const std::string& lease, Status why) {
+    Effects fx;
+    {
+      std::lock_guard lock(mu_);
+      auto it = leases_.find(lease);
+      if (it == leases_.end() || it->second.worker != id) return;
+      std::shared_ptr<Job> j = it->second.job;
+      auto w = workers_.find(id);
+      if (w != workers_.end()) release(w->second, lease, Clock::now() - it->second.since);
+      leases_.erase(it);
+      if (!j->done) {
+        j->lease.clear();
+        if (j->attempts >= opt_.max_attempts) {
+          finish(*j, std::move(why), {}, fx);
+        } else {
+          ++stats_.requeued;
+          j->stage = Stage::kQueued;
+          j->worker = 0;
+          queue_.insert({j->priority, j->seq, j.get()});
+          notify(*j, fx);
+        }
+      }
+      if (draining_ && w != workers_.end()) close_if_idle(w->second, fx);
+      pump(fx);
+    }
+    fx.run();
+  }
+
   /// Periodic work (the server calls it every second): heartbeat timeouts, actions waiting
   /// for a worker that never comes, forgetting old operations.
   void tick(Clock::time_point now = Clock::now()) {
