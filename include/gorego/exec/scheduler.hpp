@@ -310,25 +310,8 @@ class Scheduler {
     Effects fx;
     {
       std::lock_guard lock(mu_);
-      auto it = leases_.find(lease);
-      if (it == leases_.end() || it->second.worker != id) return;
-      std::shared_ptr<Job> j = it->second.job;
-      auto w = workers_.find(id);
-      if (w != workers_.end()) release(w->second, lease, Clock::now() - it->second.since);
-      leases_.erase(it);
-      if (!j->done) {
-        j->lease.clear();
-        if (j->attempts >= opt_.max_attempts) {
-          finish(*j, std::move(why), {}, fx);
-        } else {
-          ++stats_.requeued;
-          j->stage = Stage::kQueued;
-          j->worker = 0;
-          queue_.insert({j->priority, j->seq, j.get()});
-          notify(*j, fx);
-        }
-      }
-      if (draining_ && w != workers_.end()) close_if_idle(w->second, fx);
+      std::shared_ptr<Job> j = take_lease(id, lease, std::nullopt, fx);
+      if (j != nullptr && !j->done) requeue_or_fail(*j, std::move(why), fx);
       pump(fx);
     }
     fx.run();
@@ -594,13 +577,7 @@ class Scheduler {
     Effects fx;
     {
       std::lock_guard lock(mu_);
-      auto it = leases_.find(lease);
-      if (it == leases_.end() || it->second.worker != id) return;
-      std::shared_ptr<Job> j = it->second.job;
-      auto w = workers_.find(id);
-      if (w != workers_.end()) release(w->second, lease, ran_for.value_or(Clock::now() - it->second.since));
-      leases_.erase(it);
-      if (draining_ && w != workers_.end()) close_if_idle(w->second, fx);
+      std::shared_ptr<Job> j = take_lease(id, lease, ran_for, fx);
       if (j != nullptr && !j->done) {
         j->lease.clear();
         finish(*j, Status{}, std::move(response), fx);
@@ -608,6 +585,31 @@ class Scheduler {
       pump(fx);
     }
     fx.run();
+  }
+
+  /// Ends the lease `lease` of worker `id` and frees its slot; its job, or null when the
+  /// worker does not hold that lease.
+  std::shared_ptr<Job> take_lease(WorkerId id, const std::string& lease, std::optional<std::chrono::nanoseconds> ran_for,
+                                  Effects& fx) {
+    auto it = leases_.find(lease);
+    if (it == leases_.end() || it->second.worker != id) return nullptr;
+    std::shared_ptr<Job> j = it->second.job;
+    auto w = workers_.find(id);
+    if (w != workers_.end()) release(w->second, lease, ran_for.value_or(Clock::now() - it->second.since));
+    leases_.erase(it);
+    if (draining_ && w != workers_.end()) close_if_idle(w->second, fx);
+    return j;
+  }
+
+  /// Back to its old place in the queue, or failed with `why` once it had max_attempts leases.
+  void requeue_or_fail(Job& j, Status why, Effects& fx) {
+    j.lease.clear();
+    if (j.attempts >= opt_.max_attempts) return finish(j, std::move(why), {}, fx);
+    ++stats_.requeued;
+    j.stage = Stage::kQueued;
+    j.worker = 0;
+    queue_.insert({j.priority, j.seq, &j});
+    notify(j, fx);
   }
 
   void release(Worker& w, const std::string& lease, std::chrono::nanoseconds ran) {
@@ -634,19 +636,10 @@ class Scheduler {
       std::shared_ptr<Job> j = h->second.job;
       leases_.erase(h);
       if (j == nullptr || j->done) continue;
-      j->lease.clear();
-      if (j->attempts >= opt_.max_attempts) {
-        finish(*j,
-               error(Code::kUnavailable, "action was lost with its worker {} times (last: worker {} {})",
-                     j->attempts, w.id, why),
-               {}, fx);
-        continue;
-      }
-      ++stats_.requeued;
-      j->stage = Stage::kQueued;
-      j->worker = 0;
-      queue_.insert({j->priority, j->seq, j.get()});
-      notify(*j, fx);
+      requeue_or_fail(*j,
+                      error(Code::kUnavailable, "action was lost with its worker {} times (last: worker {} {})",
+                            j->attempts, w.id, why),
+                      fx);
     }
     workers_.erase(it);
     pump(fx);
