@@ -395,3 +395,16 @@ TEST_CASE("Scheduler: a lease the worker could not run is retried, up to max_att
   CHECK_THAT(seen.last().status.message(), Catch::Contains("disk full"));
   CHECK(s.stats().busy == 0);
 }
+
+TEST_CASE("Scheduler: a more urgent caller merging onto a queued action raises its priority", "[scheduler]") {
+  Scheduler<> s;
+  SimWorker w;
+  const auto id = s.connect({.id = "w", .slots = 1}, w.link());
+  REQUIRE(s.submit(job("busy", "busy"), ignore()));
+  REQUIRE(s.submit(job("other", "other", 0), ignore()));
+  REQUIRE(s.submit(job("shared", "shared", 5), ignore()));
+  REQUIRE(s.submit(job("shared", "shared", -1), ignore()));  // merges, and is more urgent than "other"
+  s.finished(id, w.leases.back().id, "r");
+  REQUIRE(w.leases.size() == 2);
+  CHECK(*w.leases.back().payload == "shared");
+}

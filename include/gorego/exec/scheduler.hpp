@@ -170,6 +170,11 @@ class Scheduler {
       auto joined = spec.merge_key.empty() ? merging_.end() : merging_.find(spec.merge_key);
       if (joined != merging_.end()) {
         Job& j = *joined->second;
+        // A more urgent caller makes the shared action more urgent (while it still waits).
+        if (spec.priority < j.priority && queue_.erase({j.priority, j.seq, &j}) == 1) {
+          j.priority = spec.priority;
+          queue_.insert({j.priority, j.seq, &j});
+        }
         out = {j.name, true, add_watcher(j, std::move(w), fx)};
         ++stats_.merged;
       } else {
