@@ -174,7 +174,7 @@ class AssembledServer final : public Server {
                                              .max_queued = e.max_queued}});
     exec_->set_tracer(tracer_);
     for (grpc::Service* svc : exec_->services()) listener_->add(svc);
-    metrics_.add(exec_->metrics());
+    for (auto& m : exec_->metrics()) metrics_.add(std::move(m));
     exec_->start();
   }
 

@@ -311,7 +311,7 @@ struct Execution::Impl {
       call->context = reapi::call_context(ctx, req->instance_name());
       call->trace = reapi::incoming_context(ctx);
       CallContext::Scope scope(call->context);
-      if (!x_.pool.try_post(reapi::incoming_context(ctx), [this, call] { x_.begin(call); })) {
+      if (!x_.pool.try_post(call->trace, [this, call] { x_.begin(call); })) {
         s->close(reapi::busy(x_.pool));
       }
       return s;
@@ -412,20 +412,16 @@ struct Execution::Impl {
         return answer(*c, failed(error(Code::kInvalidArgument, "action.timeout {}s {}ns is not a valid duration",
                                        t.seconds(), t.nanos())));
       }
-      if (t.seconds() > opt.max_timeout.count() / 1000) {
+      const std::int64_t max_s = opt.max_timeout.count() / 1000;
+      // Compared in seconds first, so that a huge value cannot overflow the milliseconds.
+      const auto asked = [&] { return std::chrono::milliseconds(t.seconds() * 1000 + t.nanos() / 1'000'000); };
+      if (t.seconds() > max_s || asked() > opt.max_timeout) {
         return answer(*c, failed(error(Code::kInvalidArgument,
                                        "action.timeout {}s exceeds this server's maximum of {}s "
                                        "(execution.max_timeout)",
-                                       t.seconds(), opt.max_timeout.count() / 1000)));
+                                       t.seconds(), max_s)));
       }
-      timeout = std::chrono::milliseconds(t.seconds() * 1000 + t.nanos() / 1'000'000);
-      if (timeout == std::chrono::milliseconds(0)) timeout = opt.default_timeout;
-      if (timeout > opt.max_timeout) {
-        return answer(*c, failed(error(Code::kInvalidArgument,
-                                       "action.timeout {}s exceeds this server's maximum of {}s "
-                                       "(execution.max_timeout)",
-                                       t.seconds(), opt.max_timeout.count() / 1000)));
-      }
+      if (asked().count() > 0) timeout = asked();
     }
     wk::Assignment a;
     a.set_instance_name(c->req.instance_name());
@@ -521,7 +517,9 @@ struct Execution::Impl {
         r.set_message(fmt::format("the command exited with {} on worker {}", r.result().exit_code(), worker));
       }
     }
-    if (Status bad = check_result(r.result()); r.status().code() == 0 && !bad.ok()) {
+    // Every digest a worker's result names must be well-formed before it is cached or served.
+    std::vector<Digest> named;
+    if (Status bad = reapi::result_digests(r.result(), named); r.status().code() == 0 && !bad.ok()) {
       log::warn("a worker returned a malformed result", {{"worker", r.result().execution_metadata().worker()},
                                                           {"error", bad.message()}});
       r = failed(error(Code::kInternal, "worker {} returned a malformed result: {}",
@@ -537,20 +535,6 @@ struct Execution::Impl {
       if (!s.ok()) log::warn("storing an executed result failed", {{"action", fmt::format("{}", d)}, {"error", s.message()}});
       sched.finished(id, lease, shared->SerializeAsString());
     });
-  }
-
-  /// Every digest a worker's result names must be well-formed before it is cached or served.
-  static Status check_result(const re::ActionResult& r) {
-    for (int i = 0; i < r.output_files_size(); ++i) {
-      GOREGO_RETURN_IF_ERROR(from_proto(r.output_files(i).digest(), "output_files", i, ".digest").status());
-    }
-    for (int i = 0; i < r.output_directories_size(); ++i) {
-      GOREGO_RETURN_IF_ERROR(
-          from_proto(r.output_directories(i).tree_digest(), "output_directories", i, ".tree_digest").status());
-    }
-    if (r.has_stdout_digest()) GOREGO_RETURN_IF_ERROR(from_proto(r.stdout_digest(), "stdout_digest").status());
-    if (r.has_stderr_digest()) GOREGO_RETURN_IF_ERROR(from_proto(r.stderr_digest(), "stderr_digest").status());
-    return {};
   }
 
   /// The stage spans of one executed action, children of the client's Execute span.
@@ -805,7 +789,7 @@ void Execution::start() {
     while (!st.stop_requested()) {
       {
         std::unique_lock lock(mu);
-        cv.wait_for(lock, st, std::chrono::milliseconds(250), [] { return false; });
+        cv.wait_for(lock, st, std::chrono::seconds(1), [] { return false; });
       }
       if (st.stop_requested()) return;
       x->sched.tick();
@@ -830,7 +814,7 @@ Scheduler<LeastLoaded>& Execution::scheduler() { return impl_->sched; }
 
 void Execution::set_tracer(std::shared_ptr<Tracer> t) { impl_->tracer = std::move(t); }
 
-std::shared_ptr<prometheus::Collectable> Execution::metrics() const {
+std::vector<std::shared_ptr<prometheus::Collectable>> Execution::metrics() const {
   auto own = std::make_shared<telemetry::CallbackCollector>();
   auto* s = &impl_->sched;
   auto stat = [s](auto field) { return [s, field] { return static_cast<double>(s->stats().*field); }; };
@@ -845,19 +829,7 @@ std::shared_ptr<prometheus::Collectable> Execution::metrics() const {
                stat(&SchedulerStats::workers_lost));
   own->counter("gorego_execution_merged_total", "Execute calls merged onto an identical action in flight",
                stat(&SchedulerStats::merged));
-  struct Both final : prometheus::Collectable {
-    std::shared_ptr<prometheus::Collectable> a, b;
-    std::vector<prometheus::MetricFamily> Collect() const override {
-      auto out = a->Collect();
-      auto more = b->Collect();
-      out.insert(out.end(), more.begin(), more.end());
-      return out;
-    }
-  };
-  auto both = std::make_shared<Both>();
-  both->a = own;
-  both->b = impl_->registry;
-  return both;
+  return {own, impl_->registry};
 }
 
 }  // namespace gorego::exec

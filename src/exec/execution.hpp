@@ -72,7 +72,7 @@ class Execution {
   /// set before start().
   void set_tracer(std::shared_ptr<Tracer> t);
   /// gorego_execution_* metrics.
-  [[nodiscard]] std::shared_ptr<prometheus::Collectable> metrics() const;
+  [[nodiscard]] std::vector<std::shared_ptr<prometheus::Collectable>> metrics() const;
 
   struct Impl;
 

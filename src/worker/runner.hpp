@@ -30,7 +30,8 @@ class InputSource {
   /// The bytes of a (small) blob: Directory messages of the input tree.
   virtual Result<std::string> get(const Digest& d) = 0;
   /// Creates the file `path` (which does not exist) holding the blob: a hard link into the
-  /// cache or a copy. An executable file gets mode 0555, others 0444.
+  /// cache or a copy. An executable file gets mode 0555, others 0444. Never called for the
+  /// empty blob: materialise_inputs creates empty files itself.
   virtual Status place(const Digest& d, const std::filesystem::path& path, bool executable) = 0;
 };
 

@@ -26,6 +26,7 @@
 #include <gorego/eviction/lru.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/reapi_client.hpp>
+#include <gorego/store/detail/file.hpp>
 #include <gorego/store/local.hpp>
 #include <gorego/store/proxy_store.hpp>
 #include <gorego/store/remote.hpp>
@@ -83,18 +84,13 @@ class StoreInputs final : public InputSource {
         f.cv.wait(lock, [&] { return f.in_flight < kParallel; });
         ++f.in_flight;
       }
-      auto done = [&f, d](const Status& s) {
+      fetch(d, [&f, d](const Status& s) {
         std::lock_guard lock(f.mu);
         if (s.code() == Code::kNotFound) f.missing.push_back(d);
         else if (!s.ok() && !f.failure) f.failure = s;
         --f.in_flight;
         f.cv.notify_all();
-      };
-      if (d.size <= kSmall) {
-        store_.get(d, [done](Result<std::string> r) { done(r ? Status{} : r.error()); });
-      } else {
-        store_.open_read(d, 0, [done](auto r) { done(r ? Status{} : r.error()); });
-      }
+      });
     }
     std::unique_lock lock(f.mu);
     f.cv.wait(lock, [&] { return f.in_flight == 0; });
@@ -109,58 +105,79 @@ class StoreInputs final : public InputSource {
 
   Result<std::string> get(const Digest& d) override { return store_.get(d); }
 
+  /// The runner creates empty files itself; every other blob was prefetched.
   Status place(const Digest& d, const std::filesystem::path& path, bool executable) override {
-    const mode_t mode = executable ? 0555 : 0444;
-    if (d.empty_blob()) return create_file(path, {}, mode);
+    const std::string cached = store_.local().backend().path({d, Tree::kCas});
     for (int attempt = 0; attempt < 2; ++attempt) {
-      const std::string cached = store_.local().backend().path({d, Tree::kCas});
-      // The link shares the cache file's inode: make it read-only, so that an action (run
-      // by a user other than root) cannot change the cached blob through its input.
-      if (!executable && ::chmod(cached.c_str(), 0444) == 0 && ::link(cached.c_str(), path.c_str()) == 0) return {};
-      if (!executable && errno == EEXIST) return error(Code::kInvalidArgument, "input {} exists twice", path.string());
-      std::error_code ec;
-      if ((executable || errno == EXDEV || errno == EMLINK) &&
-          std::filesystem::copy_file(cached, path, ec)) {
-        ::chmod(path.c_str(), mode);
-        return {};
+      int e = 0;
+      if (!executable) {
+        // The link shares the cache file's inode: make it read-only, so that an action (run
+        // by a user other than root) cannot change the cached blob through its input.
+        if (::chmod(cached.c_str(), 0444) == 0 && ::link(cached.c_str(), path.c_str()) == 0) return {};
+        e = errno;
+        if (e == EEXIST) return error(Code::kInvalidArgument, "input {} exists twice", path.string());
+      }
+      // Executables get their own inode (a file's mode is per inode), as do links across
+      // filesystems or past the link limit.
+      if (executable || e == EXDEV || e == EMLINK) {
+        std::error_code ec;
+        if (std::filesystem::copy_file(cached, path, ec) && ::chmod(path.c_str(), executable ? 0555 : 0444) == 0) {
+          return {};
+        }
+        e = ec ? ec.value() : errno;
+      }
+      if (e != ENOENT || attempt > 0) {
+        return error(Code::kInternal, "cannot place input {} at {}: {}", d, path.string(), std::strerror(e));
       }
       // Evicted since the prefetch: read it through again.
-      if (auto r = store_.get(d); !r) return r.error();
+      GOREGO_RETURN_IF_ERROR(detail::wait_for<Status>([&](auto done) { fetch(d, done); }));
     }
-    return error(Code::kInternal, "cannot place input {} at {}: {}", d, path.string(), std::strerror(errno));
+    return error(Code::kInternal, "input {} was evicted again before it could be placed at {}", d, path.string());
   }
 
  private:
   static constexpr std::int64_t kSmall = 1 << 20;
 
-  static Status create_file(const std::filesystem::path& p, std::string_view data, mode_t mode) {
-    const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) return error(Code::kInternal, "cannot create {}: {}", p.string(), std::strerror(errno));
-    const bool ok = data.empty() || ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
-    ::close(fd);
-    return ok ? Status{} : error(Code::kInternal, "cannot write {}", p.string());
+  /// Reads `d` through into the disk tier (a small blob whole, a large one streamed to disk);
+  /// `done(status)`.
+  template <class Done>
+  void fetch(const Digest& d, Done&& done) {
+    if (d.size <= kSmall) {
+      store_.get(d, [done](Result<std::string> r) { done(r ? Status{} : r.error()); });
+    } else {
+      store_.open_read(d, 0, [done](auto r) { done(r ? Status{} : r.error()); });
+    }
   }
 
   WorkerStore& store_;
 };
 
-/// Reads an upload's bytes from its file or memory.
-Result<std::string> read_upload(const Upload& u, std::uint64_t offset, std::size_t max) {
-  if (u.file.empty()) return u.bytes.substr(std::min<std::size_t>(offset, u.bytes.size()), max);
-  const int fd = ::open(u.file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return error(Code::kInternal, "cannot open output {}: {}", u.file.string(), std::strerror(errno));
-  std::string out(max, '\0');
-  std::size_t got = 0;
-  while (got < max) {
-    const ssize_t n = ::pread(fd, out.data() + got, max - got, static_cast<off_t>(offset + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<std::size_t>(n);
+/// An upload's bytes, from memory or from its file (opened once per upload).
+class UploadSource {
+ public:
+  explicit UploadSource(const Upload& u) : u_(u) {
+    if (!u.file.empty()) fd_ = detail::Fd(::open(u.file.c_str(), O_RDONLY | O_CLOEXEC));
   }
-  ::close(fd);
-  out.resize(got);
-  return out;
-}
+  Result<std::string> read(std::uint64_t offset, std::size_t max) const {
+    if (u_.file.empty()) return u_.bytes.substr(std::min<std::size_t>(offset, u_.bytes.size()), max);
+    if (!fd_) return error(Code::kInternal, "cannot open output {}", u_.file.string());
+    std::string out(max, '\0');
+    std::size_t got = 0;
+    while (got < max) {
+      const ssize_t n = ::pread(fd_.get(), out.data() + got, max - got, static_cast<off_t>(offset + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return error(Code::kInternal, "cannot read output {}: {}", u_.file.string(), std::strerror(errno));
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    out.resize(got);
+    return out;
+  }
+
+ private:
+  const Upload& u_;
+  detail::Fd fd_;
+};
 
 /// Uploads what the CAS lacks: FindMissingBlobs first, then each missing blob (batched
 /// calls for small ones, ByteStream for large ones: the client picks by size).
@@ -192,8 +209,9 @@ Status upload(reapi::Reapi& cas, const std::vector<Upload>& uploads) {
       if (!s.ok() && first.ok()) first = std::move(s);
       if (--left == 0) cv.notify_all();
     };
+    auto source = std::make_shared<const UploadSource>(*u);
     if (static_cast<std::uint64_t>(d.size) <= cas.max_batch_bytes() / 2) {
-      auto data = read_upload(*u, 0, static_cast<std::size_t>(d.size));
+      auto data = source->read(0, static_cast<std::size_t>(d.size));
       if (!data) {
         done(data.error());
         continue;
@@ -201,8 +219,8 @@ Status upload(reapi::Reapi& cas, const std::vector<Upload>& uploads) {
       cas.put(d, *data, done);
     } else {
       cas.write(d,
-                [u](std::uint64_t offset, std::size_t max, const Callback<Result<std::string>>& got) {
-                  got(read_upload(*u, offset, max));
+                [source](std::uint64_t offset, std::size_t max, const Callback<Result<std::string>>& got) {
+                  got(source->read(offset, max));
                 },
                 done);
     }

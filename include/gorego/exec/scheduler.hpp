@@ -223,14 +223,8 @@ class Scheduler {
       if (it == jobs_.end()) return unknown(name);
       Job& j = *it->second;
       if (j.done) return {};
-      if (!j.lease.empty()) {
-        if (auto w = workers_.find(j.worker); w != workers_.end()) {
-          fx.calls.push_back([cancel = w->second.link.cancel, lease = j.lease] { cancel(lease); });
-        }
-      } else {
-        queue_.erase({j.priority, j.seq, &j});
-      }
-      finish(j, error(Code::kCancelled, "operation {} was cancelled", name), {}, fx);
+      if (j.lease.empty()) queue_.erase({j.priority, j.seq, &j});
+      stop(j, error(Code::kCancelled, "operation {} was cancelled", name), fx);
     }
     fx.run();
     return {};
@@ -322,8 +316,8 @@ class Scheduler {
     fx.run();
   }
 
-  /// Periodic work (the server calls it every second): heartbeat timeouts, actions waiting
-  /// for a worker that never comes, forgetting old operations.
+  /// Periodic work (the server calls it every second): heartbeat timeouts, leases past their
+  /// deadline, actions waiting for a worker that never comes, forgetting old operations.
   void tick(Clock::time_point now = Clock::now()) {
     Effects fx;
     {
@@ -338,17 +332,10 @@ class Scheduler {
       for (auto& [lease, held] : leases_) {
         Job& j = *held.job;
         if (j.done || j.timeout.count() == 0 || now - held.since <= j.timeout + opt_.lease_grace) continue;
-        auto w = workers_.find(held.worker);
-        const std::string worker = w != workers_.end() ? w->second.id : "?";
-        if (w != workers_.end()) {
-          fx.calls.push_back([cancel = w->second.link.cancel, lease] { cancel(lease); });
-        }
-        // The slot stays taken until the worker reports the lease (or is lost).
-        finish(j,
-               error(Code::kDeadlineExceeded,
-                     "worker {} did not report the action within its timeout of {} ms plus {} ms", worker,
-                     j.timeout.count(), opt_.lease_grace.count()),
-               {}, fx);
+        stop(j,
+             error(Code::kDeadlineExceeded, "worker {} did not report the action within its timeout of {} ms plus {} ms",
+                   j.worker_name, j.timeout.count(), opt_.lease_grace.count()),
+             fx);
       }
       for (auto it = queue_.begin(); it != queue_.end();) {
         Job& j = *std::get<2>(*it);
@@ -420,11 +407,14 @@ class Scheduler {
     Effects fx;
     {
       std::lock_guard lock(mu_);
-      for (const auto& [name, j] : jobs_) {
-        if (j->done || j->watchers.empty()) continue;
-        auto e = std::make_shared<const Event>(event_of(*j));
-        for (const auto& [token, w] : j->watchers) fx.calls.push_back([w, e] { w(*e); });
-      }
+      // Every unfinished job is queued or leased; the retained finished ones are not visited.
+      auto keepalive = [&](const Job& j) {
+        if (j.done || j.watchers.empty()) return;
+        auto e = std::make_shared<const Event>(event_of(j));
+        for (const auto& [token, w] : j.watchers) fx.calls.push_back([w, e] { w(*e); });
+      };
+      for (const auto& q : queue_) keepalive(*std::get<2>(q));
+      for (const auto& [lease, held] : leases_) keepalive(*held.job);
     }
     fx.run();
   }
@@ -604,6 +594,17 @@ class Scheduler {
     leases_.erase(it);
     if (draining_ && w != workers_.end()) close_if_idle(w->second, fx);
     return j;
+  }
+
+  /// Ends an unfinished job with `why`; a running one is cancelled on its worker, whose slot
+  /// stays taken until it reports the lease (or is lost).
+  void stop(Job& j, Status why, Effects& fx) {
+    if (!j.lease.empty()) {
+      if (auto w = workers_.find(j.worker); w != workers_.end()) {
+        fx.calls.push_back([cancel = w->second.link.cancel, lease = j.lease] { cancel(lease); });
+      }
+    }
+    finish(j, std::move(why), {}, fx);
   }
 
   /// Back to its old place in the queue, or failed with `why` once it had max_attempts leases.

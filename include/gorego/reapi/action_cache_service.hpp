@@ -121,7 +121,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     auto c = std::make_shared<Check>();
     c->action = action;
     c->done = std::move(done);
-    if (Status s = validate_result(out, c->needed); !s.ok()) {
+    if (Status s = result_digests(out, c->needed); !s.ok()) {
       return c->done(error(Code::kNotFound, "stored action result is invalid: {}", s.message()));
     }
     c->trees_left = static_cast<std::size_t>(out.output_directories_size());
@@ -164,33 +164,13 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     auto action = from_proto(req.action_digest(), "action_digest");
     if (!action) return reactor->Finish(to_grpc(action.error()));
     std::vector<Digest> referenced;
-    GOREGO_FINISH_IF_ERROR(reactor, validate_result(req.action_result(), referenced));
+    GOREGO_FINISH_IF_ERROR(reactor, result_digests(req.action_result(), referenced));
     std::string bytes;
     req.action_result().SerializeToString(&bytes);
     store_.put_action(*action, bytes, [&req, &out, reactor](Status s) {
       if (s.ok()) out = req.action_result();
       reactor->Finish(to_grpc(s));
     });
-  }
-
-  /// Checks every digest in a result is well-formed (collecting them).
-  static Status validate_result(const re::ActionResult& r, std::vector<Digest>& out) {
-    auto add = [&](const re::Digest& d, std::string_view field, int i = -1, std::string_view suffix = {}) -> Status {
-      auto v = i < 0 ? from_proto(d, field) : from_proto(d, field, i, suffix);
-      if (!v) return v.error();
-      out.push_back(*v);
-      return {};
-    };
-    for (int i = 0; i < r.output_files_size(); ++i) {
-      GOREGO_RETURN_IF_ERROR(add(r.output_files(i).digest(), "action_result.output_files", i, ".digest"));
-    }
-    for (int i = 0; i < r.output_directories_size(); ++i) {
-      GOREGO_RETURN_IF_ERROR(
-          add(r.output_directories(i).tree_digest(), "action_result.output_directories", i, ".tree_digest"));
-    }
-    if (r.has_stdout_digest()) GOREGO_RETURN_IF_ERROR(add(r.stdout_digest(), "action_result.stdout_digest"));
-    if (r.has_stderr_digest()) GOREGO_RETURN_IF_ERROR(add(r.stderr_digest(), "action_result.stderr_digest"));
-    return {};
   }
 
   Store& store_;

@@ -6,6 +6,7 @@
 
 #include <span>
 #include <string>
+#include <vector>
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb.h"
 #include "google/rpc/error_details.pb.h"
@@ -65,6 +66,28 @@ inline Result<Digest> from_proto(const re::Digest& d, std::string_view field, in
   auto r = from_proto(d);
   if (!r) return Status(r.error().code(), fmt::format("{}[{}]{}: {}", field, index, suffix, r.error().message()));
   return r;
+}
+
+/// Checks that every digest an ActionResult names (output files, output directory trees,
+/// stdout and stderr) is well-formed, appending them to `out`; INVALID_ARGUMENT naming the
+/// field otherwise ("action_result.output_files[2].digest: ...").
+inline Status result_digests(const re::ActionResult& r, std::vector<Digest>& out) {
+  auto add = [&](const re::Digest& d, std::string_view field, int i = -1, std::string_view suffix = {}) -> Status {
+    auto v = i < 0 ? from_proto(d, field) : from_proto(d, field, i, suffix);
+    if (!v) return v.error();
+    out.push_back(*v);
+    return {};
+  };
+  for (int i = 0; i < r.output_files_size(); ++i) {
+    GOREGO_RETURN_IF_ERROR(add(r.output_files(i).digest(), "action_result.output_files", i, ".digest"));
+  }
+  for (int i = 0; i < r.output_directories_size(); ++i) {
+    GOREGO_RETURN_IF_ERROR(
+        add(r.output_directories(i).tree_digest(), "action_result.output_directories", i, ".tree_digest"));
+  }
+  if (r.has_stdout_digest()) GOREGO_RETURN_IF_ERROR(add(r.stdout_digest(), "action_result.stdout_digest"));
+  if (r.has_stderr_digest()) GOREGO_RETURN_IF_ERROR(add(r.stderr_digest(), "action_result.stderr_digest"));
+  return {};
 }
 
 inline re::Digest to_proto(const Digest& d) {
