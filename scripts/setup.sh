@@ -10,8 +10,10 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   librange-v3-dev prometheus-cpp-dev libfmt-dev libssl-dev libzstd-dev
   libyaml-cpp-dev libcli11-dev libcivetweb-dev libgoogle-perftools-dev
+  # Boost.Beast (HTTP cache listener); the official BLAKE3 C sources ship in librust-blake3-dev
+  libboost-dev librust-blake3-dev
   # tests and benchmarks
-  catch2 libbenchmark-dev curl python3 procps openssl
+  catch2 libbenchmark-dev curl python3 procps openssl b3sum
   # real peers used by the test suite
   bazel-bootstrap openjdk-17-jdk-headless buildstream python3-grpcio prometheus
 )
