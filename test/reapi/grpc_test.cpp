@@ -202,18 +202,21 @@ TEST_CASE("CAS: BatchUpdateBlobs stores good blobs and refuses bad ones per blob
   add("good", reapi::to_proto(Sha256::digest_of("good")));
   add("evil!", reapi::to_proto(Sha256::digest_of("good!")));  // data does not match
   add("x", bad_digest("nothex", 1));
-  add("zstd", reapi::to_proto(Sha256::digest_of("zstd")))->set_compressor(re::Compressor::ZSTD);
+  add("zstd", reapi::to_proto(Sha256::digest_of("zstd")))->set_compressor(re::Compressor::ZSTD);  // not zstd data
+  add("deflate", reapi::to_proto(Sha256::digest_of("deflate")))->set_compressor(re::Compressor::DEFLATE);
   re::BatchUpdateBlobsResponse resp;
   grpc::ClientContext ctx;
   REQUIRE(f.cas->BatchUpdateBlobs(&ctx, req, &resp).ok());
-  REQUIRE(resp.responses_size() == 4);
+  REQUIRE(resp.responses_size() == 5);
   CHECK(resp.responses(0).status().code() == 0);
   CHECK(resp.responses(1).status().code() == static_cast<int>(Code::kInvalidArgument));
   CHECK_THAT(resp.responses(1).status().message(), Catch::Matchers::Contains("hashes to"));
   CHECK(resp.responses(2).status().code() == static_cast<int>(Code::kInvalidArgument));
   CHECK_THAT(resp.responses(2).status().message(), Catch::Matchers::Contains("\"nothex\""));
   CHECK(resp.responses(3).status().code() == static_cast<int>(Code::kInvalidArgument));
-  CHECK_THAT(resp.responses(3).status().message(), Catch::Matchers::Contains("ZSTD"));
+  CHECK_THAT(resp.responses(3).status().message(), Catch::Matchers::Contains("zstd data"));
+  CHECK(resp.responses(4).status().code() == static_cast<int>(Code::kInvalidArgument));
+  CHECK_THAT(resp.responses(4).status().message(), Catch::Matchers::Contains("compressor DEFLATE is not supported"));
 
   re::FindMissingBlobsRequest fm;
   *fm.add_blob_digests() = reapi::to_proto(Sha256::digest_of("good"));
@@ -401,8 +404,10 @@ TEST_CASE("ByteStream: malformed resource names are INVALID_ARGUMENT", "[grpc]")
   CHECK_STATUS(f.read("blobs/" + h + "/12x", out), grpc::StatusCode::INVALID_ARGUMENT, "size \"12x\"");
   CHECK_STATUS(f.read("blobs/" + h.substr(3) + "/1", out), grpc::StatusCode::INVALID_ARGUMENT,
                "digest function");
-  CHECK_STATUS(f.read("compressed-blobs/zstd/" + h + "/1", out), grpc::StatusCode::INVALID_ARGUMENT,
-               "compressor \"zstd\"");
+  CHECK_STATUS(f.read("compressed-blobs/lz4/" + h + "/1", out), grpc::StatusCode::INVALID_ARGUMENT,
+               "compressor \"lz4\"");
+  CHECK_STATUS(f.read("uploads/u1/blobs/" + h + "/1", out), grpc::StatusCode::INVALID_ARGUMENT,
+               "\"uploads\" is reserved");
   bs::WriteResponse wr;
   CHECK_STATUS(f.write("blobs/" + h + "/1", "x", wr), grpc::StatusCode::INVALID_ARGUMENT,
                "uploads/uuid/blobs");

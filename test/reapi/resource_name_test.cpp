@@ -45,5 +45,26 @@ TEST_CASE("ResourceName: malformed names name the problem", "[resource]") {
   bad(parse_read_resource("blobs/" + kHash + "/99999999999999999999"), "is not a number");
   bad(parse_write_resource("uploads//blobs/" + kHash + "/3"), "empty upload id");
   bad(parse_write_resource("uploads/x/nope/" + kHash + "/3"), "not of the form");
-  bad(parse_write_resource("uploads/x/compressed-blobs/zstd/" + kHash + "/3"), "compressor \"zstd\"");
+  bad(parse_write_resource("uploads/x/compressed-blobs/lz4/" + kHash + "/3"), "compressor \"lz4\"");
+  bad(parse_read_resource("compressed-blobs/deflate/" + kHash + "/3"), "compressor \"deflate\"");
+  // An upload's name is not a read name (it used to be read as instance "uploads/x").
+  bad(parse_read_resource("uploads/x/blobs/" + kHash + "/3"), "\"uploads\" is reserved");
+  bad(parse_read_resource("inst/uploads/x/blobs/" + kHash + "/3"), "an upload's name cannot be read");
+  bad(parse_read_resource("actions/blobs/" + kHash + "/3"), "\"actions\" is reserved");
+  bad(parse_write_resource("blobs/uploads/x/blobs/" + kHash + "/3"), "\"blobs\" is reserved");
+}
+
+TEST_CASE("ResourceName: compressed-blobs names name their compressor", "[resource]") {
+  auto r = parse_read_resource("main/compressed-blobs/zstd/" + kHash + "/3");
+  REQUIRE(r.ok());
+  CHECK(r->zstd());
+  CHECK(r->instance == "main");
+  CHECK(r->digest == Sha256::digest_of("abc"));
+  auto w = parse_write_resource("uploads/u1/compressed-blobs/zstd/sha256/" + kHash + "/3/meta");
+  REQUIRE(w.ok());
+  CHECK(w->zstd());
+  CHECK(w->uuid == "u1");
+  auto plain = parse_read_resource("blobs/" + kHash + "/3");
+  REQUIRE(plain.ok());
+  CHECK_FALSE(plain->zstd());
 }

@@ -80,7 +80,9 @@ class Decoder {
                      consumed_ + src.pos, ZSTD_getErrorName(r));
       }
       frame_done_ = r == 0;
-      full = dst.pos == dst.size;
+      // A full buffer may leave output in the context, unless the frame just ended (then
+      // another call would only start reading the next frame's header).
+      full = dst.pos == dst.size && r != 0;
       produced_ += dst.pos;
       if (produced_ > limit_) {
         return error(Code::kInvalidArgument, "zstd data decompresses to more than the {} bytes the digest names",

@@ -10,6 +10,14 @@
 /// Uploads are not resumable across calls: QueryWriteStatus reports progress of an upload
 /// in flight, completion for a stored blob, and NOT_FOUND otherwise, so clients restart
 /// from offset 0.
+///
+/// `compressed-blobs/zstd/` names (REAPI "compressed-blobs"): a read compresses each chunk as
+/// it goes (one frame, flushed per message; `read_offset` counts uncompressed bytes, and
+/// `read_limit` must be 0); a write decompresses as it goes, accepting any number of
+/// concatenated frames, into the same verified writer as a plain upload, so nothing is
+/// published before the uncompressed bytes match the digest. A compressed upload of a blob
+/// already present ends at once with `committed_size` -1; `write_offset` of later messages
+/// counts the compressed bytes sent before, as the spec has it.
 
 #include <grpcpp/grpcpp.h>
 
@@ -27,6 +35,7 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
 #include <gorego/core/log.hpp>
+#include <gorego/core/zstd.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/rpc_context.hpp>
 #include <gorego/reapi/resource_name.hpp>
@@ -110,7 +119,7 @@ class ByteStreamService final
       // Bytes already in memory go out from this gRPC thread; a read that would wait for
       // the disk (or hash) goes to the pool.
       if constexpr (requires(typename Store::Reader& r, std::span<char> b) { r.read_cached(b); }) {
-        if (send_next([this](std::span<char> b) { return reader_->read_cached(b); })) return;
+        if (!encoder_ && send_next([this](std::span<char> b) { return reader_->read_cached(b); })) return;
       }
       svc_->pool_.post([this] { next(); });
     }
@@ -134,11 +143,19 @@ class ByteStreamService final
       if (req.read_limit() < 0) {
         return Finish(to_grpc(error(Code::kInvalidArgument, "read_limit {} is negative", req.read_limit())));
       }
+      if (name->zstd() && req.read_limit() != 0) {
+        return Finish(to_grpc(error(Code::kInvalidArgument,
+                                    "read_limit {} must be 0 when reading compressed-blobs (REAPI)", req.read_limit())));
+      }
       if (req.read_offset() > name->digest.size) {
         return Finish(to_grpc(error(Code::kOutOfRange, "read_offset {} is past the end of blob {}",
                                     req.read_offset(), name->digest)));
       }
       const std::int64_t limit = req.read_limit();
+      if (name->zstd()) {
+        encoder_.emplace(svc_->opt_.zstd_level);
+        plain_ = std::make_unique<char[]>(svc_->opt_.read_chunk_bytes);
+      }
       svc_->store_.open_read(name->digest, static_cast<std::uint64_t>(req.read_offset()),
                              [this, limit](Result<typename Store::Reader> r) {
                                if (!r) return Finish(to_grpc(r.error()));
@@ -157,6 +174,7 @@ class ByteStreamService final
     /// sent, when `read` returns nullopt.
     template <class ReadFn>
     bool send_next(ReadFn&& read) {
+      if (encoder_) return send_compressed(read);
       if (left_ == 0) {
         Finish(grpc::Status::OK);
         return true;
@@ -186,23 +204,66 @@ class ByteStreamService final
         Finish(grpc::Status::OK);
         return true;
       }
+      left_ -= got;
+      send_chunk(chunk, got);
+      return true;
+    }
+
+    /// Reads the next chunk into plain_, compresses it into the message (the last one ends
+    /// the frame; a read with nothing left sends an empty frame), and sends it. On the pool.
+    template <class ReadFn>
+    bool send_compressed(ReadFn& read) {
+      if (ended_) {
+        Finish(grpc::Status::OK);
+        return true;
+      }
+      std::size_t got = 0;
+      if (left_ > 0) {
+        const std::size_t want = std::min<std::uint64_t>(left_, svc_->opt_.read_chunk_bytes);
+        std::optional<Result<std::size_t>> n = read(std::span<char>(plain_.get(), want));
+        if (!n) return false;
+        if (!*n) {
+          Finish(to_grpc(n->error()));
+          return true;
+        }
+        got = **n;
+        if (got == 0) {
+          Finish(to_grpc(error(Code::kDataLoss, "blob ended {} bytes early", left_)));
+          return true;
+        }
+        left_ -= got;
+      }
+      ended_ = left_ == 0;
+      const std::size_t room = zstd::Encoder::bound(got);
+      grpc::Slice chunk(grpc_slice_malloc_large(kHeaderRoom + room), grpc::Slice::STEAL_REF);
+      char* base = reinterpret_cast<char*>(const_cast<std::uint8_t*>(chunk.begin()));  // ours alone
+      auto n = encoder_->add(std::string_view(plain_.get(), got), std::span<char>(base + kHeaderRoom, room), ended_);
+      if (!n) {
+        Finish(to_grpc(n.error()));
+        return true;
+      }
+      send_chunk(chunk, *n);
+      return true;
+    }
+
+    /// Writes the field header in front of the `len` bytes at kHeaderRoom and sends them.
+    void send_chunk(const grpc::Slice& chunk, std::size_t len) {
+      char* base = reinterpret_cast<char*>(const_cast<std::uint8_t*>(chunk.begin()));
       std::uint8_t header[kHeaderRoom];
-      std::size_t len = 0;
-      header[len++] = kDataTag;
-      for (std::uint64_t v = got;; v >>= 7) {
+      std::size_t n = 0;
+      header[n++] = kDataTag;
+      for (std::uint64_t v = len;; v >>= 7) {
         if (v < 0x80) {
-          header[len++] = static_cast<std::uint8_t>(v);
+          header[n++] = static_cast<std::uint8_t>(v);
           break;
         }
-        header[len++] = static_cast<std::uint8_t>(v | 0x80);
+        header[n++] = static_cast<std::uint8_t>(v | 0x80);
       }
-      const std::size_t start = kHeaderRoom - len;
-      std::memcpy(base + start, header, len);
-      left_ -= got;
-      grpc::Slice message = chunk.sub(start, kHeaderRoom + got);
+      const std::size_t start = kHeaderRoom - n;
+      std::memcpy(base + start, header, n);
+      grpc::Slice message = chunk.sub(start, kHeaderRoom + len);
       out_ = grpc::ByteBuffer(&message, 1);
       StartWrite(&out_);
-      return true;
     }
 
     ByteStreamService* svc_;
@@ -210,6 +271,9 @@ class ByteStreamService final
     std::uint64_t left_ = 0;
     grpc::ByteBuffer out_;
     grpc::Slice spare_;
+    std::optional<zstd::Encoder> encoder_;  // a compressed-blobs read
+    std::unique_ptr<char[]> plain_;         // its uncompressed chunk
+    bool ended_ = false;                    // its frame is complete
   };
 
   class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
@@ -260,11 +324,14 @@ class ByteStreamService final
         if (!name) return done(name.error());
         digest_ = name->digest;
         if (Status s = svc_->opt_.check_blob_size(digest_); !s.ok()) return done(s);
+        if (name->zstd()) decoder_ = std::make_unique<zstd::Decoder>(static_cast<std::uint64_t>(digest_.size));
         // An upstream's answer must not open and write the file on its own thread.
         then_on<bool>(svc_->pool_, [this](auto cb) { store().contains(digest_, std::move(cb)); },
                       [this, done](bool present) mutable {
           if (present) {
-            committed_ = digest_.size;  // early return: the blob is already here
+            // Early return: the blob is already here. The spec's answer is the blob's size
+            // for a plain upload and -1 for a compressed one.
+            committed_ = decoder_ ? -1 : digest_.size;
             return done(Step::kDone);
           }
           auto w = store().open_write(digest_);
@@ -287,21 +354,32 @@ class ByteStreamService final
       take(std::move(done));
     }
 
-    /// Appends req_'s data to the open writer, and commits at finish_write.
+    /// Appends req_'s data (decompressed first for a compressed upload) to the open writer,
+    /// and commits at finish_write.
     template <class Done>
     void take(Done done) {
-      const auto written = static_cast<std::int64_t>(writer_->written());
-      if (req_.write_offset() != written) {
+      // A compressed upload's offsets count the compressed bytes sent so far.
+      const auto received = static_cast<std::int64_t>(decoder_ ? decoder_->consumed() : writer_->written());
+      if (req_.write_offset() != received) {
         return done(error(Code::kInvalidArgument, "write_offset {} does not match the {} bytes received so far for {}",
-                          req_.write_offset(), written, digest_));
+                          req_.write_offset(), received, digest_));
       }
-      if (Status s = writer_->append(req_.data()); !s.ok()) return done(s);
-      progress_->store(static_cast<std::int64_t>(writer_->written()));
+      if (decoder_) {
+        Status s = decoder_->add(req_.data(), [this](std::string_view part) { return writer_->append(part); });
+        if (!s.ok()) return done(error(s.code(), "upload of {}: {}", digest_, s.message()));
+        progress_->store(static_cast<std::int64_t>(decoder_->consumed()));
+      } else {
+        if (Status s = writer_->append(req_.data()); !s.ok()) return done(s);
+        progress_->store(static_cast<std::int64_t>(writer_->written()));
+      }
       if (!req_.finish_write()) return done(Step::kMore);
+      if (decoder_) {
+        if (Status s = decoder_->finish(); !s.ok()) return done(error(s.code(), "upload of {}: {}", digest_, s.message()));
+      }
       finished_ = true;
       writer_->commit([this, done](Status s) mutable {
         if (!s.ok()) return done(s);
-        committed_ = static_cast<std::int64_t>(writer_->written());
+        committed_ = static_cast<std::int64_t>(decoder_ ? decoder_->consumed() : writer_->written());
         done(Step::kDone);
       });
     }
@@ -316,6 +394,7 @@ class ByteStreamService final
     std::string name_;
     Digest digest_;
     std::optional<typename Store::Writer> writer_;
+    std::unique_ptr<zstd::Decoder> decoder_;  // a compressed upload
     std::shared_ptr<std::atomic<std::int64_t>> progress_;
     std::int64_t committed_ = 0;
     bool finished_ = false;  // finish_write seen

@@ -23,7 +23,9 @@ class CapabilitiesService final : public re::Capabilities::CallbackService {
     cache->set_max_batch_total_size_bytes(static_cast<std::int64_t>(opt_.max_batch_total_size_bytes));
     cache->set_symlink_absolute_path_strategy(re::SymlinkAbsolutePathStrategy::ALLOWED);
     cache->add_supported_compressors(re::Compressor::IDENTITY);
+    cache->add_supported_compressors(re::Compressor::ZSTD);
     cache->add_supported_batch_update_compressors(re::Compressor::IDENTITY);
+    cache->add_supported_batch_update_compressors(re::Compressor::ZSTD);
     cache->set_max_cas_blob_size_bytes(static_cast<std::int64_t>(opt_.max_cas_blob_size_bytes));
     if (opt_.exec_enabled) {
       auto* exec = caps.mutable_execution_capabilities();

@@ -5,6 +5,10 @@
 /// presence check cannot block (`presence_never_blocks()`: the index is loaded, and an
 /// upstream, if any, is asked asynchronously), which runs on the gRPC thread: the hand-off
 /// would cost more than the lookups or the upstream call's start.
+///
+/// Batches may travel zstd-compressed: BatchUpdateBlobs entries with `compressor` ZSTD are
+/// decompressed (bounded by the digest's size) and verified like plain ones, and
+/// BatchReadBlobs answers ZSTD, when the client accepts it, for each blob it makes smaller.
 
 #include <grpcpp/grpcpp.h>
 
@@ -17,6 +21,7 @@
 
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
+#include <gorego/core/zstd.hpp>
 #include <gorego/reapi/arena_allocator.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/rpc_context.hpp>
@@ -84,16 +89,28 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       auto results = std::make_shared<std::vector<Status>>(static_cast<std::size_t>(req->requests_size()));
       std::vector<BlobWrite> writes;
       auto where = std::make_shared<std::vector<std::size_t>>();
+      // Decompressed entries, alive until the store is done with them (reserved: no moves).
+      auto plain = std::make_shared<std::vector<std::string>>();
+      plain->reserve(static_cast<std::size_t>(req->requests_size()));
       for (int i = 0; i < req->requests_size(); ++i) {
-        auto d = check_one(req->requests(i), i);
+        const auto& r = req->requests(i);
+        auto d = check_one(r, i);
+        if (d && r.compressor() == re::Compressor::ZSTD) {
+          auto data = zstd::decompress(r.data(), static_cast<std::uint64_t>(d->size));
+          if (!data) {
+            d = error(data.error().code(), "requests[{}] ({}): {}", i, *d, data.error().message());
+          } else {
+            plain->push_back(std::move(*data));
+          }
+        }
         if (!d) {
           (*results)[static_cast<std::size_t>(i)] = d.error();
           continue;
         }
-        writes.push_back({*d, req->requests(i).data()});
+        writes.push_back({*d, r.compressor() == re::Compressor::ZSTD ? std::string_view(plain->back()) : r.data()});
         where->push_back(static_cast<std::size_t>(i));
       }
-      store_.put_batch(writes, [reactor, req, resp, results, where](std::vector<Status> stored) {
+      store_.put_batch(writes, [reactor, req, resp, results, where, plain](std::vector<Status> stored) {
         for (std::size_t j = 0; j < where->size(); ++j) (*results)[(*where)[j]] = std::move(stored[j]);
         for (int i = 0; i < req->requests_size(); ++i) {
           auto* out = resp->add_responses();
@@ -146,10 +163,12 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
         slots.push_back(out);
       }
       auto left = std::make_shared<std::atomic<std::size_t>>(digests.size());
+      const bool zstd_ok = accepts_zstd(*req);
+      const int level = opt_.zstd_level;
       for (std::size_t i = 0; i < digests.size(); ++i) {
-        store_.get(digests[i], [reactor, out = slots[i], left](Result<std::string> data) {
+        store_.get(digests[i], [reactor, out = slots[i], left, zstd_ok, level](Result<std::string> data) {
           if (data) {
-            out->set_data(std::move(*data));
+            set_data(*out, std::move(*data), zstd_ok, level);
           } else {
             *out->mutable_status() = to_rpc_status(data.error());
           }
@@ -174,7 +193,10 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   /// memory (hot small blobs: no disk, no hand-off). Returns false, with `resp` untouched,
   /// when any is not, or anything is wrong with the request (the full path reports it).
   bool read_from_memory(const re::BatchReadBlobsRequest& req, re::BatchReadBlobsResponse& resp) {
-    if (req.digests_size() == 0 || !check_digest_function(req.digest_function()).ok()) return false;
+    // Compressing is work for the pool, not for this gRPC thread.
+    if (req.digests_size() == 0 || !check_digest_function(req.digest_function()).ok() || accepts_zstd(req)) {
+      return false;
+    }
     std::vector<Digest> digests;
     digests.reserve(static_cast<std::size_t>(req.digests_size()));
     std::uint64_t total = 0;
@@ -196,11 +218,32 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     return true;
   }
 
+  static bool accepts_zstd(const re::BatchReadBlobsRequest& req) {
+    for (int c : req.acceptable_compressors()) {
+      if (c == re::Compressor::ZSTD) return true;
+    }
+    return false;
+  }
+
+  /// A BatchReadBlobs answer's data: zstd when the client accepts it and it is smaller.
+  static void set_data(re::BatchReadBlobsResponse::Response& out, std::string data, bool zstd_ok, int level) {
+    if (zstd_ok && !data.empty()) {
+      if (auto z = zstd::compress(data, level); z && z->size() < data.size()) {
+        out.set_compressor(re::Compressor::ZSTD);
+        out.set_data(std::move(*z));
+        return;
+      }
+    }
+    out.set_data(std::move(data));
+  }
+
   /// The digest of one BatchUpdateBlobs entry, when the entry is acceptable.
   Result<Digest> check_one(const re::BatchUpdateBlobsRequest::Request& r, int i) {
-    if (r.compressor() != re::Compressor::IDENTITY) {
-      return error(Code::kInvalidArgument, "requests[{}]: compressor {} is not supported", i,
-                   re::Compressor::Value_Name(r.compressor()));
+    if (r.compressor() != re::Compressor::IDENTITY && r.compressor() != re::Compressor::ZSTD) {
+      return error(Code::kInvalidArgument, "requests[{}]: compressor {} is not supported (IDENTITY and ZSTD are)", i,
+                   re::Compressor::Value_IsValid(r.compressor())
+                       ? re::Compressor::Value_Name(static_cast<re::Compressor::Value>(r.compressor()))
+                       : std::to_string(r.compressor()));
     }
     auto d = from_proto(r.digest(), "requests", i, ".digest");
     if (!d) return d.error();

@@ -2,8 +2,11 @@
 /// ByteStream resource names (REAPI "Uploads"/"Downloads" sections):
 ///   read:  [{instance}/]blobs/[{digest_function}/]{hash}/{size}
 ///   write: [{instance}/]uploads/{uuid}/blobs/[{digest_function}/]{hash}/{size}[/{metadata}]
-/// and the `compressed-blobs/{compressor}/` forms in place of `blobs/`. Parsing is strict:
-/// every error is INVALID_ARGUMENT naming the resource name and what is wrong with it.
+/// and the `compressed-blobs/{compressor}/` forms in place of `blobs/` (compressors
+/// `identity` and `zstd`). Parsing is strict: every error is INVALID_ARGUMENT naming the
+/// resource name and what is wrong with it. An instance name may not contain a segment the
+/// API reserves (`blobs`, `uploads`, `compressed-blobs`, ...), so an upload's name given to a
+/// read is refused rather than read as instance "uploads/{uuid}".
 
 #include <string>
 #include <string_view>
@@ -19,6 +22,9 @@ struct ResourceName {
   std::string uuid;        ///< write only
   Digest digest;
   std::string compressor;  ///< empty for plain `blobs/`
+
+  /// The blob travels zstd-compressed (`compressed-blobs/zstd/`).
+  [[nodiscard]] bool zstd() const { return compressor == "zstd"; }
 };
 
 namespace detail {
@@ -51,7 +57,7 @@ inline Result<std::size_t> parse_blob_part(std::string_view name, const std::vec
   if (p[i] == "compressed-blobs") {
     if (i + 1 >= p.size()) return error(Code::kInvalidArgument, "resource name \"{}\" lacks a compressor", name);
     out.compressor = std::string(p[++i]);
-    if (out.compressor != "identity") {
+    if (out.compressor != "identity" && out.compressor != "zstd") {
       return error(Code::kInvalidArgument,
                    "resource name \"{}\": compressor \"{}\" is not supported by this server",
                    name, out.compressor);
@@ -88,6 +94,28 @@ inline Result<std::size_t> parse_blob_part(std::string_view name, const std::vec
   return i + 2;
 }
 
+/// Segments the API reserves; none may be part of an instance name (REAPI, "instance_name").
+inline bool reserved(std::string_view seg) {
+  for (std::string_view r : {"blobs", "uploads", "actions", "actionResults", "operations", "capabilities",
+                             "compressed-blobs"}) {
+    if (seg == r) return true;
+  }
+  return false;
+}
+
+/// The instance: the segments before parts[i], none of them reserved.
+inline Result<std::string> instance_of(std::string_view name, const std::vector<std::string_view>& p,
+                                       std::size_t i) {
+  for (std::size_t k = 0; k < i; ++k) {
+    if (reserved(p[k])) {
+      return error(Code::kInvalidArgument,
+                   "resource name \"{}\": \"{}\" is reserved and cannot be part of an instance name{}", name,
+                   p[k], p[k] == "uploads" ? " (an upload's name cannot be read; use [instance/]blobs/hash/size)" : "");
+    }
+  }
+  return join(p, i);
+}
+
 inline std::size_t find_segment(const std::vector<std::string_view>& p, std::string_view a,
                                 std::string_view b = {}) {
   for (std::size_t i = 0; i < p.size(); ++i) {
@@ -106,7 +134,9 @@ inline Result<ResourceName> parse_read_resource(std::string_view name) {
                  "resource name \"{}\" is not of the form [instance/]blobs/hash/size", name);
   }
   ResourceName out;
-  out.instance = detail::join(p, i);
+  auto instance = detail::instance_of(name, p, i);
+  if (!instance) return instance.error();
+  out.instance = std::move(*instance);
   auto end = detail::parse_blob_part(name, p, i, out);
   if (!end) return end.error();
   if (*end != p.size()) {
@@ -125,7 +155,9 @@ inline Result<ResourceName> parse_write_resource(std::string_view name) {
                  name);
   }
   ResourceName out;
-  out.instance = detail::join(p, i);
+  auto instance = detail::instance_of(name, p, i);
+  if (!instance) return instance.error();
+  out.instance = std::move(*instance);
   out.uuid = std::string(p[i + 1]);
   if (out.uuid.empty()) return error(Code::kInvalidArgument, "resource name \"{}\" has an empty upload id", name);
   auto end = detail::parse_blob_part(name, p, i + 2, out);

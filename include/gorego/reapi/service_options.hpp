@@ -15,6 +15,8 @@ struct ServiceOptions {
   std::uint64_t max_cas_blob_size_bytes = 0;
   /// Bytes per ByteStream ReadResponse.
   std::size_t read_chunk_bytes = std::size_t{1} << 20;
+  /// zstd level of compressed-blobs reads and compressed BatchReadBlobs answers.
+  int zstd_level = 1;
   /// Largest GetTree page (directories).
   int max_tree_page_size = 10000;
   /// Remote execution is served (`execution.enabled`): Capabilities advertises it.
