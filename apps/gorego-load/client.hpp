@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
@@ -16,6 +17,7 @@
 
 #include <gorego/core/digest.hpp>
 #include <gorego/core/status.hpp>
+#include <gorego/core/zstd.hpp>
 #include <gorego/hash/sha256.hpp>
 #include <gorego/reapi/convert.hpp>
 
@@ -71,21 +73,24 @@ inline Status from_grpc(const grpc::Status& s, std::string_view rpc) {
 struct Rpc {
   std::string instance;
   std::chrono::milliseconds timeout{60000};
+  bool zstd = false;  ///< ByteStream through compressed-blobs/zstd/ names
+
+  [[nodiscard]] std::string blobs() const { return zstd ? "compressed-blobs/zstd" : "blobs"; }
 
   void prepare(grpc::ClientContext& ctx) const {
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   }
   [[nodiscard]] std::string prefix() const { return instance.empty() ? "" : instance + "/"; }
   [[nodiscard]] std::string read_name(const Digest& d) const {
-    return fmt::format("{}blobs/{}/{}", prefix(), d.hex(), d.size);
+    return fmt::format("{}{}/{}/{}", prefix(), blobs(), d.hex(), d.size);
   }
   [[nodiscard]] std::string write_name(const Digest& d, Rng& rng) const {
     const std::uint64_t a = rng.next();
     const std::uint64_t b = rng.next();
     // A version 4 UUID.
-    return fmt::format("{}uploads/{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}/blobs/{}/{}", prefix(),
+    return fmt::format("{}uploads/{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}/{}/{}/{}", prefix(),
                        a >> 32, (a >> 16) & 0xffff, a & 0xfff, 0x8000 | (b >> 48 & 0x3fff),
-                       b & 0xffffffffffffULL, d.hex(), d.size);
+                       b & 0xffffffffffffULL, blobs(), d.hex(), d.size);
   }
 };
 
@@ -94,6 +99,8 @@ using ChunkSource = std::function<void(std::uint64_t offset, std::uint64_t n, st
 
 /// A ByteStream Write of blob `d` in pieces of `chunk` bytes. OK when the server answers OK
 /// with committed_size equal to the size (it may end the stream early if it has the blob).
+/// With `rpc.zstd` each piece is its own zstd frame, as Bazel sends them; offsets then count
+/// compressed bytes, and an early return answers -1.
 inline Status write_blob(Connection& c, const Rpc& rpc, Rng& rng, const Digest& d,
                          std::uint64_t chunk, const ChunkSource& source) {
   grpc::ClientContext ctx;
@@ -103,14 +110,24 @@ inline Status write_blob(Connection& c, const Rpc& rpc, Rng& rng, const Digest& 
   const auto size = static_cast<std::uint64_t>(d.size);
   bs::WriteRequest req;
   std::uint64_t offset = 0;
+  std::uint64_t sent = 0;  // compressed bytes, with rpc.zstd
+  std::string plain;
   do {
     const std::uint64_t n = std::min(chunk, size - offset);
     if (offset == 0)
       req.set_resource_name(rpc.write_name(d, rng));
     else
       req.clear_resource_name();
-    req.set_write_offset(static_cast<std::int64_t>(offset));
-    source(offset, n, *req.mutable_data());
+    req.set_write_offset(static_cast<std::int64_t>(rpc.zstd ? sent : offset));
+    if (rpc.zstd) {
+      source(offset, n, plain);
+      auto z = zstd::compress(plain);
+      if (!z) return z.error();
+      sent += z->size();
+      *req.mutable_data() = std::move(*z);
+    } else {
+      source(offset, n, *req.mutable_data());
+    }
     offset += n;
     req.set_finish_write(offset == size);
     if (!stream->Write(req)) break;  // the server finished early; Finish tells how
@@ -118,7 +135,10 @@ inline Status write_blob(Connection& c, const Rpc& rpc, Rng& rng, const Digest& 
   stream->WritesDone();
   const grpc::Status s = stream->Finish();
   if (!s.ok()) return from_grpc(s, "ByteStream.Write");
-  if (resp.committed_size() != d.size) {
+  if (rpc.zstd && (resp.committed_size() == -1 || resp.committed_size() == static_cast<std::int64_t>(sent))) {
+    return {};
+  }
+  if (!rpc.zstd && resp.committed_size() != d.size) {
     return error(Code::kDataLoss,
                  "ByteStream.Write of {}: committed_size {} is not the blob's size", d,
                  resp.committed_size());
@@ -137,12 +157,28 @@ inline Status read_blob(Connection& c, const Rpc& rpc, const Digest& d, std::uin
   bs::ReadResponse resp;
   Sha256 h;
   bytes = 0;
+  std::optional<zstd::Decoder> z;
+  if (rpc.zstd) z.emplace(static_cast<std::uint64_t>(d.size));
+  Status bad;
   while (stream->Read(&resp)) {
+    if (z) {
+      if (!bad.ok()) continue;
+      bad = z->add(resp.data(), [&](std::string_view part) {
+        h.update(part);
+        bytes += part.size();
+        return Status{};
+      });
+      continue;
+    }
     h.update(resp.data());
     bytes += resp.data().size();
   }
   const grpc::Status s = stream->Finish();
   if (!s.ok()) return from_grpc(s, fmt::format("ByteStream.Read of {}", d));
+  if (!bad.ok()) return error(Code::kDataLoss, "ByteStream.Read of {}: {}", d, bad.message());
+  if (z) {
+    if (Status f = z->finish(); !f.ok()) return error(Code::kDataLoss, "ByteStream.Read of {}: {}", d, f.message());
+  }
   if (bytes != static_cast<std::uint64_t>(d.size)) {
     return error(Code::kDataLoss, "ByteStream.Read of {} returned {} bytes", d, bytes);
   }

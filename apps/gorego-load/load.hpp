@@ -31,6 +31,7 @@ struct Options {
   std::uint64_t per_request = 0;  ///< digests or blobs per request
   double missing_fraction = 0.1;
   std::uint64_t chunk = kMiB;
+  bool zstd = false;             ///< bytestream-*: compressed-blobs/zstd/ names
   std::uint64_t distinct = 16;   ///< bytestream-read: blobs uploaded, then read at random
   std::uint64_t actions = 1000;  ///< ac-get: actions stored, then read at random
   unsigned outputs = 4;          ///< output files per ActionResult

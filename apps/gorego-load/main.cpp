@@ -263,6 +263,7 @@ std::vector<std::pair<std::string, std::string>> parameters(const Options& o) {
   }
   if (w.starts_with("bytestream") || w == "populate" || w == "cold-start") add("chunk", o.chunk);
   if (w == "bytestream-read") add("distinct", o.distinct);
+  if (w.starts_with("bytestream") && o.zstd) add("compressor", "zstd");
   if (w == "ac-get") add("actions", o.actions);
   if (w.starts_with("ac-")) add("outputs", o.outputs);
   if (!o.instance.empty()) add("instance", o.instance);
@@ -331,6 +332,11 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   std::string chunk_text = "1MiB";
   app.add_option("--chunk", chunk_text, "ByteStream Write piece size")->capture_default_str();
+  std::string compressor = "identity";
+  app.add_option("--compressor", compressor,
+                 "bytestream-*: identity, or zstd (compressed-blobs names, one frame per --chunk)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"identity", "zstd"}));
   app.add_option("--distinct", o.distinct, "bytestream-read: blobs to read from")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -405,6 +411,7 @@ int run(int argc, char** argv) {
   if (*chunk == 0 || *chunk > 64 * kMiB)
     return usage(fmt::format("--chunk {} is not in 1 B..64 MiB", *chunk));
   o.chunk = *chunk;
+  o.zstd = compressor == "zstd";
   if (o.per_request == 0) {
     o.per_request = o.workload == "batch-read" || o.workload == "batch-update" ? 50 : 100;
   }

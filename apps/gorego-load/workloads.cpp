@@ -69,7 +69,8 @@ std::string digest_key(const re::Digest& d) {
 Result<Env> connect(const Options& o) {
   Env env;
   env.rpc = {.instance = o.instance,
-             .timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.rpc_timeout * 1000))};
+             .timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.rpc_timeout * 1000)),
+             .zstd = o.zstd};
   std::shared_ptr<grpc::Channel> shared;
   for (unsigned i = 0; i < o.concurrency; ++i) {
     std::shared_ptr<grpc::Channel> ch;
