@@ -49,6 +49,7 @@ class GoregoConan(ConanFile):
         self.requires("openssl/[>=3 <4]", transitive_headers=True)
         self.requires("grpc/1.54.3", transitive_headers=True)
         self.requires("protobuf/3.21.12", transitive_headers=True)
+        self.requires("zstd/[>=1.5 <2]", transitive_headers=True)
         # Private: used by the gorego server and its internal libraries only, so not part of
         # any exported component (visible=False keeps Conan's component check and consumers'
         # graphs free of them).
@@ -90,13 +91,15 @@ class GoregoConan(ConanFile):
         self.cpp_info.set_property("cmake_file_name", "gorego")
         self.cpp_info.set_property("cmake_target_name", "gorego::gorego")
 
-        # Mirrors the CMake export (CMakeLists.txt, goregoTargets): gorego_core INTERFACE and
-        # gorego_reapi STATIC, with the generated *.pb.h under include/gorego/proto.
+        # Mirrors the CMake export (CMakeLists.txt, goregoTargets): gorego_core INTERFACE over
+        # gorego_blake3 STATIC, and gorego_reapi STATIC, with the generated *.pb.h under include/gorego/proto.
         core = self.cpp_info.components["core"]
         core.set_property("cmake_target_name", "gorego::core")
         core.bindirs = []
-        core.libdirs = []
-        core.requires = ["fmt::fmt", "openssl::crypto"]
+        # gorego_blake3: the BLAKE3 C implementation (built from GOREGO_BLAKE3_DIR).
+        core.libs = ["gorego_blake3"]
+        core.includedirs = ["include", os.path.join("include", "gorego", "blake3")]
+        core.requires = ["fmt::fmt", "openssl::crypto", "zstd::zstd"]
         if self.settings.os in ("Linux", "FreeBSD"):
             core.system_libs = ["pthread"]
 

@@ -18,7 +18,7 @@
 #include <gorego/core/digest.hpp>
 #include <gorego/core/status.hpp>
 #include <gorego/core/zstd.hpp>
-#include <gorego/hash/sha256.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/reapi/convert.hpp>
 
 #include "blobs.hpp"

@@ -297,7 +297,7 @@ struct Execution::Impl {
     grpc::ServerWriteReactor<lr::Operation>* Execute(grpc::CallbackServerContext* ctx,
                                                      const re::ExecuteRequest* req) override {
       auto* s = new OpStream(x_);
-      Status v = reapi::check_digest_function(req->digest_function());
+      Status v = reapi::check_digest_function(req->digest_function(), "Execute");
       auto action = from_proto(req->action_digest(), "action_digest");
       if (!v.ok() || !action) {
         s->close(to_grpc(!v.ok() ? v : action.error()));

@@ -32,29 +32,6 @@ std::string upload_name(const re::Digest& d, const std::string& uuid = "3e8f7a52
   return fmt::format("uploads/{}/compressed-blobs/zstd/{}/{}", uuid, d.hash(), d.size_bytes());
 }
 
-/// Each message carries `pieces[i]`; offsets count compressed bytes sent before, as the
-/// spec has it. Returns the call's status and sets `committed`.
-grpc::Status write_pieces(const Server& s, const std::string& name, const std::vector<std::string>& pieces,
-                          std::int64_t& committed) {
-  grpc::ClientContext ctx;
-  bs::WriteResponse resp;
-  auto w = s.bytestream->Write(&ctx, &resp);
-  std::int64_t off = 0;
-  for (std::size_t i = 0; i < pieces.size(); ++i) {
-    bs::WriteRequest req;
-    req.set_resource_name(name);
-    req.set_write_offset(off);
-    req.set_data(pieces[i]);
-    req.set_finish_write(i + 1 == pieces.size());
-    if (!w->Write(req)) break;
-    off += static_cast<std::int64_t>(pieces[i].size());
-  }
-  w->WritesDone();
-  grpc::Status st = w->Finish();
-  committed = resp.committed_size();
-  return st;
-}
-
 /// One zstd frame per `chunk` bytes of `data` (what Bazel's uploader sends).
 std::vector<std::string> frames(const std::string& data, std::size_t chunk) {
   std::vector<std::string> out;

@@ -24,7 +24,7 @@
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 #include "google/bytestream/bytestream.grpc.pb.h"
 
-#include <gorego/hash/sha256.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/testing/temp_dir.hpp>
 
@@ -295,5 +295,40 @@ inline int run(std::vector<std::string> args, const TempDir& dir, std::string& o
   return rc;
 }
 
+
+/// A ByteStream Write of `name` in which message i carries `pieces[i]`; each write_offset
+/// counts the bytes sent before (compressed bytes for compressed-blobs names, as the spec
+/// has it). Returns the call's status and sets `committed`.
+inline grpc::Status write_pieces(const Server& s, const std::string& name, const std::vector<std::string>& pieces,
+                                 std::int64_t& committed) {
+  grpc::ClientContext ctx;
+  bs::WriteResponse resp;
+  auto w = s.bytestream->Write(&ctx, &resp);
+  std::int64_t off = 0;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    bs::WriteRequest req;
+    req.set_resource_name(name);
+    req.set_write_offset(off);
+    req.set_data(pieces[i]);
+    req.set_finish_write(i + 1 == pieces.size());
+    if (!w->Write(req)) break;
+    off += static_cast<std::int64_t>(pieces[i].size());
+  }
+  w->WritesDone();
+  grpc::Status st = w->Finish();
+  committed = resp.committed_size();
+  return st;
+}
+
+/// BuildStream's CAS server (bst-artifact-server, a third-party REAPI server) on a free
+/// port, with its repository in `dir`/bst and its log in `dir`/bst.log.
+inline std::unique_ptr<Server> start_bst(const TempDir& dir, std::vector<std::string> extra = {}) {
+  const int port = free_port();
+  std::vector<std::string> args{GOREGO_SOURCE_DIR "/test/e2e/bst_cas_server.py", "--repo",
+                                (dir.path() / "bst").string(), "--port", std::to_string(port)};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto proc = std::make_unique<Process>("/usr/bin/python3", args, dir.path() / "bst.log");
+  return std::make_unique<Server>(port, std::move(proc), dir.path() / "bst.log");
+}
 
 }  // namespace gorego::e2e

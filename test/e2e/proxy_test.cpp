@@ -51,14 +51,6 @@ grpc::Status get_action(const Server& s, const re::Digest& action, re::ActionRes
 }
 
 /// BuildStream's CAS server (a REAPI server we did not write) on a free loopback port.
-std::unique_ptr<Server> start_bst(const TempDir& dir, std::vector<std::string> extra = {}) {
-  const int port = free_port();
-  std::vector<std::string> args{GOREGO_SOURCE_DIR "/test/e2e/bst_cas_server.py", "--repo",
-                                (dir.path() / "bst").string(), "--port", std::to_string(port)};
-  args.insert(args.end(), extra.begin(), extra.end());
-  auto proc = std::make_unique<Process>("/usr/bin/python3", args, dir.path() / "bst.log");
-  return std::make_unique<Server>(port, std::move(proc), dir.path() / "bst.log");
-}
 
 }  // namespace
 

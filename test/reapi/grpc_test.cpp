@@ -123,7 +123,7 @@ re::Digest bad_digest(std::string hash, std::int64_t size) {
 
 }  // namespace
 
-TEST_CASE("Capabilities: advertises SHA256, AC updates and the batch limit", "[grpc]") {
+TEST_CASE("Capabilities: advertises SHA256 and BLAKE3, AC updates and the batch limit", "[grpc]") {
   Fixture f;
   grpc::ClientContext ctx;
   re::GetCapabilitiesRequest req;
@@ -131,8 +131,9 @@ TEST_CASE("Capabilities: advertises SHA256, AC updates and the batch limit", "[g
   re::ServerCapabilities caps;
   REQUIRE(f.caps->GetCapabilities(&ctx, req, &caps).ok());
   const auto& cache = caps.cache_capabilities();
-  REQUIRE(cache.digest_functions_size() == 1);
+  REQUIRE(cache.digest_functions_size() == 2);
   CHECK(cache.digest_functions(0) == re::DigestFunction::SHA256);
+  CHECK(cache.digest_functions(1) == re::DigestFunction::BLAKE3);
   CHECK(cache.action_cache_update_capabilities().update_enabled());
   CHECK(cache.max_batch_total_size_bytes() == 1 << 20);
   CHECK(caps.low_api_version().major() == 2);
@@ -180,12 +181,21 @@ TEST_CASE("CAS: malformed digests and unknown digest functions are INVALID_ARGUM
     CHECK_STATUS(f.cas->FindMissingBlobs(&ctx2, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
                  c.needle);
   }
+  for (const auto fn : {re::DigestFunction::MD5, re::DigestFunction::SHA1, re::DigestFunction::VSO,
+                        re::DigestFunction::SHA256TREE}) {
+    re::FindMissingBlobsRequest req;
+    req.set_digest_function(fn);
+    re::FindMissingBlobsResponse resp;
+    grpc::ClientContext ctx;
+    CHECK_STATUS(f.cas->FindMissingBlobs(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+                 fmt::format("digest_function {} is not supported", re::DigestFunction::Value_Name(fn)));
+  }
   re::FindMissingBlobsRequest req;
-  req.set_digest_function(re::DigestFunction::BLAKE3);
+  req.set_digest_function(static_cast<re::DigestFunction::Value>(77));
   re::FindMissingBlobsResponse resp;
   grpc::ClientContext ctx;
   CHECK_STATUS(f.cas->FindMissingBlobs(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
-               "digest_function BLAKE3 is not supported");
+               "digest_function 77 is not supported");
   // The server keeps serving.
   f.upload("still alive");
 }

@@ -41,7 +41,8 @@ TEST_CASE("ResourceName: malformed names name the problem", "[resource]") {
   bad(parse_read_resource("blobs/" + kHash), "lacks");
   bad(parse_read_resource("blobs/" + kHash + "/-3"), "size \"-3\"");
   bad(parse_read_resource("blobs/" + kHash + "/3/extra"), "trailing");
-  bad(parse_read_resource("blobs/blake3/" + kHash + "/3"), "digest function \"blake3\"");
+  bad(parse_read_resource("blobs/md5/" + kHash + "/3"), "digest function \"md5\"");
+  bad(parse_read_resource("blobs/blake3/" + kHash.substr(1) + "/3"), "BLAKE3 needs 64");
   bad(parse_read_resource("blobs/" + kHash + "/99999999999999999999"), "is not a number");
   bad(parse_write_resource("uploads//blobs/" + kHash + "/3"), "empty upload id");
   bad(parse_write_resource("uploads/x/nope/" + kHash + "/3"), "not of the form");
@@ -52,6 +53,25 @@ TEST_CASE("ResourceName: malformed names name the problem", "[resource]") {
   bad(parse_read_resource("inst/uploads/x/blobs/" + kHash + "/3"), "an upload's name cannot be read");
   bad(parse_read_resource("actions/blobs/" + kHash + "/3"), "\"actions\" is reserved");
   bad(parse_write_resource("blobs/uploads/x/blobs/" + kHash + "/3"), "\"blobs\" is reserved");
+}
+
+TEST_CASE("ResourceName: a digest function segment picks the keyspace", "[resource]") {
+  auto plain = parse_read_resource("main/blobs/" + kHash + "/3");
+  auto sha = parse_read_resource("main/blobs/sha256/" + kHash + "/3");
+  auto b3 = parse_read_resource("main/blobs/blake3/" + kHash + "/3");
+  REQUIRE(plain.ok());
+  REQUIRE(sha.ok());
+  REQUIRE(b3.ok());
+  CHECK(plain->digest.function == DigestFunction::kSha256);
+  CHECK(sha->digest == plain->digest);
+  CHECK(b3->digest.function == DigestFunction::kBlake3);
+  CHECK(b3->digest.hash == plain->digest.hash);
+  CHECK(b3->digest != plain->digest);  // equal bytes, different blobs
+  CHECK(b3->instance == "main");
+  auto w = parse_write_resource("uploads/u/compressed-blobs/zstd/blake3/" + kHash + "/3");
+  REQUIRE(w.ok());
+  CHECK(w->zstd());
+  CHECK(w->digest.function == DigestFunction::kBlake3);
 }
 
 TEST_CASE("ResourceName: compressed-blobs names name their compressor", "[resource]") {

@@ -16,7 +16,7 @@
 #include <thread>
 #include <tuple>
 
-#include <gorego/hash/sha256.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/testing/temp_dir.hpp>
 

@@ -53,17 +53,4 @@ class Sha256 {
 };
 static_assert(Hasher<Sha256>);
 
-/// OK when `data` is the blob `d`; INVALID_ARGUMENT naming both sizes or both hashes.
-inline Status verify_blob(const Digest& d, std::string_view data) {
-  if (data.size() != static_cast<std::uint64_t>(d.size)) {
-    return error(Code::kInvalidArgument, "blob {} has {} bytes, not the {} of its digest", d,
-                 data.size(), d.size);
-  }
-  if (const Hash256 h = Sha256::of(data); h != d.hash) {
-    return error(Code::kInvalidArgument, "data hashes to {}, not to the digest's {}", to_hex(h),
-                 d.hex());
-  }
-  return {};
-}
-
 }  // namespace gorego

@@ -99,8 +99,9 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
 
  private:
   static Result<Digest> parse_request(const re::GetActionResultRequest& req) {
-    GOREGO_RETURN_IF_ERROR(check_digest_function(req.digest_function()));
-    return from_proto(req.action_digest(), "action_digest");
+    auto fn = digest_function_of(req.digest_function());
+    if (!fn) return fn.error();
+    return from_proto(req.action_digest(), *fn, "action_digest");
   }
   static Status unreadable(const Digest& action) {
     return error(Code::kNotFound, "stored result of action {} is unreadable", action);
@@ -121,13 +122,13 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
     auto c = std::make_shared<Check>();
     c->action = action;
     c->done = std::move(done);
-    if (Status s = result_digests(out, c->needed); !s.ok()) {
+    if (Status s = result_digests(out, c->needed, action.function); !s.ok()) {
       return c->done(error(Code::kNotFound, "stored action result is invalid: {}", s.message()));
     }
     c->trees_left = static_cast<std::size_t>(out.output_directories_size());
     if (c->trees_left == 0) return ask_presence(c);
     for (const auto& dir : out.output_directories()) {
-      const Digest tree_digest = *from_proto(dir.tree_digest());  // validated above
+      const Digest tree_digest = *from_proto(dir.tree_digest(), action.function);  // validated above
       store_.get(tree_digest, [this, c, tree_digest](Result<std::string> tree_bytes) {
         std::unique_lock lock(c->mu);
         // A tree that cannot be read is reported missing by the presence check.
@@ -160,11 +161,12 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
   }
 
   void update(const re::UpdateActionResultRequest& req, re::ActionResult& out, grpc::ServerUnaryReactor* reactor) {
-    GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req.digest_function()));
-    auto action = from_proto(req.action_digest(), "action_digest");
+    const auto fn = digest_function_of(req.digest_function());
+    if (!fn) return reactor->Finish(to_grpc(fn.error()));
+    auto action = from_proto(req.action_digest(), *fn, "action_digest");
     if (!action) return reactor->Finish(to_grpc(action.error()));
     std::vector<Digest> referenced;
-    GOREGO_FINISH_IF_ERROR(reactor, result_digests(req.action_result(), referenced));
+    GOREGO_FINISH_IF_ERROR(reactor, result_digests(req.action_result(), referenced, *fn));
     std::string bytes;
     req.action_result().SerializeToString(&bytes);
     store_.put_action(*action, bytes, [&req, &out, reactor](Status s) {

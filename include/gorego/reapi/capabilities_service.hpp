@@ -19,6 +19,7 @@ class CapabilitiesService final : public re::Capabilities::CallbackService {
     re::ServerCapabilities caps;
     auto* cache = caps.mutable_cache_capabilities();
     cache->add_digest_functions(re::DigestFunction::SHA256);
+    cache->add_digest_functions(re::DigestFunction::BLAKE3);
     cache->mutable_action_cache_update_capabilities()->set_update_enabled(true);
     cache->set_max_batch_total_size_bytes(static_cast<std::int64_t>(opt_.max_batch_total_size_bytes));
     cache->set_symlink_absolute_path_strategy(re::SymlinkAbsolutePathStrategy::ALLOWED);
@@ -29,6 +30,7 @@ class CapabilitiesService final : public re::Capabilities::CallbackService {
     cache->set_max_cas_blob_size_bytes(static_cast<std::int64_t>(opt_.max_cas_blob_size_bytes));
     if (opt_.exec_enabled) {
       auto* exec = caps.mutable_execution_capabilities();
+      // Execution hashes with SHA-256 only (the workers' outputs): BLAKE3 is a cache feature.
       exec->set_digest_function(re::DigestFunction::SHA256);
       exec->add_digest_functions(re::DigestFunction::SHA256);
       exec->set_exec_enabled(true);

@@ -45,11 +45,12 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     auto* reactor = ctx->DefaultReactor();
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     auto work = [this, reactor, req, resp] {
-      GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
+      const auto fn = digest_function_of(req->digest_function());
+      if (!fn) return reactor->Finish(to_grpc(fn.error()));
       std::vector<Digest> digests;
       digests.reserve(static_cast<std::size_t>(req->blob_digests_size()));
       for (int i = 0; i < req->blob_digests_size(); ++i) {
-        auto d = from_proto(req->blob_digests(i), "blob_digests", i);
+        auto d = from_proto(req->blob_digests(i), *fn, "blob_digests", i);
         if (!d) return reactor->Finish(to_grpc(d.error()));
         digests.push_back(*d);
       }
@@ -76,7 +77,8 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     auto* reactor = ctx->DefaultReactor();
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
-      GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
+      const auto fn = digest_function_of(req->digest_function());
+      if (!fn) return reactor->Finish(to_grpc(fn.error()));
       std::uint64_t total = 0;
       for (const auto& r : req->requests()) total += r.data().size();
       if (total > opt_.max_batch_total_size_bytes) {
@@ -94,7 +96,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       plain->reserve(static_cast<std::size_t>(req->requests_size()));
       for (int i = 0; i < req->requests_size(); ++i) {
         const auto& r = req->requests(i);
-        auto d = check_one(r, i);
+        auto d = check_one(r, i, *fn);
         if (d && r.compressor() == re::Compressor::ZSTD) {
           auto data = zstd::decompress(r.data(), static_cast<std::uint64_t>(d->size));
           if (!data) {
@@ -136,11 +138,12 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       }
     }
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
-      GOREGO_FINISH_IF_ERROR(reactor, check_digest_function(req->digest_function()));
+      const auto fn = digest_function_of(req->digest_function());
+      if (!fn) return reactor->Finish(to_grpc(fn.error()));
       std::vector<Digest> digests;
       std::uint64_t total = 0;
       for (int i = 0; i < req->digests_size(); ++i) {
-        auto d = from_proto(req->digests(i), "digests", i);
+        auto d = from_proto(req->digests(i), *fn, "digests", i);
         if (!d) return reactor->Finish(to_grpc(d.error()));
         total += static_cast<std::uint64_t>(d->size);
         digests.push_back(*d);
@@ -194,14 +197,13 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   /// when any is not, or anything is wrong with the request (the full path reports it).
   bool read_from_memory(const re::BatchReadBlobsRequest& req, re::BatchReadBlobsResponse& resp) {
     // Compressing is work for the pool, not for this gRPC thread.
-    if (req.digests_size() == 0 || !check_digest_function(req.digest_function()).ok() || accepts_zstd(req)) {
-      return false;
-    }
+    const auto fn = digest_function_of(req.digest_function());
+    if (req.digests_size() == 0 || !fn || accepts_zstd(req)) return false;
     std::vector<Digest> digests;
     digests.reserve(static_cast<std::size_t>(req.digests_size()));
     std::uint64_t total = 0;
     for (const auto& p : req.digests()) {
-      auto d = from_proto(p);
+      auto d = from_proto(p, *fn);
       if (!d) return false;
       total += static_cast<std::uint64_t>(d->size);
       digests.push_back(*d);
@@ -238,14 +240,14 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   }
 
   /// The digest of one BatchUpdateBlobs entry, when the entry is acceptable.
-  Result<Digest> check_one(const re::BatchUpdateBlobsRequest::Request& r, int i) {
+  Result<Digest> check_one(const re::BatchUpdateBlobsRequest::Request& r, int i, DigestFunction fn) {
     if (r.compressor() != re::Compressor::IDENTITY && r.compressor() != re::Compressor::ZSTD) {
       return error(Code::kInvalidArgument, "requests[{}]: compressor {} is not supported (IDENTITY and ZSTD are)", i,
                    re::Compressor::Value_IsValid(r.compressor())
                        ? re::Compressor::Value_Name(static_cast<re::Compressor::Value>(r.compressor()))
                        : std::to_string(r.compressor()));
     }
-    auto d = from_proto(r.digest(), "requests", i, ".digest");
+    auto d = from_proto(r.digest(), fn, "requests", i, ".digest");
     if (!d) return d.error();
     if (Status s = opt_.check_blob_size(*d); !s.ok()) {
       return error(s.code(), "requests[{}]: {}", i, s.message());
@@ -286,8 +288,9 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
 
     Status start() {
       const re::GetTreeRequest& req = *req_;
-      GOREGO_RETURN_IF_ERROR(check_digest_function(req.digest_function()));
-      auto root = from_proto(req.root_digest(), "root_digest");
+      const auto fn = digest_function_of(req.digest_function());
+      if (!fn) return fn.error();
+      auto root = from_proto(req.root_digest(), *fn, "root_digest");
       if (!root) return root.error();
       root_ = *root;
       auto token = PageToken::parse(req.page_token());

@@ -48,32 +48,44 @@ inline google::rpc::Status missing_blobs(std::span<const Digest> missing, std::s
   return out;
 }
 
-/// Validates a wire digest; errors are INVALID_ARGUMENT naming the value.
-inline Result<Digest> from_proto(const re::Digest& d) { return Digest::parse(d.hash(), d.size_bytes()); }
+/// Validates a wire digest of function `f` (the request's `digest_function`); errors are
+/// INVALID_ARGUMENT naming the value.
+inline Result<Digest> from_proto(const re::Digest& d, DigestFunction f = DigestFunction::kSha256) {
+  return Digest::parse(d.hash(), d.size_bytes(), f);
+}
 
 /// As `from_proto`, with the field named in the error ("blob_digests[3]: ...").
-inline Result<Digest> from_proto(const re::Digest& d, std::string_view field) {
-  auto r = from_proto(d);
+inline Result<Digest> from_proto(const re::Digest& d, DigestFunction f, std::string_view field) {
+  auto r = from_proto(d, f);
   if (!r) return Status(r.error().code(), fmt::format("{}: {}", field, r.error().message()));
   return r;
+}
+inline Result<Digest> from_proto(const re::Digest& d, std::string_view field) {
+  return from_proto(d, DigestFunction::kSha256, field);
 }
 
 /// As `from_proto`, for element `index` of a repeated field: the name ("digests[3]",
 /// "requests[3].digest" with a `suffix`) is built only for an error, off the hot path of
 /// every valid digest.
-inline Result<Digest> from_proto(const re::Digest& d, std::string_view field, int index,
+inline Result<Digest> from_proto(const re::Digest& d, DigestFunction f, std::string_view field, int index,
                                  std::string_view suffix = {}) {
-  auto r = from_proto(d);
+  auto r = from_proto(d, f);
   if (!r) return Status(r.error().code(), fmt::format("{}[{}]{}: {}", field, index, suffix, r.error().message()));
   return r;
+}
+inline Result<Digest> from_proto(const re::Digest& d, std::string_view field, int index,
+                                 std::string_view suffix = {}) {
+  return from_proto(d, DigestFunction::kSha256, field, index, suffix);
 }
 
 /// Checks that every digest an ActionResult names (output files, output directory trees,
 /// stdout and stderr) is well-formed, appending them to `out`; INVALID_ARGUMENT naming the
 /// field otherwise ("action_result.output_files[2].digest: ...").
-inline Status result_digests(const re::ActionResult& r, std::vector<Digest>& out) {
+/// The digests are of function `f`, the action's.
+inline Status result_digests(const re::ActionResult& r, std::vector<Digest>& out,
+                             DigestFunction f = DigestFunction::kSha256) {
   auto add = [&](const re::Digest& d, std::string_view field, int i = -1, std::string_view suffix = {}) -> Status {
-    auto v = i < 0 ? from_proto(d, field) : from_proto(d, field, i, suffix);
+    auto v = i < 0 ? from_proto(d, f, field) : from_proto(d, f, field, i, suffix);
     if (!v) return v.error();
     out.push_back(*v);
     return {};
@@ -97,14 +109,34 @@ inline re::Digest to_proto(const Digest& d) {
   return out;
 }
 
-/// OK for SHA256 and for UNKNOWN (which REAPI defines as "the server's default").
-inline Status check_digest_function(int f) {
-  if (f == re::DigestFunction::UNKNOWN || f == re::DigestFunction::SHA256) return {};
-  const std::string name = re::DigestFunction::Value_IsValid(f)
-                               ? re::DigestFunction::Value_Name(static_cast<re::DigestFunction::Value>(f))
-                               : std::to_string(f);
+/// The wire's name of digest function value `f` ("MD5"), or the number when it has none.
+inline std::string digest_function_name(int f) {
+  return re::DigestFunction::Value_IsValid(f)
+             ? re::DigestFunction::Value_Name(static_cast<re::DigestFunction::Value>(f))
+             : std::to_string(f);
+}
+
+/// A request's `digest_function`: SHA256 and UNKNOWN (which REAPI defines as "the server's
+/// default", here SHA-256) or BLAKE3; INVALID_ARGUMENT naming any other.
+inline Result<DigestFunction> digest_function_of(int f) {
+  if (f == re::DigestFunction::UNKNOWN || f == re::DigestFunction::SHA256) return DigestFunction::kSha256;
+  if (f == re::DigestFunction::BLAKE3) return DigestFunction::kBlake3;
   return error(Code::kInvalidArgument,
-               "digest_function {} is not supported; this server supports SHA256", name);
+               "digest_function {} is not supported; this server supports SHA256 and BLAKE3",
+               digest_function_name(f));
+}
+
+/// The wire's value of `f`.
+inline re::DigestFunction::Value to_proto(DigestFunction f) {
+  return f == DigestFunction::kBlake3 ? re::DigestFunction::BLAKE3 : re::DigestFunction::SHA256;
+}
+
+/// OK for SHA256 and UNKNOWN only: the check of calls that serve SHA-256 alone (execution;
+/// `what` names them in the error).
+inline Status check_digest_function(int f, std::string_view what = "this call") {
+  if (f == re::DigestFunction::UNKNOWN || f == re::DigestFunction::SHA256) return {};
+  return error(Code::kInvalidArgument, "digest_function {} is not supported for {}; it supports SHA256",
+               digest_function_name(f), what);
 }
 
 }  // namespace gorego::reapi

@@ -21,6 +21,7 @@
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -136,15 +137,43 @@ class Reapi {
   [[nodiscard]] std::uint64_t max_batch_bytes() const { return max_batch_.load(); }
   /// Whether GetCapabilities has answered (readiness of the upstream).
   [[nodiscard]] bool reachable() const { return probed_.load(); }
+  /// Whether the upstream can hold `d` at all (its digest function is one it serves, or
+  /// it has not been asked yet). For the others the local tier answers presence.
+  [[nodiscard]] bool serves(const Digest& d) const { return d.function != DigestFunction::kBlake3 || blake3_.load(std::memory_order_relaxed); }
 
   /// One GetCapabilities call with its own deadline and no retries: is the upstream
   /// answering now? (health checks)
   Status ping(std::chrono::milliseconds timeout) { return capabilities(timeout).status(); }
 
   void find_missing(std::span<const Digest> ds, Callback<Result<std::vector<Digest>>> done) {
-    // Large requests go in slices so no message nears the upstream's size limit; the
-    // slices run concurrently and their answers are merged.
-    const std::size_t slices = std::max<std::size_t>(1, (ds.size() + kFindMissingSlice - 1) / kFindMissingSlice);
+    if (std::any_of(ds.begin(), ds.end(), [this](const Digest& d) { return lacks(d); })) {
+      // An upstream without BLAKE3 holds none of those blobs: ask it only about the rest.
+      std::vector<Digest> asked;
+      std::vector<Digest> absent;
+      for (const Digest& d : ds) (lacks(d) ? absent : asked).push_back(d);
+      return find_missing(asked, [absent = std::move(absent), done = std::move(done)](Result<std::vector<Digest>> r) mutable {
+        if (!r) return done(std::move(r));
+        for (const Digest& d : absent) {
+          if (!d.empty_blob()) r->push_back(d);
+        }
+        done(std::move(r));
+      });
+    }
+    // Large requests go in slices so no message nears the upstream's size limit, one
+    // digest function per slice (a request names one); the slices run concurrently and
+    // their answers are merged.
+    std::vector<std::vector<Digest>> groups;
+    for (const DigestFunction f : {DigestFunction::kSha256, DigestFunction::kBlake3}) {
+      bool open = false;  // groups.back() takes more digests of `f`
+      for (const Digest& d : ds) {
+        if (d.function != f) continue;
+        if (!open || groups.back().size() == kFindMissingSlice) groups.emplace_back();
+        open = true;
+        groups.back().push_back(d);
+      }
+    }
+    if (groups.empty()) groups.emplace_back();
+    const std::size_t slices = groups.size();
     struct Merge {
       std::mutex mu;
       std::vector<Digest> out;
@@ -158,21 +187,20 @@ class Reapi {
     for (std::size_t i = 0; i < slices; ++i) {
       auto req = std::make_shared<re::FindMissingBlobsRequest>();
       req->set_instance_name(opt_.instance_name);
-      const std::size_t from = i * kFindMissingSlice;
-      for (std::size_t j = from; j < std::min(ds.size(), from + kFindMissingSlice); ++j) {
-        *req->add_blob_digests() = to_proto(ds[j]);
-      }
+      const DigestFunction fn = groups[i].empty() ? DigestFunction::kSha256 : groups[i].front().function;
+      set_function(*req, fn);
+      for (const Digest& d : groups[i]) *req->add_blob_digests() = to_proto(d);
       unary<re::FindMissingBlobsResponse>(
           "FindMissingBlobs",
           [this, req](grpc::ClientContext* ctx, re::FindMissingBlobsResponse* resp, std::function<void(grpc::Status)> cb) {
             cas_->async()->FindMissingBlobs(ctx, req.get(), resp, std::move(cb));
           },
-          [merge](Status s, re::FindMissingBlobsResponse& resp) {
+          [merge, fn](Status s, re::FindMissingBlobsResponse& resp) {
             std::unique_lock lock(merge->mu);
             if (!s.ok()) merge->failed = std::move(s);
             for (const auto& m : resp.missing_blob_digests()) {
               if (merge->failed) break;
-              auto d = from_proto(m);
+              auto d = from_proto(m, fn);
               if (!d) {
                 merge->failed = error(Code::kInternal, "upstream answered a malformed digest: {}", d.error().message());
                 break;
@@ -188,6 +216,7 @@ class Reapi {
   }
 
   void get(const Digest& d, Callback<Result<std::string>> done) {
+    if (lacks(d)) return done(not_served(d));
     if (static_cast<std::uint64_t>(d.size) > max_batch_bytes()) {
       auto out = std::make_shared<std::string>();
       out->reserve(static_cast<std::size_t>(d.size));
@@ -205,6 +234,7 @@ class Reapi {
     }
     auto req = std::make_shared<re::BatchReadBlobsRequest>();
     req->set_instance_name(opt_.instance_name);
+    set_function(*req, d.function);
     *req->add_digests() = to_proto(d);
     unary<re::BatchReadBlobsResponse>(
         "BatchReadBlobs",
@@ -226,6 +256,7 @@ class Reapi {
   }
 
   void read(const Digest& d, std::uint64_t offset, AsyncSink sink, Callback<Status> done) {
+    if (lacks(d)) return done(not_served(d));
     auto st = std::make_shared<ReadState>();
     st->digest = d;
     st->received = offset;
@@ -235,6 +266,7 @@ class Reapi {
   }
 
   void put(const Digest& d, std::string_view data, Callback<Status> done) {
+    if (lacks(d)) return done(Status{});  // nowhere to put it upstream: it stays local
     if (data.size() > max_batch_bytes()) {
       auto copy = std::make_shared<const std::string>(data);
       write(
@@ -248,6 +280,7 @@ class Reapi {
     }
     auto req = std::make_shared<re::BatchUpdateBlobsRequest>();
     req->set_instance_name(opt_.instance_name);
+    set_function(*req, d.function);
     auto* r = req->add_requests();
     *r->mutable_digest() = to_proto(d);
     r->set_data(std::string(data));
@@ -268,6 +301,7 @@ class Reapi {
   }
 
   void write(const Digest& d, AsyncSource source, Callback<Status> done) {
+    if (lacks(d)) return done(Status{});
     auto st = std::make_shared<WriteState>();
     st->digest = d;
     st->source = std::move(source);
@@ -276,8 +310,10 @@ class Reapi {
   }
 
   void get_action(const Digest& d, Callback<Result<std::string>> done) {
+    if (lacks(d)) return done(not_served(d));
     auto req = std::make_shared<re::GetActionResultRequest>();
     req->set_instance_name(opt_.instance_name);
+    set_function(*req, d.function);
     *req->mutable_action_digest() = to_proto(d);
     unary<re::ActionResult>(
         "GetActionResult",
@@ -291,8 +327,10 @@ class Reapi {
   }
 
   void put_action(const Digest& d, std::string_view bytes, Callback<Status> done) {
+    if (lacks(d)) return done(Status{});
     auto req = std::make_shared<re::UpdateActionResultRequest>();
     req->set_instance_name(opt_.instance_name);
+    set_function(*req, d.function);
     *req->mutable_action_digest() = to_proto(d);
     if (!req->mutable_action_result()->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       return done(error(Code::kInvalidArgument, "action result for {} does not parse", d));
@@ -348,6 +386,12 @@ class Reapi {
         // Leave room for the request's own framing; 0 means "no limit" in REAPI.
         const std::uint64_t usable = limit <= 0 ? kDefaultBatch : static_cast<std::uint64_t>(limit) * 3 / 4;
         max_batch_ = std::min<std::uint64_t>(usable, kMaxBatch);
+        const auto& fns = caps->cache_capabilities().digest_functions();
+        blake3_ = std::find(fns.begin(), fns.end(), re::DigestFunction::BLAKE3) != fns.end();
+        if (!blake3_) {
+          log::info("upstream does not list BLAKE3: BLAKE3 blobs and results stay in the local tier",
+                    {{"upstream", opt_.target}});
+        }
         probed_ = true;
         log::info("upstream reachable", {{"upstream", opt_.target},
                                          {"max_batch_total_size_bytes", std::to_string(limit)}});
@@ -666,14 +710,35 @@ class Reapi {
     bool held_ = true;
   };
 
+  /// Whether `d` is of a digest function the (probed) upstream does not serve. Such blobs
+  /// are never asked for upstream (a miss), and writes of them are done at once: the local
+  /// tier keeps them.
+  [[nodiscard]] bool lacks(const Digest& d) const {
+    return d.function == DigestFunction::kBlake3 && !blake3_.load(std::memory_order_relaxed);
+  }
+  static Status not_served(const Digest& d) {
+    return error(Code::kNotFound, "blob {} not found upstream (the upstream does not serve BLAKE3)", d);
+  }
+
+  /// A request's digest_function: left unset (the server's default) for SHA-256, so that
+  /// upstreams older than REAPI v2.3 see the requests they always saw.
+  template <class Request>
+  static void set_function(Request& req, DigestFunction f) {
+    if (f != DigestFunction::kSha256) req.set_digest_function(to_proto(f));
+  }
+  /// "blake3/" for a BLAKE3 blob's resource name; nothing for SHA-256.
+  static std::string_view function_segment(const Digest& d) {
+    return d.function == DigestFunction::kBlake3 ? "blake3/" : "";
+  }
+
   [[nodiscard]] std::string read_name(const Digest& d) const {
-    return fmt::format("{}{}blobs/{}/{}", opt_.instance_name, opt_.instance_name.empty() ? "" : "/",
-                       d.hex(), d.size);
+    return fmt::format("{}{}blobs/{}{}/{}", opt_.instance_name, opt_.instance_name.empty() ? "" : "/",
+                       function_segment(d), d.hex(), d.size);
   }
 
   [[nodiscard]] std::string upload_name(const Digest& d) const {
-    return fmt::format("{}{}uploads/{}/blobs/{}/{}", opt_.instance_name,
-                       opt_.instance_name.empty() ? "" : "/", uuid4(), d.hex(), d.size);
+    return fmt::format("{}{}uploads/{}/blobs/{}{}/{}", opt_.instance_name,
+                       opt_.instance_name.empty() ? "" : "/", uuid4(), function_segment(d), d.hex(), d.size);
   }
 
   static std::string uuid4() {
@@ -699,6 +764,7 @@ class Reapi {
   std::vector<std::pair<std::string, std::string>> headers_;        ///< lower-case name, value
   std::atomic<std::uint64_t> max_batch_{std::uint64_t{512} << 10};  // until probed: safe for any server
   std::atomic<bool> probed_{false};
+  std::atomic<bool> blake3_{true};  // the upstream lists BLAKE3 (assumed until probed)
   std::atomic<bool> stop_{false};
   std::recursive_mutex active_mu_;
   std::unordered_map<grpc::ClientContext*, std::weak_ptr<void>> active_;  // and what owns each

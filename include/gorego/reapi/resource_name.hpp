@@ -64,12 +64,15 @@ inline Result<std::size_t> parse_blob_part(std::string_view name, const std::vec
     }
   }
   ++i;
+  DigestFunction function = DigestFunction::kSha256;
   if (i < p.size() && p[i].size() != 64) {
-    // An explicit digest function segment (REAPI v2.3).
-    if (p[i] != "sha256") {
+    // An explicit digest function segment (REAPI v2.3); without one the function is SHA-256.
+    if (p[i] == "blake3") {
+      function = DigestFunction::kBlake3;
+    } else if (p[i] != "sha256") {
       return error(Code::kInvalidArgument,
                    "resource name \"{}\": digest function \"{}\" is not supported; this server "
-                   "supports sha256",
+                   "supports sha256 and blake3",
                    name, p[i]);
     }
     ++i;
@@ -88,7 +91,7 @@ inline Result<std::size_t> parse_blob_part(std::string_view name, const std::vec
     }
     size = size * 10 + (c - '0');
   }
-  auto d = Digest::parse(p[i], size);
+  auto d = Digest::parse(p[i], size, function);
   if (!d) return error(Code::kInvalidArgument, "resource name \"{}\": {}", name, d.error().message());
   out.digest = *d;
   return i + 2;

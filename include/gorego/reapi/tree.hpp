@@ -115,7 +115,7 @@ class TreeWalk {
       return false;
     }
     for (const auto& sub : dir.directories()) {
-      auto sd = from_proto(sub.digest(), fmt::format("directory {} entry \"{}\"", d.hex(), sub.name()));
+      auto sd = from_proto(sub.digest(), d.function, fmt::format("directory {} entry \"{}\"", d.hex(), sub.name()));
       if (!sd) {
         end(sd.error());
         return false;
@@ -234,7 +234,7 @@ inline Status add_tree_files(const Digest& tree_digest, const std::string& bytes
   }
   auto add_files = [&](const re::Directory& d) -> Status {
     for (const auto& f : d.files()) {
-      auto fd = from_proto(f.digest());
+      auto fd = from_proto(f.digest(), tree_digest.function);
       if (!fd) return error(Code::kNotFound, "tree {} has a bad file digest: {}", tree_digest, fd.error().message());
       out.push_back(*fd);
     }

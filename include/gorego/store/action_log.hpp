@@ -331,8 +331,9 @@ class ActionLog {
         .count();
   }
 
-  // Header layout: magic u32 | kind u8 | 3 zero | length u32 | 4 zero | check u64 |
-  // written i64 | digest size i64 | digest hash 32 bytes.
+  // Header layout: magic u32 | kind u8 | digest function u8 | 2 zero | length u32 | 4 zero |
+  // check u64 | written i64 | digest size i64 | digest hash 32 bytes. The function byte was
+  // zero (SHA-256) before BLAKE3, so older logs replay unchanged.
   static std::string encode(std::uint8_t kind, const Digest& d, std::string_view payload,
                             std::int64_t written) {
     std::string rec(kHeaderBytes + payload.size(), '\0');
@@ -340,6 +341,7 @@ class ActionLog {
     const auto length = static_cast<std::uint32_t>(payload.size());
     std::memcpy(p, &kMagic, 4);
     p[4] = static_cast<char>(kind);
+    p[5] = static_cast<char>(d.function);
     std::memcpy(p + 8, &length, 4);
     std::memcpy(p + 24, &written, 8);
     std::memcpy(p + 32, &d.size, 8);
@@ -357,7 +359,9 @@ class ActionLog {
     std::memcpy(&magic, rec.data(), 4);
     std::memcpy(&length, rec.data() + 8, 4);
     const auto kind = static_cast<std::uint8_t>(rec[4]);
-    return magic == kMagic && (kind == kPut || kind == kDelete) && length <= kMaxPayload;
+    const auto function = static_cast<std::uint8_t>(rec[5]);
+    return magic == kMagic && (kind == kPut || kind == kDelete) && length <= kMaxPayload &&
+           function <= static_cast<std::uint8_t>(kLastDigestFunction);
   }
 
   /// The header of the record at the start of `rec`, if `rec` holds all of it and the
@@ -375,6 +379,7 @@ class ActionLog {
     std::memcpy(&h.written, rec.data() + 24, 8);
     std::memcpy(&h.action.size, rec.data() + 32, 8);
     std::memcpy(h.action.hash.data(), rec.data() + 40, 32);
+    h.action.function = static_cast<DigestFunction>(rec[5]);
     return h;
   }
 

@@ -308,11 +308,18 @@ class Index {
   static constexpr std::uint64_t kVerified = std::uint64_t{1} << 62;
   static constexpr std::uint64_t kSeen = std::uint64_t{1} << 61;
   static constexpr std::uint64_t kSizeMask = (std::uint64_t{1} << 48) - 1;  // > kMaxDigestSize
+  /// The digest function, in the bits above the size (DigestFunction's value).
+  static constexpr int kFunctionShift = 48;
+  static constexpr std::uint64_t kFunctionMask = std::uint64_t{0xf} << kFunctionShift;
+  /// Size and function: what a slot must match besides the hash.
+  static std::uint64_t identity(const Digest& d) {
+    return static_cast<std::uint64_t>(d.size) | static_cast<std::uint64_t>(d.function) << kFunctionShift;
+  }
 
   /// One CAS blob: hash, size and flags, access stamp. 48 bytes.
   struct Slot {
     Hash256 hash;
-    std::uint64_t meta = 0;  // kUsed | kVerified | size
+    std::uint64_t meta = 0;  // kUsed | kVerified | kSeen | function | size
     std::uint64_t stamp = 0;
 
     [[nodiscard]] bool used() const { return (meta & kUsed) != 0; }
@@ -322,10 +329,11 @@ class Index {
       Digest d;
       d.hash = hash;
       d.size = static_cast<std::int64_t>(size());
+      d.function = static_cast<DigestFunction>((meta & kFunctionMask) >> kFunctionShift);
       return d;
     }
     [[nodiscard]] bool holds(const Digest& d) const {
-      return used() && size() == static_cast<std::uint64_t>(d.size) && hash == d.hash;
+      return used() && (meta & (kSizeMask | kFunctionMask)) == identity(d) && hash == d.hash;
     }
   };
   static_assert(sizeof(Slot) == 48);
@@ -357,7 +365,7 @@ class Index {
         if (s.holds(d)) return nullptr;
         if (!s.used()) {
           s.hash = d.hash;
-          s.meta = kUsed | (verified ? kVerified : 0) | (seen ? kSeen : 0) | static_cast<std::uint64_t>(d.size);
+          s.meta = kUsed | (verified ? kVerified : 0) | (seen ? kSeen : 0) | identity(d);
           s.stamp = stamp;
           ++size_;
           return &s;

@@ -50,6 +50,7 @@
 #include <gorego/core/name.hpp>
 #include <gorego/eviction/lru.hpp>
 #include <gorego/eviction/sampled_lru.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/hash/sha256.hpp>
 #include <gorego/store/blob_cache.hpp>
 #include <gorego/store/index.hpp>
@@ -683,8 +684,10 @@ class Local {
 
   // ---- index snapshot ---------------------------------------------------------------
   // File: "GOREGOIX", u32 version, u64 count, count records, SHA-256 of all before it.
-  // Record: 32-byte hash, i64 digest size, u8 tree, u64 stored bytes, i64 last access
-  // (Unix ns). Integers in host byte order; a file that fails any check is ignored.
+  // Record: 32-byte hash, i64 digest size, u8 tree (low 4 bits) and digest function (high 4
+  // bits; 0 is SHA-256, so version 1 files of older releases read the same), u64 stored
+  // bytes, i64 last access (Unix ns). Integers in host byte order; a file that fails any
+  // check is ignored.
 
   static constexpr std::string_view kSnapshotMagic = "GOREGOIX";
   static constexpr std::uint32_t kSnapshotVersion = 1;
@@ -720,7 +723,8 @@ class Local {
       index_.for_each([&](const IndexedObject& o) {
         buf.append(reinterpret_cast<const char*>(o.key.digest.hash.data()), o.key.digest.hash.size());
         put_raw(buf, o.key.digest.size);
-        put_raw(buf, static_cast<std::uint8_t>(o.key.tree));
+        put_raw(buf, static_cast<std::uint8_t>(static_cast<unsigned>(o.key.tree) |
+                                               static_cast<unsigned>(o.key.digest.function) << 4));
         put_raw(buf, o.bytes);
         put_raw(buf, wall_now - static_cast<std::int64_t>(steady_now - std::min(o.stamp, steady_now)));
         ++count;
@@ -789,7 +793,10 @@ class Local {
         const char* r = p + i * kSnapshotRecord + 32;
         const auto size = get_raw<std::int64_t>(r);
         const auto tree = get_raw<std::uint8_t>(r);
-        if (size < 0 || size > kMaxDigestSize || tree > static_cast<std::uint8_t>(Tree::kAc)) return reject("bad record");
+        if (size < 0 || size > kMaxDigestSize || (tree & 0xf) > static_cast<std::uint8_t>(Tree::kAc) ||
+            (tree >> 4) > static_cast<std::uint8_t>(kLastDigestFunction)) {
+          return reject("bad record");
+        }
       }
       index_.reserve(static_cast<std::size_t>(count));  // no growth (and no freed old tables)
       for (std::uint64_t i = 0; i < count; ++i) {
@@ -797,7 +804,9 @@ class Local {
         std::memcpy(d.hash.data(), p, d.hash.size());
         p += d.hash.size();
         d.size = get_raw<std::int64_t>(p);
-        const auto tree = static_cast<Tree>(get_raw<std::uint8_t>(p));
+        const auto tree_and_function = get_raw<std::uint8_t>(p);
+        const auto tree = static_cast<Tree>(tree_and_function & 0xf);
+        d.function = static_cast<DigestFunction>(tree_and_function >> 4);
         const auto bytes = get_raw<std::uint64_t>(p);
         const auto atime = get_raw<std::int64_t>(p);
         const ObjectKey key{d, tree};

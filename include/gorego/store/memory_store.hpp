@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <gorego/concepts/storage_backend.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/hash/sha256.hpp>
 
 namespace gorego {

@@ -46,6 +46,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -57,6 +58,7 @@
 #include <gorego/core/executor.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/core/name.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/hash/sha256.hpp>
 #include <gorego/store/no_remote.hpp>
 #include <gorego/store/remote.hpp>
@@ -577,6 +579,7 @@ class ProxyStore {
           if (r) {
             return resume(p, [&]() -> std::vector<Digest> {
               p->op.st.tier = Tier::kRemote;
+              if constexpr (requires { t.client().serves(keep->front()); }) settle_unserved(t.client(), *keep, *r);
               p->op.st.missing = r->size();
               return std::move(*r);
             });
@@ -603,6 +606,25 @@ class ProxyStore {
     auto out = local_.find_missing(ds);
     op.st.missing = out.size();
     finish(op, std::move(out), done);
+  }
+
+  /// An authority's answer about blobs it cannot hold at all (a digest function it does not
+  /// serve, as `client.serves` tells) is no answer: for those the local tier is the
+  /// authority. Rewrites `missing` (the authority's answer for `asked`), in request order.
+  template <class Client>
+  void settle_unserved(const Client& client, const std::vector<Digest>& asked, std::vector<Digest>& missing) {
+    std::vector<Digest> unserved;
+    for (const Digest& d : asked) {
+      if (!client.serves(d)) unserved.push_back(d);
+    }
+    if (unserved.empty()) return;
+    std::unordered_set<Digest> gone(missing.begin(), missing.end());
+    for (const Digest& d : unserved) gone.erase(d);
+    for (const Digest& d : local_.find_missing(unserved)) gone.insert(d);
+    missing.clear();
+    for (const Digest& d : asked) {
+      if (gone.erase(d) != 0) missing.push_back(d);
+    }
   }
 
   /// Asks tier I on, in order, which of `left` it cannot serve either; `done(still missing)`.

@@ -3,6 +3,7 @@
 ///
 /// Layout under `root`:
 ///   cas/ab/cd/<hash>          CAS blobs, named by their lower-case hex SHA-256
+///   cas/ab/cd/<hash>.b3       CAS blobs of the BLAKE3 keyspace, named by their BLAKE3
 ///   cas/ab/cd/.tmp-<run>-<n>  an upload replacing an existing name, or any upload in progress
 ///                             on a filesystem without O_TMPFILE
 ///   ac-log/<seq>.log          the ActionCache: serialized ActionResults keyed by the Action
@@ -52,6 +53,7 @@
 
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/concepts/storage_backend.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/hash/sha256.hpp>
 #include <gorego/store/action_log.hpp>
 #include <gorego/store/detail/file.hpp>
@@ -123,7 +125,7 @@ class ShardedDisk {
   class Reader {
    public:
     Reader(detail::Fd fd, Digest d, std::uint64_t offset, bool verify)
-        : fd_(std::move(fd)), digest_(d), pos_(offset), verify_(verify && offset == 0) {}
+        : fd_(std::move(fd)), digest_(d), pos_(offset), verify_(verify && offset == 0), hasher_(d.function) {}
     Result<std::size_t> read(std::span<char> buf) {
       const std::size_t want = std::min<std::uint64_t>(buf.size(), remaining());
       if (want == 0) return finish();
@@ -180,7 +182,7 @@ class ShardedDisk {
     Digest digest_;
     std::uint64_t pos_;
     bool verify_;
-    Sha256 hasher_;
+    ContentHasher hasher_;
   };
 
   class Writer {
@@ -189,8 +191,8 @@ class ShardedDisk {
     /// part below the first-level directory), or with `anonymous` the path of the directory
     /// where an unnamed (O_TMPFILE) file will be linked.
     Writer(ShardedDisk* owner, ObjectKey key, detail::Fd fd, std::string tmp, bool created_dirs, bool anonymous)
-        : owner_(owner), key_(key), fd_(std::move(fd)), tmp_(std::move(tmp)), created_dirs_(created_dirs),
-          anonymous_(anonymous) {}
+        : owner_(owner), key_(key), fd_(std::move(fd)), tmp_(std::move(tmp)), hasher_(key.digest.function),
+          created_dirs_(created_dirs), anonymous_(anonymous) {}
     Writer(Writer&& o) noexcept
         : owner_(o.owner_),
           key_(o.key_),
@@ -270,7 +272,7 @@ class ShardedDisk {
     ObjectKey key_;
     detail::Fd fd_;
     std::string tmp_;
-    Sha256 hasher_;
+    ContentHasher hasher_;
     std::uint64_t written_ = 0;
     bool created_dirs_ = false;
     bool anonymous_ = false;
@@ -397,11 +399,15 @@ class ShardedDisk {
     p += root_;
     p += "/cas/";
     p.append(hex, 0, 2).append("/").append(hex, 2, 2).append("/").append(hex);
+    if (k.digest.function == DigestFunction::kBlake3) p += kBlake3Suffix;
     return p;
   }
 
  private:
   static constexpr std::string_view kTempPrefix = ".tmp-";
+  /// A BLAKE3 blob's file is its hex hash and this suffix (a SHA-256 blob's is the bare
+  /// hash), so the two keyspaces never share a file.
+  static constexpr std::string_view kBlake3Suffix = ".b3";
 
   /// A writer for `k`: an unnamed file in the leaf directory (`anonymous_`), or a named
   /// temporary file there; the leaf directory is created if this is its first object.
@@ -614,12 +620,17 @@ class ShardedDisk {
         ::unlinkat(dfd, e->d_name, 0);  // an upload of an earlier run that never finished
         continue;
       }
-      if (name.size() != 64) continue;
+      DigestFunction function = DigestFunction::kSha256;
+      if (name.size() == 64 + kBlake3Suffix.size() && name.ends_with(kBlake3Suffix)) {
+        function = DigestFunction::kBlake3;
+      } else if (name.size() != 64) {
+        continue;
+      }
       struct stat st {};
       if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
         continue;
       }
-      auto digest = Digest::parse(name, st.st_size);
+      auto digest = Digest::parse(name.substr(0, 64), st.st_size, function);
       if (!digest) continue;
       const std::int64_t atime = std::int64_t{st.st_atim.tv_sec} * 1'000'000'000 + st.st_atim.tv_nsec;
       fn(ObjectKey{*digest, Tree::kCas}, static_cast<std::uint64_t>(st.st_size), atime);
