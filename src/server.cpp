@@ -25,6 +25,7 @@
 #include "admin_server.hpp"
 #include "exec/execution.hpp"
 #include "health.hpp"
+#include "http_cache.hpp"
 #include "listener.hpp"
 #include "process_metrics.hpp"
 #include "rpc_observer.hpp"
@@ -110,12 +111,18 @@ class AssembledServer final : public Server {
       if (!admin) return admin.error();
       admin_ = std::move(*admin);
     }
+    if (!c.http.addr.empty()) {
+      auto http = HttpCacheServer::start(c.http, stack_->http_store());
+      if (!http) return http.error();
+      http_ = std::move(*http);
+    }
     health_->start();
     return {};
   }
 
   [[nodiscard]] int port() const override { return listener_ ? listener_->port() : 0; }
   [[nodiscard]] int admin_port() const override { return admin_ ? admin_->port() : 0; }
+  [[nodiscard]] int http_port() const override { return http_ ? http_->port() : 0; }
 
   void begin_shutdown() override {
     if (health_) health_->begin_shutdown();
@@ -143,6 +150,7 @@ class AssembledServer final : public Server {
       listener_->shutdown(deadline);
       listening_ = false;
     }
+    http_.reset();  // closes its connections; requests in flight end with them
     if (exec_) exec_->stop();
     if (stack_) {
       // The canceller has ended: the write-back queue may use the upstream again to drain.
@@ -224,6 +232,7 @@ class AssembledServer final : public Server {
   std::unique_ptr<HealthMonitor> health_;
   telemetry::MetricsSource metrics_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<HttpCacheServer> http_;
   std::atomic<bool> listening_{false};  // read by admin threads
 };
 

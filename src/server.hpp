@@ -18,6 +18,8 @@ class Server {
   [[nodiscard]] virtual int port() const = 0;
   /// The admin HTTP server's port; 0 when `telemetry.metrics_addr` is empty.
   [[nodiscard]] virtual int admin_port() const = 0;
+  /// The HTTP cache listener's port; 0 when `http.addr` is empty.
+  [[nodiscard]] virtual int http_port() const = 0;
   /// First step of a graceful stop: grpc.health.v1 answers NOT_SERVING so load balancers
   /// and clients move away, while calls are still served.
   virtual void begin_shutdown() = 0;

@@ -23,6 +23,7 @@
 #include <gorego/reapi/service_options.hpp>
 
 #include "exec/execution.hpp"
+#include "http_cache.hpp"
 
 namespace gorego {
 
@@ -40,6 +41,8 @@ class StoreStack {
   virtual std::vector<grpc::Service*> services() = 0;
   /// Execution's view of the store.
   virtual exec::ExecStore& exec_store() = 0;
+  /// The HTTP cache listener's view of the store.
+  virtual HttpStore& http_store() = 0;
   /// The store's metrics (Counted's families and gauges).
   virtual std::vector<std::shared_ptr<prometheus::Collectable>> metrics() = 0;
 

@@ -43,6 +43,70 @@ class StoreForExecution final : public exec::ExecStore {
   reapi::ActionCacheService<Store>& ac_;
 };
 
+/// The HTTP cache listener's view of the store: the same stack, called synchronously from
+/// the listener's connection threads. SHA-256 only (the HTTP protocol has no digest
+/// function).
+template <class Store>
+class StoreForHttp final : public HttpStore {
+ public:
+  StoreForHttp(Store& store, reapi::ActionCacheService<Store>& ac) : store_(store), ac_(ac) {}
+
+  std::optional<std::int64_t> size_of(const Hash256& h) override {
+    return store_.local().size_of(h, DigestFunction::kSha256);
+  }
+  Result<std::unique_ptr<Reader>> open_read(const Digest& d) override {
+    auto r = store_.open_read(d, 0);
+    if (!r) return r.error();
+    return std::unique_ptr<Reader>(std::make_unique<ReaderOf>(std::move(*r)));
+  }
+  Result<std::unique_ptr<Writer>> open_write(const Digest& d) override {
+    auto w = store_.open_write(d);
+    if (!w) return w.error();
+    return std::unique_ptr<Writer>(std::make_unique<WriterOf>(std::move(*w)));
+  }
+  Result<std::string> get_action(const Digest& action) override {
+    return detail::wait_for<Result<std::string>>([&](auto done) {
+      ac_.lookup(action, [done = std::move(done)](Result<reapi::re::ActionResult> r) mutable {
+        if (!r) return done(r.error());
+        done(r->SerializeAsString());
+      });
+    });
+  }
+  Status put_action(const Digest& action, std::string_view bytes) override {
+    reapi::re::ActionResult r;
+    if (!r.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      return error(Code::kInvalidArgument, "the body ({} bytes) is not an ActionResult", bytes.size());
+    }
+    std::vector<Digest> referenced;
+    GOREGO_RETURN_IF_ERROR(reapi::result_digests(r, referenced));
+    return store_.put_action(action, r.SerializeAsString());
+  }
+  std::uint64_t usage_bytes() override { return store_.local().usage_bytes(); }
+  bool loaded() override { return store_.local().loaded(); }
+
+ private:
+  class ReaderOf final : public Reader {
+   public:
+    explicit ReaderOf(typename Store::Reader r) : r_(std::move(r)) {}
+    Result<std::size_t> read(std::span<char> buf) override { return r_.read(buf); }
+
+   private:
+    typename Store::Reader r_;
+  };
+  class WriterOf final : public Writer {
+   public:
+    explicit WriterOf(typename Store::Writer w) : w_(std::move(w)) {}
+    Status append(std::string_view data) override { return w_.append(data); }
+    Status commit() override { return w_.commit(); }
+
+   private:
+    typename Store::Writer w_;
+  };
+
+  Store& store_;
+  reapi::ActionCacheService<Store>& ac_;
+};
+
 template <class Store>
 class StoreStackImpl final : public StoreStack {
  public:
@@ -62,7 +126,8 @@ class StoreStackImpl final : public StoreStack {
         cas_(store_, pool, opt),
         bytestream_(store_, pool, opt),
         ac_(store_, pool),
-        exec_store_(store_, ac_) {
+        exec_store_(store_, ac_),
+        http_store_(store_, ac_) {
     store_.template instrumentation<Traced>().enable(std::move(tracer));
   }
 
@@ -95,6 +160,7 @@ class StoreStackImpl final : public StoreStack {
 
   std::vector<grpc::Service*> services() override { return {&cas_, &bytestream_, &ac_}; }
   exec::ExecStore& exec_store() override { return exec_store_; }
+  HttpStore& http_store() override { return http_store_; }
   std::vector<std::shared_ptr<prometheus::Collectable>> metrics() override {
     auto& counted = store_.template instrumentation<Counted>();
     return {counted.registry(), counted.gauges()};
@@ -140,6 +206,7 @@ class StoreStackImpl final : public StoreStack {
   reapi::ByteStreamService<Store> bytestream_;
   reapi::ActionCacheService<Store> ac_;
   StoreForExecution<Store> exec_store_;
+  StoreForHttp<Store> http_store_;
 };
 
 }  // namespace gorego

@@ -113,9 +113,9 @@ std::vector<Setting> compose(std::span<const Area> areas) {
   return table;
 }
 
-const std::array<Area, 5>& areas() {
-  static const std::array<Area, 5> kAreas{server_area(), storage_area(), telemetry_area(),
-                                          remote_area(), execution_area()};
+const std::array<Area, 6>& areas() {
+  static const std::array<Area, 6> kAreas{server_area(), storage_area(), telemetry_area(),
+                                          remote_area(), execution_area(), http_area()};
   return kAreas;
 }
 

@@ -95,6 +95,7 @@ struct Area {
 [[nodiscard]] Area telemetry_area();
 [[nodiscard]] Area remote_area();
 [[nodiscard]] Area execution_area();
+[[nodiscard]] Area http_area();
 
 /// The field `Member` of the area `AreaMember` of a Config:
 /// `Field<&Config::remote, &RemoteSettings::target>`.

@@ -42,7 +42,8 @@ inline google::rpc::Status missing_blobs(std::span<const Digest> missing, std::s
   for (const Digest& d : missing) {
     auto* v = pf.add_violations();
     v->set_type("MISSING");
-    v->set_subject(fmt::format("blobs/{}/{}", d.hex(), d.size));
+    // REAPI: the function's segment only for functions a hash length cannot tell (BLAKE3).
+    v->set_subject(fmt::format("blobs/{}{}/{}", d.function == DigestFunction::kBlake3 ? "blake3/" : "", d.hex(), d.size));
   }
   out.add_details()->PackFrom(pf);
   return out;

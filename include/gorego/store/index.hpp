@@ -240,6 +240,17 @@ class Index {
     }
   }
 
+  /// The size of a CAS blob known by its hash alone (the HTTP cache protocol names blobs
+  /// so), if the index holds one with hash `h` under function `f`.
+  [[nodiscard]] std::optional<std::int64_t> cas_size(const Hash256& h, DigestFunction f) const {
+    Digest probe;
+    probe.hash = h;
+    probe.function = f;
+    const Shard& s = shard(ObjectKey{probe, Tree::kCas});
+    std::shared_lock lock(s.mu);
+    return s.cas.size_of(h, f);
+  }
+
   /// Records that the stored bytes of CAS blob `d` were found to match it.
   void set_verified(const Digest& d) {
     Shard& s = shard(ObjectKey{d, Tree::kCas});
@@ -354,6 +365,18 @@ class Index {
         const Slot& s = slots_[i];
         if (!s.used()) return nullptr;
         if (s.holds(d)) return &s;
+      }
+    }
+
+    /// The size of the first slot with hash `h` under `f` (a probe run holds every slot of
+    /// its home position).
+    [[nodiscard]] std::optional<std::int64_t> size_of(const Hash256& h, DigestFunction f) const {
+      if (slots_.empty()) return std::nullopt;
+      const std::uint64_t fn = static_cast<std::uint64_t>(f) << kFunctionShift;
+      for (std::size_t i = home(h);; i = next(i)) {
+        const Slot& s = slots_[i];
+        if (!s.used()) return std::nullopt;
+        if (s.hash == h && (s.meta & kFunctionMask) == fn) return static_cast<std::int64_t>(s.size());
       }
     }
 

@@ -251,6 +251,13 @@ class Local {
 
   bool contains(const Digest& d) { return d.empty_blob() || present({d, Tree::kCas}); }
 
+  /// The size of the CAS blob with hash `h` under `f`, when the index holds one (the empty
+  /// blob always): for protocols that name blobs by hash alone (HTTP). Memory only.
+  [[nodiscard]] std::optional<std::int64_t> size_of(const Hash256& h, DigestFunction f) const {
+    if (h == empty_hash(f)) return 0;
+    return index_.cas_size(h, f);
+  }
+
   std::vector<Digest> find_missing(std::span<const Digest> ds) {
     std::vector<Digest> out;
     const std::uint64_t stamp = Index::now();  // one access time for the batch: a clock read per digest was 3 % of the CPU
