@@ -26,8 +26,11 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-constexpr std::size_t kPiece = 64 << 10;
+/// Bodies move in pieces of this size (one buffer per connection): large enough that an
+/// upload costs few appends, as a ByteStream upload's 1 MiB messages do.
+constexpr std::size_t kPiece = 1 << 20;
 constexpr std::size_t kHeaderLimit = 16 << 10;
+constexpr std::size_t kReadBuffer = 256 << 10;
 /// A client that sends or takes nothing for this long is disconnected.
 constexpr int kIdleSeconds = 120;
 
@@ -42,16 +45,24 @@ class TimedStream {
   std::size_t read_some(const Buffers& bufs, beast::error_code& ec) {
     const auto b = first<asio::mutable_buffer>(bufs);
     if (b.size() == 0) return ec = {}, 0;
-    if (!wait(POLLIN, ec)) return 0;
-    return done(::recv(fd_, b.data(), b.size(), 0), ec, asio::error::make_error_code(asio::error::eof));
+    // Try first, wait only when nothing is there: one syscall per piece on a busy upload.
+    ssize_t n = ::recv(fd_, b.data(), b.size(), MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait(POLLIN, ec)) return 0;
+      n = ::recv(fd_, b.data(), b.size(), MSG_DONTWAIT);
+    }
+    return done(n, ec, asio::error::make_error_code(asio::error::eof));
   }
   template <class Buffers>
   std::size_t write_some(const Buffers& bufs, beast::error_code& ec) {
     const auto b = first<asio::const_buffer>(bufs);
     if (b.size() == 0) return ec = {}, 0;
-    if (!wait(POLLOUT, ec)) return 0;
-    return done(::send(fd_, b.data(), b.size(), MSG_NOSIGNAL), ec,
-                asio::error::make_error_code(asio::error::connection_reset));
+    ssize_t n = ::send(fd_, b.data(), b.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!wait(POLLOUT, ec)) return 0;
+      n = ::send(fd_, b.data(), b.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    return done(n, ec, asio::error::make_error_code(asio::error::connection_reset));
   }
   template <class Buffers>
   std::size_t read_some(const Buffers& bufs) {
@@ -145,7 +156,11 @@ http::status status_of(Code c) {
 class Connection {
  public:
   Connection(tcp::socket sock, const HttpSettings& s, HttpStore& store)
-      : socket_(std::move(sock)), sock_(socket_.native_handle()), settings_(s), store_(store) {}
+      : socket_(std::move(sock)), sock_(socket_.native_handle()), settings_(s), store_(store) {
+    // Beast reads at most the buffer's free capacity per call: without room, a body
+    // arrives a few hundred bytes per recv.
+    buf_.reserve(kReadBuffer);
+  }
 
   void run() {
     while (serve_one()) {
@@ -402,7 +417,8 @@ class Connection {
   beast::flat_buffer buf_;
   bool keep_ = true;
   unsigned version_ = 11;
-  char piece_[kPiece];
+  std::unique_ptr<char[]> buffer_ = std::make_unique<char[]>(kPiece);
+  char* piece_ = buffer_.get();
 };
 
 }  // namespace

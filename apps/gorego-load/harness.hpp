@@ -171,4 +171,8 @@ inline Report run_timed(const Options& o, Env& env, std::string workload, std::s
   return r;
 }
 
+/// The HTTP cache protocol workloads (http_workloads.cpp).
+Result<Report> http_put(const Options& o, Env& env);
+Result<Report> http_get(const Options& o, Env& env);
+
 }  // namespace gorego::load

@@ -32,7 +32,8 @@ struct Options {
   double missing_fraction = 0.1;
   std::uint64_t chunk = kMiB;
   bool zstd = false;             ///< bytestream-*: compressed-blobs/zstd/ names
-  std::uint64_t distinct = 16;   ///< bytestream-read: blobs uploaded, then read at random
+  std::uint64_t distinct = 16;   ///< bytestream-read, http-get: blobs uploaded, then read at random
+  std::string http_target = "127.0.0.1:8080";  ///< http-*: the HTTP cache listener
   std::uint64_t actions = 1000;  ///< ac-get: actions stored, then read at random
   unsigned outputs = 4;          ///< output files per ActionResult
   std::optional<pid_t> server_pid;

@@ -39,6 +39,9 @@ Workloads (--workload):
                     (default 1 MiB) pieces; committed_size must equal the size.
   bytestream-read   Uploads --distinct (default 16) blobs of --size (default 4 MiB) untimed,
                     then ByteStream Reads them at random, hashing every byte.
+  http-put          As bytestream-write, as an HTTP PUT /cas/HASH to --http-target.
+  http-get          As bytestream-read, as HTTP GETs of /cas/HASH from --http-target
+                    (the length of every answer is checked).
   ac-update         UpdateActionResult of a new action whose result names --outputs (default 4)
                     population blobs as output files plus one as stdout; the answer must
                     carry the same outputs.
@@ -248,7 +251,8 @@ std::vector<std::pair<std::string, std::string>> parameters(const Options& o) {
   const auto& w = o.workload;
   const bool uses_population = w == "populate" || w == "find-missing" || w == "batch-read" ||
                                w == "ac-get" || w == "ac-update" || w == "cold-start";
-  if (w != "bytestream-write" && w != "bytestream-read" && w != "ac-get" && w != "ac-update")
+  if (w != "bytestream-write" && w != "bytestream-read" && w != "ac-get" && w != "ac-update" &&
+      !w.starts_with("http-"))
     add("per-request", o.per_request);
   if (w == "find-missing") add("missing-fraction", o.missing_fraction);
   if (uses_population) {
@@ -262,7 +266,7 @@ std::vector<std::pair<std::string, std::string>> parameters(const Options& o) {
     add("size", o.size);
   }
   if (w.starts_with("bytestream") || w == "populate" || w == "cold-start") add("chunk", o.chunk);
-  if (w == "bytestream-read") add("distinct", o.distinct);
+  if (w == "bytestream-read" || w == "http-get") add("distinct", o.distinct);
   if (w.starts_with("bytestream") && o.zstd) add("compressor", "zstd");
   if (w == "ac-get") add("actions", o.actions);
   if (w.starts_with("ac-")) add("outputs", o.outputs);
@@ -283,7 +287,8 @@ int run(int argc, char** argv) {
   const std::vector<std::string> workloads = {"populate",     "find-missing",     "batch-read",
                                               "batch-update", "bytestream-write", "bytestream-read",
                                               "ac-get",       "ac-update",        "cold-start",
-                                              "execute",      "spawn-local"};
+                                              "execute",      "spawn-local",      "http-put",
+                                              "http-get"};
   app.add_option("--workload", o.workload, "What to run (see below)")
       ->required()
       ->check(CLI::IsMember(workloads));
@@ -337,7 +342,9 @@ int run(int argc, char** argv) {
                  "bytestream-*: identity, or zstd (compressed-blobs names, one frame per --chunk)")
       ->capture_default_str()
       ->check(CLI::IsMember({"identity", "zstd"}));
-  app.add_option("--distinct", o.distinct, "bytestream-read: blobs to read from")
+  app.add_option("--http-target", o.http_target, "http-*: the HTTP cache listener, HOST:PORT")
+      ->capture_default_str();
+  app.add_option("--distinct", o.distinct, "bytestream-read, http-get: blobs to read from")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--actions", o.actions, "ac-get: actions stored and read")
@@ -395,7 +402,7 @@ int run(int argc, char** argv) {
     o.duration = duration > 0 ? duration : 10.0;
   if (server_pid > 0) o.server_pid = server_pid;
   if (blobs > 0) o.population.blobs = blobs;
-  const bool bytestream = o.workload.starts_with("bytestream");
+  const bool bytestream = o.workload.starts_with("bytestream") || o.workload.starts_with("http-");
   std::optional<std::uint64_t> size;
   if (!size_text.empty()) {
     auto s = parse_size(size_text);

@@ -644,6 +644,8 @@ Result<Report> run_workload(const Options& o) {
   if (o.workload == "bytestream-read") return bytestream_read(o, *env);
   if (o.workload == "execute") return execute(o, *env);
   if (o.workload == "spawn-local") return spawn_local(o, *env);
+  if (o.workload == "http-put") return http_put(o, *env);
+  if (o.workload == "http-get") return http_get(o, *env);
 
   Population pop(o.population);
   compute_digests(o, pop);
