@@ -28,6 +28,12 @@ class CapabilitiesService final : public re::Capabilities::CallbackService {
     cache->add_supported_batch_update_compressors(re::Compressor::IDENTITY);
     cache->add_supported_batch_update_compressors(re::Compressor::ZSTD);
     cache->set_max_cas_blob_size_bytes(static_cast<std::int64_t>(opt_.max_cas_blob_size_bytes));
+    // SplitBlob cuts with FastCDC 2020 at REAPI's recommended average; SpliceBlob takes
+    // chunks cut any way.
+    cache->set_split_blob_support(true);
+    cache->set_splice_blob_support(true);
+    cache->mutable_fast_cdc_2020_params()->set_avg_chunk_size_bytes(512 << 10);
+    cache->mutable_fast_cdc_2020_params()->set_seed(0);
     if (opt_.exec_enabled) {
       auto* exec = caps.mutable_execution_capabilities();
       // Execution hashes with SHA-256 only (the workers' outputs): BLAKE3 is a cache feature.

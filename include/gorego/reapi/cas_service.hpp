@@ -21,6 +21,8 @@
 
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
+#include <gorego/core/fastcdc.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/core/zstd.hpp>
 #include <gorego/reapi/arena_allocator.hpp>
 #include <gorego/reapi/convert.hpp>
@@ -188,6 +190,77 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     return new TreeReactor(this, req, incoming_context(ctx));
   }
 
+  /// SplitBlob: cuts the stored blob with FastCDC 2020 (kSplitAverage), stores the chunks
+  /// and answers their digests in order. NOT_FOUND when the blob is not stored.
+  grpc::ServerUnaryReactor* SplitBlob(grpc::CallbackServerContext* ctx, const re::SplitBlobRequest* req,
+                                      re::SplitBlobResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    CallContext::Scope call(call_context(ctx, req->instance_name()));
+    admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
+      const auto fn = digest_function_of(req->digest_function());
+      if (!fn) return reactor->Finish(to_grpc(fn.error()));
+      auto blob = from_proto(req->blob_digest(), *fn, "blob_digest");
+      if (!blob) return reactor->Finish(to_grpc(blob.error()));
+      if (static_cast<std::uint64_t>(blob->size) > kMaxSpliceBytes) return reactor->Finish(to_grpc(too_large(*blob)));
+      store_.get(*blob, [this, reactor, resp, d = *blob](Result<std::string> data) {
+        if (!data) return reactor->Finish(to_grpc(data.error()));
+        auto chunks = std::make_shared<std::string>(std::move(*data));
+        std::vector<BlobWrite> writes;
+        for (std::size_t off = 0; off < chunks->size();) {
+          const std::string_view piece = std::string_view(*chunks).substr(off, splitter().cut(std::string_view(*chunks).substr(off)));
+          writes.push_back({digest_of(d.function, piece), piece});
+          off += piece.size();
+        }
+        for (const BlobWrite& w : writes) *resp->add_chunk_digests() = to_proto(w.digest);
+        resp->set_chunking_function(re::ChunkingFunction::FAST_CDC_2020);
+        store_.put_batch(writes, [reactor, chunks](std::vector<Status> stored) {
+          for (const Status& s : stored) {
+            if (!s.ok()) return reactor->Finish(to_grpc(s));
+          }
+          reactor->Finish(grpc::Status::OK);
+        });
+      });
+    });
+    return reactor;
+  }
+
+  /// SpliceBlob: stores the concatenation of the chunks (all must be stored) as the blob,
+  /// after checking it against the blob's digest. A blob already stored is answered at once.
+  grpc::ServerUnaryReactor* SpliceBlob(grpc::CallbackServerContext* ctx, const re::SpliceBlobRequest* req,
+                                       re::SpliceBlobResponse* resp) override {
+    auto* reactor = ctx->DefaultReactor();
+    CallContext::Scope call(call_context(ctx, req->instance_name()));
+    admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
+      const auto fn = digest_function_of(req->digest_function());
+      if (!fn) return reactor->Finish(to_grpc(fn.error()));
+      if (!req->has_blob_digest()) {
+        return reactor->Finish(to_grpc(error(Code::kInvalidArgument, "blob_digest is required")));
+      }
+      auto blob = from_proto(req->blob_digest(), *fn, "blob_digest");
+      if (!blob) return reactor->Finish(to_grpc(blob.error()));
+      if (static_cast<std::uint64_t>(blob->size) > kMaxSpliceBytes) return reactor->Finish(to_grpc(too_large(*blob)));
+      auto chunks = std::make_shared<std::vector<Digest>>();
+      std::uint64_t total = 0;
+      for (int i = 0; i < req->chunk_digests_size(); ++i) {
+        auto c = from_proto(req->chunk_digests(i), *fn, "chunk_digests", i);
+        if (!c) return reactor->Finish(to_grpc(c.error()));
+        total += static_cast<std::uint64_t>(c->size);
+        chunks->push_back(*c);
+      }
+      if (total != static_cast<std::uint64_t>(blob->size)) {
+        return reactor->Finish(to_grpc(error(Code::kInvalidArgument,
+                                             "the {} chunks hold {} bytes, not the {} of blob {}",
+                                             chunks->size(), total, blob->size, *blob)));
+      }
+      *resp->mutable_blob_digest() = req->blob_digest();
+      if (store_.contains(*blob)) return reactor->Finish(grpc::Status::OK);
+      auto out = std::make_shared<std::string>();
+      out->reserve(static_cast<std::size_t>(total));
+      gather(*blob, chunks, 0, out, reactor);
+    });
+    return reactor;
+  }
+
   /// GetTree walks parked between pages (tests, metrics).
   TreeCursors<TreeWalk<Store>>& cursors() { return cursors_; }
 
@@ -218,6 +291,39 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       out->set_data(std::move((*data)[static_cast<std::size_t>(i)]));
     }
     return true;
+  }
+
+  /// The average chunk size SplitBlob cuts at (REAPI's recommended FastCDC average).
+  static constexpr std::uint64_t kSplitAverage = 512 << 10;
+  /// Split and Splice hold the blob in memory: larger ones are refused.
+  static constexpr std::uint64_t kMaxSpliceBytes = std::uint64_t{1} << 30;
+
+  static const fastcdc::Chunker& splitter() {
+    static const fastcdc::Chunker c = *fastcdc::Chunker::make(kSplitAverage);
+    return c;
+  }
+  static Status too_large(const Digest& d) {
+    return error(Code::kResourceExhausted, "blob {} is over the {} bytes Split and Splice handle here", d,
+                 kMaxSpliceBytes);
+  }
+
+  /// Appends chunk `i` on of `chunks` to `out`, then stores `out` as `blob` (verified).
+  void gather(Digest blob, std::shared_ptr<std::vector<Digest>> chunks, std::size_t i,
+              std::shared_ptr<std::string> out, grpc::ServerUnaryReactor* reactor) {
+    if (i == chunks->size()) {
+      std::vector<BlobWrite> w{{blob, *out}};
+      return store_.put_batch(w, [reactor, out](std::vector<Status> stored) {
+        reactor->Finish(to_grpc(stored.front()));
+      });
+    }
+    store_.get((*chunks)[i], [this, blob, chunks, i, out, reactor](Result<std::string> data) {
+      if (!data) {
+        return reactor->Finish(to_grpc(
+            error(data.error().code(), "chunk_digests[{}] ({}): {}", i, (*chunks)[i], data.error().message())));
+      }
+      out->append(*data);
+      gather(blob, chunks, i + 1, out, reactor);
+    });
   }
 
   static bool accepts_zstd(const re::BatchReadBlobsRequest& req) {
