@@ -25,6 +25,9 @@
 
 namespace gorego::fastcdc {
 
+/// The average chunk size REAPI recommends, which gorego's SplitBlob cuts at and advertises.
+inline constexpr std::uint64_t kRecommendedAverage = 512 << 10;
+
 /// The gear table, computed once.
 inline const std::array<std::uint64_t, 256>& gear() {
   static const std::array<std::uint64_t, 256> table = [] {

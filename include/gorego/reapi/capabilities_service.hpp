@@ -5,6 +5,7 @@
 
 #include "build/bazel/remote/execution/v2/remote_execution.grpc.pb.h"
 
+#include <gorego/core/fastcdc.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/service_options.hpp>
 
@@ -32,7 +33,7 @@ class CapabilitiesService final : public re::Capabilities::CallbackService {
     // chunks cut any way.
     cache->set_split_blob_support(true);
     cache->set_splice_blob_support(true);
-    cache->mutable_fast_cdc_2020_params()->set_avg_chunk_size_bytes(512 << 10);
+    cache->mutable_fast_cdc_2020_params()->set_avg_chunk_size_bytes(fastcdc::kRecommendedAverage);
     cache->mutable_fast_cdc_2020_params()->set_seed(0);
     if (opt_.exec_enabled) {
       auto* exec = caps.mutable_execution_capabilities();

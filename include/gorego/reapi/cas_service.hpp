@@ -22,8 +22,8 @@
 #include <gorego/concepts/blob_store.hpp>
 #include <gorego/core/executor.hpp>
 #include <gorego/core/fastcdc.hpp>
-#include <gorego/hash/content_hash.hpp>
 #include <gorego/core/zstd.hpp>
+#include <gorego/hash/content_hash.hpp>
 #include <gorego/reapi/arena_allocator.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/rpc_context.hpp>
@@ -190,7 +190,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     return new TreeReactor(this, req, incoming_context(ctx));
   }
 
-  /// SplitBlob: cuts the stored blob with FastCDC 2020 (kSplitAverage), stores the chunks
+  /// SplitBlob: cuts the stored blob with FastCDC 2020 (REAPI's recommended average), stores the chunks
   /// and answers their digests in order. NOT_FOUND when the blob is not stored.
   grpc::ServerUnaryReactor* SplitBlob(grpc::CallbackServerContext* ctx, const re::SplitBlobRequest* req,
                                       re::SplitBlobResponse* resp) override {
@@ -204,16 +204,17 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
       if (static_cast<std::uint64_t>(blob->size) > kMaxSpliceBytes) return reactor->Finish(to_grpc(too_large(*blob)));
       store_.get(*blob, [this, reactor, resp, d = *blob](Result<std::string> data) {
         if (!data) return reactor->Finish(to_grpc(data.error()));
-        auto chunks = std::make_shared<std::string>(std::move(*data));
+        auto bytes = std::make_shared<std::string>(std::move(*data));
         std::vector<BlobWrite> writes;
-        for (std::size_t off = 0; off < chunks->size();) {
-          const std::string_view piece = std::string_view(*chunks).substr(off, splitter().cut(std::string_view(*chunks).substr(off)));
+        std::size_t off = 0;
+        for (const std::size_t n : splitter().split(*bytes)) {
+          const std::string_view piece = std::string_view(*bytes).substr(off, n);
           writes.push_back({digest_of(d.function, piece), piece});
-          off += piece.size();
+          *resp->add_chunk_digests() = to_proto(writes.back().digest);
+          off += n;
         }
-        for (const BlobWrite& w : writes) *resp->add_chunk_digests() = to_proto(w.digest);
         resp->set_chunking_function(re::ChunkingFunction::FAST_CDC_2020);
-        store_.put_batch(writes, [reactor, chunks](std::vector<Status> stored) {
+        store_.put_batch(writes, [reactor, bytes](std::vector<Status> stored) {
           for (const Status& s : stored) {
             if (!s.ok()) return reactor->Finish(to_grpc(s));
           }
@@ -293,13 +294,11 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
     return true;
   }
 
-  /// The average chunk size SplitBlob cuts at (REAPI's recommended FastCDC average).
-  static constexpr std::uint64_t kSplitAverage = 512 << 10;
   /// Split and Splice hold the blob in memory: larger ones are refused.
   static constexpr std::uint64_t kMaxSpliceBytes = std::uint64_t{1} << 30;
 
   static const fastcdc::Chunker& splitter() {
-    static const fastcdc::Chunker c = *fastcdc::Chunker::make(kSplitAverage);
+    static const fastcdc::Chunker c = *fastcdc::Chunker::make(fastcdc::kRecommendedAverage);
     return c;
   }
   static Status too_large(const Digest& d) {

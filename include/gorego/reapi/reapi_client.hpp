@@ -713,9 +713,7 @@ class Reapi {
   /// Whether `d` is of a digest function the (probed) upstream does not serve. Such blobs
   /// are never asked for upstream (a miss), and writes of them are done at once: the local
   /// tier keeps them.
-  [[nodiscard]] bool lacks(const Digest& d) const {
-    return d.function == DigestFunction::kBlake3 && !blake3_.load(std::memory_order_relaxed);
-  }
+  [[nodiscard]] bool lacks(const Digest& d) const { return !serves(d); }
   static Status not_served(const Digest& d) {
     return error(Code::kNotFound, "blob {} not found upstream (the upstream does not serve BLAKE3)", d);
   }
