@@ -24,17 +24,34 @@ namespace {
 
 void send(mg_connection* c, int status, std::string_view type, std::string_view body) {
   const char* reason = status == 200 ? "OK" : status == 400 ? "Bad Request" : status == 404 ? "Not Found"
+                     : status == 401 ? "Unauthorized" : status == 403 ? "Forbidden"
                      : status == 409 ? "Conflict" : status == 503 ? "Service Unavailable" : "Error";
   mg_printf(c,
             "HTTP/1.1 %d %s\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
-            "Connection: close\r\n\r\n",
-            status, reason, static_cast<int>(type.size()), type.data(), body.size());
+            "%sConnection: close\r\n\r\n",
+            status, reason, static_cast<int>(type.size()), type.data(), body.size(),
+            status == 401 ? "WWW-Authenticate: Basic realm=\"gorego admin\"\r\n" : "");
   if (std::string_view(mg_get_request_info(c)->request_method) != "HEAD") mg_write(c, body.data(), body.size());
 }
 
 const AdminServer& server_of(void* cbdata) { return *static_cast<const AdminServer*>(cbdata); }
 
+/// Whether the request may go on; when not, the 401 or 403 has been sent and `*status` is it.
+bool allowed(mg_connection* c, void* cbdata, int* status) {
+  const auto& authorize = server_of(cbdata).handlers().authorize;
+  if (!authorize) return true;
+  const char* header = mg_get_header(c, "Authorization");
+  const mg_request_info* ri = mg_get_request_info(c);
+  const Status st = authorize(header != nullptr ? std::string_view(header) : std::string_view(),
+                              fmt::format("admin {}", ri->local_uri));
+  if (st.ok()) return true;
+  *status = st.code() == Code::kUnauthenticated ? 401 : 403;
+  send(c, *status, "text/plain; charset=utf-8", st.message() + "\n");
+  return false;
+}
+
 int metrics(mg_connection* c, void* cbdata) {
+  if (int status = 0; !allowed(c, cbdata, &status)) return status;
   send(c, 200, "text/plain; version=0.0.4; charset=utf-8", server_of(cbdata).handlers().metrics());
   return 200;
 }
@@ -84,8 +101,13 @@ Result<int> seconds_param(const mg_request_info* ri) {
   return s;
 }
 
-int pprof(mg_connection* c, void*) {
+int pprof(mg_connection* c, void* cbdata) {
+  if (int status = 0; !allowed(c, cbdata, &status)) return status;
   const mg_request_info* ri = mg_get_request_info(c);
+  if (!server_of(cbdata).handlers().pprof) {
+    send(c, 404, "text/plain; charset=utf-8", "profiles are off; set telemetry.pprof: true to serve them\n");
+    return 404;
+  }
   const std::string_view uri = ri->local_uri;
   if (uri == "/debug/pprof/" || uri == "/debug/pprof") {
     send(c, 200, "text/plain; charset=utf-8",

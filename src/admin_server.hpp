@@ -1,7 +1,9 @@
 #pragma once
 /// The admin HTTP server (`telemetry.metrics_addr`): /metrics, /health/live,
-/// /health/ready, /health/startup and /debug/pprof/ (CPU and heap profiles), on a few
-/// civetweb threads of its own so a busy gRPC server never starves the probes.
+/// /health/ready, /health/startup and, when enabled, /debug/pprof/ (CPU and heap profiles),
+/// on a few civetweb threads of its own so a busy gRPC server never starves the probes.
+/// With an `authorize` handler, everything but /health/* needs its approval (the `admin`
+/// right): 401 without or with wrong credentials, 403 for a principal without the right.
 
 #include <functional>
 #include <memory>
@@ -28,6 +30,10 @@ class AdminServer {
   struct Handlers {
     std::function<std::string()> metrics;
     std::function<HealthReport()> health;
+    /// Checks the authorization header's value for `what` ("admin /metrics"); OK lets the
+    /// request in, UNAUTHENTICATED answers 401, anything else 403. Null: no check.
+    std::function<Status(std::string_view authorization, std::string_view what)> authorize;
+    bool pprof = false;  ///< serve /debug/pprof/ (else 404 naming telemetry.pprof)
   };
 
   /// Listens on `addr` (HOST:PORT, port 0 picks one) and serves until destroyed.

@@ -18,6 +18,8 @@
 #include <gorego/core/log.hpp>
 #include <gorego/core/zstd.hpp>
 
+#include "auth/access_control.hpp"
+
 namespace gorego {
 namespace {
 
@@ -155,8 +157,8 @@ http::status status_of(Code c) {
 /// One connection: reads requests until the client closes, an error, or `Connection: close`.
 class Connection {
  public:
-  Connection(tcp::socket sock, const HttpSettings& s, HttpStore& store)
-      : socket_(std::move(sock)), sock_(socket_.native_handle()), settings_(s), store_(store) {
+  Connection(tcp::socket sock, const HttpSettings& s, HttpStore& store, const auth::AccessControl* access)
+      : socket_(std::move(sock)), sock_(socket_.native_handle()), settings_(s), store_(store), access_(access) {
     // Beast reads at most the buffer's free capacity per call: without room, a body
     // arrives a few hundred bytes per recv.
     buf_.reserve(kReadBuffer);
@@ -210,6 +212,21 @@ class Connection {
     if (path == "/status" && req.method() == http::verb::get) return reply(http::status::ok, status(), version_, keep_, "application/json");
     auto target = parse_target(path);
     if (!target) return reply_error(head, http::status::bad_request, target.error().message());
+    if (access_ != nullptr && access_->enabled()) {
+      const bool put = req.method() == http::verb::put;
+      const Right right = !put ? Right::kRead : target->ac ? Right::kWriteAc : Right::kWriteCas;
+      const auto header = req[http::field::authorization];
+      auto p = access_->admit({.authorization = std::string_view(header.data(), header.size())}, right,
+                              fmt::format("HTTP {} /{}", std::string(req.method_string()), target->ac ? "ac" : "cas"));
+      if (!p) {
+        const bool who = p.error().code() == Code::kUnauthenticated;
+        challenge_ = who;
+        // A refused upload's body is not read: the lingering close takes care of it.
+        if (put) keep_ = false;
+        return put ? reply(who ? http::status::unauthorized : http::status::forbidden, p.error().message(), version_, false)
+                   : reply_error(head, who ? http::status::unauthorized : http::status::forbidden, p.error().message());
+      }
+    }
     switch (req.method()) {
       case http::verb::get:
       case http::verb::head:
@@ -395,6 +412,7 @@ class Connection {
     res.set(http::field::server, "gorego");
     res.set(http::field::content_type, beast::string_view(type.data(), type.size()));
     if (!allow.empty()) res.set(http::field::allow, beast::string_view(allow.data(), allow.size()));
+    if (st == http::status::unauthorized && challenge_) res.set(http::field::www_authenticate, "Basic realm=\"gorego\"");
     res.keep_alive(keep);
     if (st != http::status::ok && !body.empty()) body += '\n';
     res.body() = std::move(body);
@@ -414,8 +432,10 @@ class Connection {
   TimedStream sock_;
   const HttpSettings& settings_;
   HttpStore& store_;
+  const auth::AccessControl* access_;  // null: no authentication
   beast::flat_buffer buf_;
   bool keep_ = true;
+  bool challenge_ = false;  // a 401 asks for basic credentials
   unsigned version_ = 11;
   std::unique_ptr<char[]> buffer_ = std::make_unique<char[]>(kPiece);
   char* piece_ = buffer_.get();
@@ -426,6 +446,7 @@ class Connection {
 struct HttpCacheServer::Impl {
   HttpSettings settings;
   HttpStore& store;
+  std::shared_ptr<const auth::AccessControl> access;
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::thread accept_thread;
@@ -436,7 +457,8 @@ struct HttpCacheServer::Impl {
   bool stopping = false;
   int port = 0;
 
-  Impl(const HttpSettings& s, HttpStore& st) : settings(s), store(st) {}
+  Impl(const HttpSettings& s, HttpStore& st, std::shared_ptr<const auth::AccessControl> a)
+      : settings(s), store(st), access(std::move(a)) {}
 
   void accept_loop() {
     while (true) {
@@ -458,7 +480,7 @@ struct HttpCacheServer::Impl {
       ++active;
       lock.unlock();
       std::thread([this, fd, s = std::move(sock)]() mutable {
-        auto c = std::make_unique<Connection>(std::move(s), settings, store);
+        auto c = std::make_unique<Connection>(std::move(s), settings, store, access.get());
         c->run();
         {
           std::lock_guard g(mu);
@@ -474,8 +496,9 @@ struct HttpCacheServer::Impl {
   }
 };
 
-Result<std::unique_ptr<HttpCacheServer>> HttpCacheServer::start(const HttpSettings& s, HttpStore& store) {
-  auto impl = std::make_unique<Impl>(s, store);
+Result<std::unique_ptr<HttpCacheServer>> HttpCacheServer::start(const HttpSettings& s, HttpStore& store,
+                                                                 std::shared_ptr<const auth::AccessControl> access) {
+  auto impl = std::make_unique<Impl>(s, store, std::move(access));
   const auto colon = s.addr.rfind(':');
   std::string host = s.addr.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);

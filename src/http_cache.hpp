@@ -21,6 +21,9 @@
 #include <gorego/core/status.hpp>
 
 namespace gorego {
+namespace auth {
+class AccessControl;
+}
 
 /// The store as the HTTP listener sees it: synchronous calls, made on its connection
 /// threads. Implemented over the store stack by StoreStackImpl.
@@ -60,8 +63,11 @@ class HttpStore {
 class HttpCacheServer {
  public:
   /// Listens on `s.addr` and serves until destroyed. UNAVAILABLE naming the address when
-  /// it cannot be bound.
-  static Result<std::unique_ptr<HttpCacheServer>> start(const HttpSettings& s, HttpStore& store);
+  /// it cannot be bound. With an enabled `access`, each request needs the right its method
+  /// asks for (GET/HEAD: read; PUT /cas: write-cas; PUT /ac: write-ac): 401 (with a Basic
+  /// challenge) for missing or wrong credentials, 403 for a principal without the right.
+  static Result<std::unique_ptr<HttpCacheServer>> start(const HttpSettings& s, HttpStore& store,
+                                                        std::shared_ptr<const auth::AccessControl> access = nullptr);
   HttpCacheServer(const HttpCacheServer&) = delete;
   HttpCacheServer& operator=(const HttpCacheServer&) = delete;
   /// Stops accepting, closes every connection and joins their threads.

@@ -18,11 +18,14 @@ Status Listener::start() {
   builder.experimental().SetInterceptorCreators(std::move(opt_.interceptors));
   std::shared_ptr<grpc::ServerCredentials> creds =
       opt_.credentials ? opt_.credentials : grpc::InsecureServerCredentials();
-  if (opt_.authenticator) creds->SetAuthMetadataProcessor(opt_.authenticator);
   builder.AddListeningPort(opt_.address, creds, &port_);
   // Clients that keep long streams open (Execute, gorego-worker) ping every 20 s or so to
   // notice a dead peer; gRPC's default would answer pings closer than 5 minutes with GOAWAY.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, opt_.max_metadata_bytes);
+  if (opt_.idle_timeout.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, static_cast<int>(opt_.idle_timeout.count()));
+  }
   builder.SetMaxReceiveMessageSize(opt_.max_message_bytes);
   builder.SetMaxSendMessageSize(opt_.max_message_bytes);
   for (grpc::Service* s : services_) builder.RegisterService(s);

@@ -1,11 +1,10 @@
 #pragma once
 /// Listener: gorego's gRPC port. It owns the address, the server credentials, the
-/// interceptors (the RPC observer's metrics, spans and access log) and the message limits,
-/// and serves whatever services the assembly adds. The TLS and authentication work plugs in
-/// here (`credentials`, `authenticator`), once, for every service on the port.
+/// interceptors (admission: authentication, rights and call limits; the RPC observer's
+/// metrics, spans and access log) and the message limits, and serves whatever services the
+/// assembly adds, so TLS and authentication apply once to every service on the port.
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/security/auth_metadata_processor.h>
 
 #include <chrono>
 #include <memory>
@@ -21,10 +20,11 @@ class Listener {
   struct Options {
     std::string address;                                     ///< HOST:PORT (port 0: a free one)
     std::shared_ptr<grpc::ServerCredentials> credentials;    ///< null: plaintext
-    /// Checks each call's metadata before a handler runs (gRPC calls it on its own threads);
-    /// null: every caller is let in. Needs credentials other than plaintext.
-    std::shared_ptr<grpc::AuthMetadataProcessor> authenticator;
     int max_message_bytes = 5 << 20;
+    /// Metadata (headers) larger than this is refused by gRPC before any handler runs.
+    int max_metadata_bytes = 16 << 10;
+    /// A connection without calls for this long is closed; 0: never.
+    std::chrono::milliseconds idle_timeout{0};
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   };
 

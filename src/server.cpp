@@ -23,6 +23,9 @@
 #include <gorego/telemetry/otlp_exporter.hpp>
 
 #include "admin_server.hpp"
+#include "auth/access_control.hpp"
+#include "auth/admission.hpp"
+#include "auth/tls.hpp"
 #include "exec/execution.hpp"
 #include "health.hpp"
 #include "http_cache.hpp"
@@ -82,12 +85,26 @@ class AssembledServer final : public Server {
     if (!stack) return stack.error();
     stack_ = std::move(*stack);
     observer_ = std::make_unique<RpcObserver>(served_services(), tracer_);
+    const bool mtls = !c.tls.client_ca_file.empty();
+    auto access = auth::AccessControl::open({.auth = c.auth, .mtls = mtls, .allowed_clients = c.tls.allowed_clients});
+    if (!access) return access.error();
+    access_ = std::move(*access);
+    admission_ = std::make_unique<auth::Admission>(
+        auth::Admission::Options{.access = access_,
+                                 .mtls = mtls,
+                                 .max_calls_per_connection = c.server.max_calls_per_connection,
+                                 .max_calls = c.server.max_calls});
+    auto credentials = auth::server_credentials(c.tls);
+    if (!credentials) return credentials.error();
     GOREGO_RETURN_IF_ERROR(stack_->start(pool_));
     add_metrics();
 
     Listener::Options lo{.address = c.server.listen_addr,
+                         .credentials = std::move(*credentials),
                          .max_message_bytes =
-                             static_cast<int>(c.server.max_batch_total_size_bytes + (std::uint64_t{1} << 20))};
+                             static_cast<int>(c.server.max_batch_total_size_bytes + (std::uint64_t{1} << 20)),
+                         .idle_timeout = c.server.idle_timeout};
+    lo.interceptors.push_back(admission_->factory());
     lo.interceptors.push_back(observer_->factory());
     listener_ = std::make_unique<Listener>(std::move(lo));
     listener_->add(&caps_);
@@ -106,17 +123,28 @@ class AssembledServer final : public Server {
         .set_serving = [l = listener_.get()](bool on) { l->set_serving(on); },
         .listening = [this] { return listening_.load(); }});
     if (!c.telemetry.metrics_addr.empty()) {
-      auto admin = AdminServer::start(c.telemetry.metrics_addr, {.metrics = [this] { return metrics_.render(); },
-                                                                 .health = [this] { return health_->report(); }});
+      AdminServer::Handlers handlers{.metrics = [this] { return metrics_.render(); },
+                                     .health = [this] { return health_->report(); },
+                                     .pprof = c.telemetry.pprof};
+      if (access_->enabled()) {
+        handlers.authorize = [a = access_](std::string_view authorization, std::string_view what) -> Status {
+          auto p = a->admit({.authorization = authorization}, Right::kAdmin, what);
+          return p ? Status() : p.error();
+        };
+      }
+      auto admin = AdminServer::start(c.telemetry.metrics_addr, std::move(handlers));
       if (!admin) return admin.error();
       admin_ = std::move(*admin);
     }
     if (!c.http.addr.empty()) {
-      auto http = HttpCacheServer::start(c.http, stack_->http_store());
+      auto http = HttpCacheServer::start(c.http, stack_->http_store(), access_);
       if (!http) return http.error();
       http_ = std::move(*http);
     }
     health_->start();
+    log::info("listener security", {{"tls", c.tls.cert_file.empty() ? "off" : (mtls ? "mtls" : "on")},
+                                    {"auth", access_->enabled() ? "on" : "off (everyone may do everything)"},
+                                    {"pprof", c.telemetry.pprof ? "on" : "off"}});
     return {};
   }
 
@@ -211,6 +239,24 @@ class AssembledServer final : public Server {
                [this] { return health_ && health_->ready() ? 1.0 : 0.0; });
     own->gauge("gorego_upstream_up", "1 while the backing cache answers health checks; 0 when down or not configured",
                [this] { return health_ && health_->upstream_up() ? 1.0 : 0.0; });
+    own->add("gorego_calls_refused_total", "Calls refused RESOURCE_EXHAUSTED by a call limit, by limit",
+             prometheus::MetricType::Counter,
+             {{{{"limit", "connection"}},
+               [a = admission_.get()] { return static_cast<double>(a->stats().over_connection_limit.load()); }},
+              {{{"limit", "listener"}},
+               [a = admission_.get()] { return static_cast<double>(a->stats().over_listener_limit.load()); }}});
+    own->gauge("gorego_calls_in_flight", "Calls admitted and not yet finished (health checks not counted)",
+               [a = admission_.get()] { return static_cast<double>(a->calls_in_flight()); });
+    own->add("gorego_auth_refused_total", "Requests refused by authentication or rights, by reason",
+             prometheus::MetricType::Counter,
+             {{{{"reason", "unauthenticated"}},
+               [a = access_] { return static_cast<double>(a->stats().unauthenticated.load()); }},
+              {{{"reason", "permission_denied"}}, [a = access_] { return static_cast<double>(a->stats().denied.load()); }}});
+    own->counter("gorego_credentials_reloads_total", "Times a changed credentials file was read and put in force",
+                 [a = access_] { return static_cast<double>(a->stats().reloads.load()); });
+    own->counter("gorego_credentials_reload_errors_total",
+                 "Times a changed credentials file could not be read or parsed (the previous stayed in force)",
+                 [a = access_] { return static_cast<double>(a->stats().reload_errors.load()); });
     if (tracer_) {
       own->counter("gorego_trace_spans_exported_total", "Spans the exporter delivered",
                    [t = tracer_] { return static_cast<double>(t->stats().exported.load()); });
@@ -227,6 +273,8 @@ class AssembledServer final : public Server {
   std::shared_ptr<Tracer> tracer_;
   std::unique_ptr<StoreStack> stack_;
   std::unique_ptr<RpcObserver> observer_;
+  std::shared_ptr<auth::AccessControl> access_;
+  std::unique_ptr<auth::Admission> admission_;  // outlives the listener
   std::unique_ptr<exec::Execution> exec_;  // with execution.enabled
   std::unique_ptr<Listener> listener_;
   std::unique_ptr<HealthMonitor> health_;

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fstream>
 #include <thread>
 
 #include <gorego/config/telemetry.hpp>
@@ -18,7 +19,13 @@ int main(int argc, char** argv) {
   std::string cache_size = "10GiB";
   std::vector<std::string> properties;
   std::string level = "info";
-  app.add_option("--scheduler", o.scheduler, "gorego serving execution, grpc://HOST:PORT")->required();
+  std::string token_file;
+  app.add_option("--scheduler", o.scheduler, "gorego serving execution, grpc://HOST:PORT or grpcs://HOST:PORT")
+      ->required();
+  app.add_option("--tls-ca", o.tls_ca_file, "PEM CA certificates to verify grpcs:// servers; default: system roots");
+  app.add_option("--token-file", token_file,
+                 "file holding the bearer token sent to the scheduler and the CAS (needs the worker, read and "
+                 "write-cas rights)");
   app.add_option("--cas", o.cas, "CAS to read inputs from and upload outputs to; default: the scheduler");
   app.add_option("--instance-name", o.instance_name, "instance name of the CAS calls");
   app.add_option("--work-dir", o.work_dir, "directory for action directories and the cache")
@@ -30,9 +37,21 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", level, "debug, info, warn or error")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  if (!o.scheduler.starts_with("grpc://")) {
-    fmt::print(stderr, "gorego-worker: --scheduler \"{}\" must be grpc://HOST:PORT\n", o.scheduler);
+  if (!o.scheduler.starts_with("grpc://") && !o.scheduler.starts_with("grpcs://")) {
+    fmt::print(stderr, "gorego-worker: --scheduler \"{}\" must be grpc://HOST:PORT or grpcs://HOST:PORT\n",
+               o.scheduler);
     return 2;
+  }
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    std::getline(in, o.bearer_token);
+    while (!o.bearer_token.empty() && (o.bearer_token.back() == '\r' || o.bearer_token.back() == ' ')) {
+      o.bearer_token.pop_back();
+    }
+    if (!in || o.bearer_token.empty()) {
+      fmt::print(stderr, "gorego-worker: --token-file \"{}\" cannot be read or is empty\n", token_file);
+      return 2;
+    }
   }
   auto size = parse_size(cache_size);
   if (!size) {

@@ -113,9 +113,9 @@ std::vector<Setting> compose(std::span<const Area> areas) {
   return table;
 }
 
-const std::array<Area, 6>& areas() {
-  static const std::array<Area, 6> kAreas{server_area(), storage_area(), telemetry_area(),
-                                          remote_area(), execution_area(), http_area()};
+const std::array<Area, 7>& areas() {
+  static const std::array<Area, 7> kAreas{server_area(),    storage_area(), telemetry_area(), remote_area(),
+                                          execution_area(), http_area(),    security_area()};
   return kAreas;
 }
 

@@ -41,6 +41,13 @@ constexpr std::array kSettings{
     scalar<Server<&ServerSettings::shutdown_grace>, &parse_duration, &format_duration>(
         "server.shutdown_grace", "", "DURATION",
         "how long in-flight calls may finish after SIGTERM"),
+    scalar<Server<&ServerSettings::max_calls_per_connection>, &parse_uint_in<1, 100'000>, &format_uint>(
+        "server.max_calls_per_connection", "", "N",
+        "calls one connection may have in flight (RESOURCE_EXHAUSTED beyond), 1..100000"),
+    scalar<Server<&ServerSettings::max_calls>, &parse_uint_in<1, 1'000'000>, &format_uint>(
+        "server.max_calls", "", "N", "calls in flight on the listener (RESOURCE_EXHAUSTED beyond), 1..1000000"),
+    scalar<Server<&ServerSettings::idle_timeout>, &parse_duration, &format_duration>(
+        "server.idle_timeout", "", "DURATION", "close a connection idle this long; 0: never"),
 };
 
 }  // namespace

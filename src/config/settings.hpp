@@ -96,6 +96,7 @@ struct Area {
 [[nodiscard]] Area remote_area();
 [[nodiscard]] Area execution_area();
 [[nodiscard]] Area http_area();
+[[nodiscard]] Area security_area();
 
 /// The field `Member` of the area `AreaMember` of a Config:
 /// `Field<&Config::remote, &RemoteSettings::target>`.

@@ -101,6 +101,8 @@ constexpr std::array kSettings{
     scalar<Telemetry<&TelemetrySettings::metrics_addr>, &parse_metrics_addr, &format_string>(
         "telemetry.metrics_addr", "metrics-addr", "HOST:PORT",
         "admin HTTP server: /metrics, /health/{live,ready,startup}, /debug/pprof/; empty: off"),
+    scalar<Telemetry<&TelemetrySettings::pprof>, &parse_bool, &format_bool>(
+        "telemetry.pprof", "", "BOOL", "serve CPU and heap profiles on the admin server's /debug/pprof/"),
     scalar<Telemetry<&TelemetrySettings::tracing_endpoint>, &parse_tracing_endpoint,
            &format_string>(
         "telemetry.tracing_endpoint", "tracing-endpoint", "ENDPOINT",

@@ -296,6 +296,9 @@ struct Execution::Impl {
 
     grpc::ServerWriteReactor<lr::Operation>* Execute(grpc::CallbackServerContext* ctx,
                                                      const re::ExecuteRequest* req) override {
+      if (auto refused = reapi::refusal(ctx); !refused.ok()) {
+        return new reapi::RefusedStream<grpc::ServerWriteReactor<lr::Operation>>(std::move(refused));
+      }
       auto* s = new OpStream(x_);
       Status v = reapi::check_digest_function(req->digest_function(), "Execute");
       auto action = from_proto(req->action_digest(), "action_digest");
@@ -317,8 +320,11 @@ struct Execution::Impl {
       return s;
     }
 
-    grpc::ServerWriteReactor<lr::Operation>* WaitExecution(grpc::CallbackServerContext* /*ctx*/,
+    grpc::ServerWriteReactor<lr::Operation>* WaitExecution(grpc::CallbackServerContext* ctx,
                                                            const re::WaitExecutionRequest* req) override {
+      if (auto refused = reapi::refusal(ctx); !refused.ok()) {
+        return new reapi::RefusedStream<grpc::ServerWriteReactor<lr::Operation>>(std::move(refused));
+      }
       auto* s = new OpStream(x_);
       auto token = x_.sched.watch(req->name(), s->watcher());
       if (!token) {
@@ -458,6 +464,10 @@ struct Execution::Impl {
     grpc::ServerUnaryReactor* GetOperation(grpc::CallbackServerContext* ctx, const lr::GetOperationRequest* req,
                                            lr::Operation* resp) override {
       auto* reactor = ctx->DefaultReactor();
+      if (auto refused = reapi::refusal(ctx); !refused.ok()) {
+        reactor->Finish(std::move(refused));
+        return reactor;
+      }
       auto e = x_.sched.state(req->name());
       if (!e) {
         reactor->Finish({grpc::StatusCode::NOT_FOUND, fmt::format("operation \"{}\" is unknown", req->name())});
@@ -472,6 +482,10 @@ struct Execution::Impl {
                                               const lr::CancelOperationRequest* req,
                                               google::protobuf::Empty* /*resp*/) override {
       auto* reactor = ctx->DefaultReactor();
+      if (auto refused = reapi::refusal(ctx); !refused.ok()) {
+        reactor->Finish(std::move(refused));
+        return reactor;
+      }
       reactor->Finish(to_grpc(x_.sched.cancel(req->name())));
       return reactor;
     }
@@ -767,6 +781,10 @@ class Execution::Impl::WorkerStream final : public grpc::ServerBidiReactor<wk::W
 
 grpc::ServerBidiReactor<wk::WorkerMessage, wk::SchedulerMessage>* Execution::Impl::WorkersService::Connect(
     grpc::CallbackServerContext* ctx) {
+  if (auto refused = reapi::refusal(ctx); !refused.ok()) {
+    return new reapi::RefusedStream<grpc::ServerBidiReactor<wk::WorkerMessage, wk::SchedulerMessage>>(
+        std::move(refused));
+  }
   return new WorkerStream(x_, ctx->peer());
 }
 

@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "gorego/worker/v1/worker.grpc.pb.h"
@@ -296,7 +297,11 @@ class Worker {
                    Local<ShardedDisk, Lru>::Options{.max_bytes = opt_.cache_bytes, .memory_cache_bytes = 0});
     // Outputs of many GB go up in one ByteStream call: a generous deadline per attempt.
     auto client = reapi::Reapi::connect(
-        {.target = opt_.cas, .instance_name = opt_.instance_name, .timeout = std::chrono::minutes(30)});
+        {.target = opt_.cas,
+         .instance_name = opt_.instance_name,
+         .timeout = std::chrono::minutes(30),
+         .tls_ca_file = opt_.cas.starts_with("grpcs://") ? opt_.tls_ca_file : std::string(),
+         .bearer_token = opt_.bearer_token});
     if (!client) {
       log::error("cannot reach the CAS", {{"cas", opt_.cas}, {"error", client.error().message()}});
       return 2;
@@ -310,14 +315,30 @@ class Worker {
     store_->local().wait_loaded();
     for (std::uint32_t i = 0; i < opt_.slots; ++i) slots_.emplace_back([this] { slot(); });
 
-    std::string address = opt_.scheduler.starts_with("grpc://") ? opt_.scheduler.substr(7) : opt_.scheduler;
+    const bool tls = opt_.scheduler.starts_with("grpcs://");
+    std::string address = opt_.scheduler.substr(opt_.scheduler.find("://") + 3);
+    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+    if (tls) {
+      grpc::SslCredentialsOptions ssl;
+      if (!opt_.tls_ca_file.empty()) {
+        std::ifstream in(opt_.tls_ca_file);
+        std::stringstream pem;
+        pem << in.rdbuf();
+        if (!in || pem.str().empty()) {
+          log::error("cannot read the CA file", {{"file", opt_.tls_ca_file}});
+          return 2;
+        }
+        ssl.pem_root_certs = pem.str();
+      }
+      creds = grpc::SslCredentials(ssl);
+    }
     grpc::ChannelArguments args;
     // Assignments carry the Action and Command: as large as the server's message limit.
     args.SetMaxReceiveMessageSize(64 << 20);
     // Notice a silent partition within half a minute instead of TCP's quarter of an hour.
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20'000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
-    auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    auto channel = grpc::CreateCustomChannel(address, creds, args);
     auto stub = wk::Workers::NewStub(channel);
     std::chrono::milliseconds backoff{200};
     while (!stop.stop_requested()) {
@@ -349,6 +370,7 @@ class Worker {
   /// One stream: hello, then assignments until it breaks. True if it was welcomed.
   bool session(wk::Workers::Stub& stub, const std::stop_token& stop) {
     grpc::ClientContext ctx;
+    if (!opt_.bearer_token.empty()) ctx.AddMetadata("authorization", "Bearer " + opt_.bearer_token);
     std::stop_callback on_stop(stop, [&ctx] { ctx.TryCancel(); });
     auto stream = stub.Connect(&ctx);
     {

@@ -15,8 +15,10 @@
 namespace gorego::worker {
 
 struct WorkerOptions {
-  std::string scheduler;                   ///< grpc://HOST:PORT of the gorego serving execution
-  std::string cas;                         ///< grpc://HOST:PORT of the CAS; empty: the scheduler's
+  std::string scheduler;                   ///< grpc:// or grpcs://HOST:PORT of the gorego serving execution
+  std::string cas;                         ///< grpc:// or grpcs://HOST:PORT of the CAS; empty: the scheduler's
+  std::string tls_ca_file;                 ///< PEM CA to verify grpcs:// servers; empty: the system roots
+  std::string bearer_token;                ///< sent as "authorization: Bearer ..." to both; empty: none
   std::string instance_name;               ///< sent with CAS calls
   std::filesystem::path work_dir = "gorego-worker";  ///< actions/ and cache/ live here
   std::uint64_t cache_bytes = std::uint64_t{10} << 30;

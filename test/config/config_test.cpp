@@ -1278,3 +1278,36 @@ TEST_CASE("Config: execution settings from YAML, environment and flags, with pre
   CHECK_THAT(load_error({}, {{"GOREGO_EXECUTION_KEEPALIVE", "0s"}}),
              Catch::Contains("GOREGO_EXECUTION_KEEPALIVE") && Catch::Contains("\"0s\""));
 }
+
+TEST_CASE("Config: tls.* and auth.* from YAML, environment and flags, with precise errors") {
+  const Config defaults = load_ok({});
+  CHECK(defaults.tls.cert_file.empty());
+  CHECK(defaults.auth.rights.empty());
+  CHECK(defaults.tls.reload_interval == std::chrono::seconds(60));
+  CHECK_FALSE(defaults.telemetry.pprof);
+  CHECK(defaults.server.max_calls_per_connection == 1000);
+
+  TempDir dir;
+  const fs::path file = write_file(dir, "sec.yaml",
+                                   "tls:\n  cert_file: /etc/gorego/tls.crt\n  key_file: /etc/gorego/tls.key\n"
+                                   "  client_ca_file: /etc/gorego/ca.crt\n  allowed_clients: [ci, \"build farm\"]\n"
+                                   "auth:\n  tokens_file: /etc/gorego/tokens\n  rights:\n    ci: read+write\n"
+                                   "    anonymous: read\n");
+  const Config c = load_ok({"--config", file.string()}, {{"GOREGO_AUTH_RELOAD_INTERVAL", "30s"}});
+  CHECK(c.tls.cert_file == "/etc/gorego/tls.crt");
+  CHECK(c.tls.allowed_clients == std::vector<std::string>{"ci", "build farm"});
+  CHECK(c.auth.rights.at("ci") == "read+write");
+  CHECK(c.auth.reload_interval == std::chrono::seconds(30));
+  CHECK(load_ok({}, {{"GOREGO_AUTH_RIGHTS", "ci=all,anonymous=none"}}).auth.rights.at("ci") == "all");
+
+  CHECK_THAT(load_error({"--tls-cert", "/x.pem"}), Contains("tls.cert_file \"/x.pem\"") && Contains("tls.key_file"));
+  CHECK_THAT(load_error({"--tls-client-ca", "/ca.pem"}), Contains("tls.client_ca_file") && Contains("needs tls.cert_file"));
+  CHECK_THAT(load_error({}, {{"GOREGO_TLS_ALLOWED_CLIENTS", "ci"}}), Contains("tls.allowed_clients"));
+  CHECK_THAT(load_error({}, {{"GOREGO_AUTH_RIGHTS", "ci=read+wrte"}}),
+             Contains("GOREGO_AUTH_RIGHTS") && Contains("\"wrte\""));
+  CHECK_THAT(load_error({}, {{"GOREGO_AUTH_RIGHTS", "c:i=read"}}), Contains("\"c:i\""));
+  CHECK(load_ok({}, {{"GOREGO_AUTH_RIGHTS", "gorego test client=read"}}).auth.rights.count("gorego test client") == 1);
+  CHECK_THAT(load_error({}, {{"GOREGO_TLS_RELOAD_INTERVAL", "25h"}}), Contains("at most 24h"));
+  CHECK_THAT(load_error({}, {{"GOREGO_SERVER_MAX_CALLS_PER_CONNECTION", "0"}}),
+             Contains("GOREGO_SERVER_MAX_CALLS_PER_CONNECTION"));
+}

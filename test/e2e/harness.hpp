@@ -112,7 +112,9 @@ class Process {
 struct Server {
   /// Starts gorego on a free port with data in `dir`/`name`-data (or `dir`/data when
   /// `name` is empty) and its log in `dir`/`name`.log (or gorego.log).
-  Server(const TempDir& dir, std::vector<std::string> extra = {}, const std::string& name = "")
+  /// With `creds`, the client channel uses them (a TLS listener); else plaintext.
+  Server(const TempDir& dir, std::vector<std::string> extra = {}, const std::string& name = "",
+         std::shared_ptr<grpc::ChannelCredentials> creds = nullptr)
       : port(free_port()),
         admin_port(free_port()),
         data(dir.path() / (name.empty() ? "data" : name + "-data")),
@@ -121,7 +123,7 @@ struct Server {
                                      fmt::format("127.0.0.1:{}", admin_port)};
     args.insert(args.end(), extra.begin(), extra.end());
     proc = std::make_unique<Process>(args, log);
-    connect();
+    connect(std::move(creds));
   }
   /// A client for a server started some other way (e.g. a third-party peer).
   Server(int port_, std::unique_ptr<Process> p, std::filesystem::path log_)
@@ -132,8 +134,8 @@ struct Server {
   [[nodiscard]] std::string address() const { return fmt::format("127.0.0.1:{}", port); }
   [[nodiscard]] std::string url() const { return "grpc://" + address(); }
 
-  void connect() {
-    channel = grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
+  void connect(std::shared_ptr<grpc::ChannelCredentials> creds = nullptr) {
+    channel = grpc::CreateChannel(address(), creds ? creds : grpc::InsecureChannelCredentials());
     const bool up = channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30));
     INFO(proc->log());
     REQUIRE(up);
@@ -253,8 +255,8 @@ struct HttpResponse {
   std::string body;
 };
 
-/// A plain HTTP/1.0 GET to 127.0.0.1:port.
-inline HttpResponse http_get(int port, const std::string& path) {
+/// A plain HTTP/1.0 GET to 127.0.0.1:port; `headers` are more "Name: value\r\n" lines.
+inline HttpResponse http_get(int port, const std::string& path, const std::string& headers = {}) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -264,7 +266,7 @@ inline HttpResponse http_get(int port, const std::string& path) {
     ::close(fd);
     return {};
   }
-  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  const std::string req = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n" + headers + "\r\n";
   [[maybe_unused]] auto w = ::write(fd, req.data(), req.size());
   std::string raw;
   char buf[65536];

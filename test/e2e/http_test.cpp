@@ -4,10 +4,14 @@
 // store shared with gRPC (a blob put over HTTP is a gRPC hit and the other way round).
 #include <catch2/catch.hpp>
 
+#include <crypt.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+
+#include <fstream>
 
 #include <gorego/core/zstd.hpp>
 
@@ -211,4 +215,49 @@ TEST_CASE("HTTP: one store with gRPC, in both directions", "[http]") {
   const std::string via_grpc = make_blob(96, 3 << 20);
   REQUIRE(s.server.upload(via_grpc));
   CHECK(c.get("/cas/" + sha(via_grpc)).body() == via_grpc);
+}
+
+TEST_CASE("HTTP: authentication and rights, bearer and basic (htpasswd, bcrypt)", "[http][security]") {
+  TempDir dir;
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  REQUIRE(crypt_gensalt_rn("$2b$", 4, nullptr, 0, salt, sizeof salt) != nullptr);
+  struct crypt_data data {};
+  const char* hash = crypt_rn("s3same", salt, &data, sizeof data);
+  REQUIRE(hash != nullptr);
+  std::ofstream(dir.path() / "htpasswd") << "alice:" << hash << "\n";
+  std::ofstream(dir.path() / "tokens") << "reader tok-reader-8d2f41\n";
+  std::ofstream(dir.path() / "auth.yaml") << fmt::format(
+      "auth:\n  tokens_file: {}\n  htpasswd_file: {}\n  rights:\n    reader: read\n    alice: read+write\n",
+      (dir.path() / "tokens").string(), (dir.path() / "htpasswd").string());
+  HttpServer h(dir, {"--config", (dir.path() / "auth.yaml").string()});
+  const std::string blob = "uploaded over HTTP by alice";
+  const std::string alice = "Basic YWxpY2U6czNzYW1l";  // alice:s3same
+  using H = std::vector<std::pair<http::field, std::string>>;
+
+  Client anonymous(h.http_port);
+  const Response refused = anonymous.send(http::verb::put, "/cas/" + sha(blob), blob);
+  CHECK(code(refused) == 401);
+  CHECK(std::string(refused[http::field::www_authenticate]) == "Basic realm=\"gorego\"");
+  Client c(h.http_port);
+  CHECK(code(c.send(http::verb::put, "/cas/" + sha(blob), blob, H{{http::field::authorization, "Basic YWxpY2U6d3Jvbmc="}})) == 401);
+  Client c2(h.http_port);
+  CHECK(code(c2.send(http::verb::put, "/cas/" + sha(blob), blob, H{{http::field::authorization, alice}})) == 200);
+  // The same connection carries on after a success.
+  CHECK(code(c2.send(http::verb::get, "/cas/" + sha(blob), {}, H{{http::field::authorization, alice}})) == 200);
+  Client r(h.http_port);
+  const Response got = r.send(http::verb::get, "/cas/" + sha(blob), {}, H{{http::field::authorization, "Bearer tok-reader-8d2f41"}});
+  CHECK(code(got) == 200);
+  CHECK(got.body() == blob);
+  Client r2(h.http_port);
+  const Response forbidden =
+      r2.send(http::verb::put, "/cas/" + sha("reader's"), "reader's", H{{http::field::authorization, "Bearer tok-reader-8d2f41"}});
+  CHECK(code(forbidden) == 403);
+  CHECK_THAT(forbidden.body(), Catch::Contains("\"reader\"") && Catch::Contains("write-cas"));
+  Client a(h.http_port);
+  CHECK(code(a.get("/cas/" + sha(blob))) == 401);
+  CHECK(code(Client(h.http_port).get("/status")) == 200);  // the status page is open, like the health probes
+  const std::string log = h.server.proc->log();
+  CHECK(log.find("tok-reader-8d2f41") == std::string::npos);
+  CHECK(log.find("s3same") == std::string::npos);
+  CHECK(log.find("YWxpY2U6czNzYW1l") == std::string::npos);
 }

@@ -88,3 +88,13 @@ TEST_CASE("ResourceName: compressed-blobs names name their compressor", "[resour
   REQUIRE(plain.ok());
   CHECK_FALSE(plain->zstd());
 }
+
+TEST_CASE("ResourceName: an absurdly long name is refused early, without quoting it", "[resource]") {
+  const std::string name = std::string(100000, 'x') + "/blobs/" + std::string(64, 'a') + "/1";
+  for (const auto& r : {parse_read_resource(name), parse_write_resource(name)}) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code() == Code::kInvalidArgument);
+    CHECK(r.error().message().find("100073 bytes") != std::string::npos);
+    CHECK(r.error().message().size() < 200);
+  }
+}

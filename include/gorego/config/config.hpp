@@ -2,7 +2,7 @@
 /// gorego's configuration: one struct of per-area settings, and the loader that layers
 ///   embedded defaults < YAML file < GOREGO_* environment < command-line flags.
 ///
-/// Each area (server, storage, telemetry, remote, execution, http) has its settings struct in its own header
+/// Each area (server, storage, telemetry, remote, execution, http, tls and auth) has its settings struct in its own header
 /// here and its settings table in src/config/<area>.cpp: every setting is described once
 /// (key, help text, parser, formatter). The tables are composed into the one table that
 /// drives the YAML keys, the environment variable names, the flags, `--help` and to_yaml(),
@@ -25,6 +25,7 @@
 #include <gorego/config/enum_names.hpp>
 #include <gorego/config/execution.hpp>
 #include <gorego/config/remote.hpp>
+#include <gorego/config/security.hpp>
 #include <gorego/config/server.hpp>
 #include <gorego/config/storage.hpp>
 #include <gorego/config/http.hpp>
@@ -45,6 +46,8 @@ struct Config {
   RemoteSettings remote;
   ExecutionSettings execution;
   HttpSettings http;
+  TlsSettings tls;
+  AuthSettings auth;
 
   friend bool operator==(const Config&, const Config&) = default;
 };

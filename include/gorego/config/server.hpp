@@ -28,6 +28,16 @@ struct ServerSettings {
   std::uint64_t max_blob_size_bytes = 0;
   /// `server.shutdown_grace`: how long in-flight calls may run on after SIGTERM (a duration).
   std::chrono::seconds shutdown_grace{10};
+  /// `server.max_calls_per_connection`: calls (streams) one client connection may have in
+  /// flight (1..100000); a call beyond it is refused RESOURCE_EXHAUSTED while other
+  /// connections are served.
+  std::uint32_t max_calls_per_connection = 1000;
+  /// `server.max_calls`: calls in flight on the whole listener (1..1000000); beyond it new
+  /// calls are refused RESOURCE_EXHAUSTED.
+  std::uint32_t max_calls = 20000;
+  /// `server.idle_timeout`: a client connection without calls for this long is closed (the
+  /// client reconnects when it needs to); 0 keeps idle connections open.
+  std::chrono::seconds idle_timeout{0};
 
   friend bool operator==(const ServerSettings&, const ServerSettings&) = default;
 };

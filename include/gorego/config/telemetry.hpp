@@ -30,8 +30,12 @@ struct TelemetrySettings {
   /// `telemetry.log_level`, `--log-level`: the least severe level written.
   log::Level log_level = log::Level::kInfo;
   /// `telemetry.metrics_addr`, `--metrics-addr`: HOST:PORT of the admin HTTP server
-  /// (/metrics, /health/*, /debug/pprof/); "" disables it.
+  /// (/metrics, /health/*, /debug/pprof/ with `pprof`); "" disables it. With authentication
+  /// on (AuthSettings), everything but /health/* needs a principal with the `admin` right.
   std::string metrics_addr = "127.0.0.1:9090";
+  /// `telemetry.pprof`: serve CPU and heap profiles on /debug/pprof/ of the admin server
+  /// (off by default: a CPU profile costs CPU and shows the code's internals).
+  bool pprof = false;
   /// `telemetry.tracing_endpoint`, `--tracing-endpoint`: where spans go: "" (tracing off),
   /// "stdout" (JSON lines), or an OTLP/gRPC receiver as HOST:PORT or grpc://HOST:PORT.
   std::string tracing_endpoint;

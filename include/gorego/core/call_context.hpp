@@ -25,11 +25,14 @@
 #include <string>
 #include <utility>
 
+#include <gorego/core/rights.hpp>
+
 namespace gorego {
 
-/// Who is calling, once authenticated (filled by the security layer; null: anonymous).
+/// Who is calling, as the admission layer found (src/auth/; null: authentication is off).
 struct Principal {
-  std::string name;
+  std::string name;  ///< "anonymous" for a caller without credentials
+  Rights rights;     ///< what it may do, fixed when the call was admitted
 };
 
 struct CallContext {

@@ -61,12 +61,18 @@ class ByteStreamService final
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Read(grpc::CallbackServerContext* ctx,
                                                    const grpc::ByteBuffer* req) override {
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      return new RefusedStream<grpc::ServerWriteReactor<grpc::ByteBuffer>>(std::move(refused));
+    }
     CallContext::Scope call(call_context(ctx));  // the instance is in the resource name
     return new ReadReactor(this, req, incoming_context(ctx));
   }
 
   grpc::ServerReadReactor<bs::WriteRequest>* Write(grpc::CallbackServerContext* ctx,
                                                    bs::WriteResponse* resp) override {
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      return new RefusedStream<grpc::ServerReadReactor<bs::WriteRequest>>(std::move(refused));
+    }
     CallContext::Scope call(call_context(ctx));
     return new WriteReactor(this, resp, incoming_context(ctx));
   }
@@ -75,6 +81,10 @@ class ByteStreamService final
                                              const bs::QueryWriteStatusRequest* req,
                                              bs::QueryWriteStatusResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      reactor->Finish(std::move(refused));
+      return reactor;
+    }
     CallContext::Scope call(call_context(ctx));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       {

@@ -7,6 +7,7 @@
 
 #include <gorego/core/fastcdc.hpp>
 #include <gorego/reapi/convert.hpp>
+#include <gorego/reapi/rpc_context.hpp>
 #include <gorego/reapi/service_options.hpp>
 
 namespace gorego::reapi {
@@ -56,6 +57,10 @@ class CapabilitiesService final : public re::Capabilities::CallbackService {
                                             re::ServerCapabilities* resp) override {
     *resp = capabilities();
     auto* reactor = ctx->DefaultReactor();
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      reactor->Finish(std::move(refused));
+      return reactor;
+    }
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }

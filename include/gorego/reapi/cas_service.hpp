@@ -45,6 +45,10 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::FindMissingBlobsRequest* req,
                                              re::FindMissingBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      reactor->Finish(std::move(refused));
+      return reactor;
+    }
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     auto work = [this, reactor, req, resp] {
       const auto fn = digest_function_of(req->digest_function());
@@ -77,6 +81,10 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::BatchUpdateBlobsRequest* req,
                                              re::BatchUpdateBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      reactor->Finish(std::move(refused));
+      return reactor;
+    }
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       const auto fn = digest_function_of(req->digest_function());
@@ -131,6 +139,10 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                            const re::BatchReadBlobsRequest* req,
                                            re::BatchReadBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      reactor->Finish(std::move(refused));
+      return reactor;
+    }
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     if constexpr (requires(std::span<const Digest> ds) { store_.get_all_in_memory(ds); }) {
       TraceContext::Scope scope(incoming_context(ctx));
@@ -186,6 +198,9 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
 
   grpc::ServerWriteReactor<re::GetTreeResponse>* GetTree(grpc::CallbackServerContext* ctx,
                                                          const re::GetTreeRequest* req) override {
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      return new RefusedStream<grpc::ServerWriteReactor<re::GetTreeResponse>>(std::move(refused));
+    }
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     return new TreeReactor(this, req, incoming_context(ctx));
   }
@@ -195,6 +210,10 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   grpc::ServerUnaryReactor* SplitBlob(grpc::CallbackServerContext* ctx, const re::SplitBlobRequest* req,
                                       re::SplitBlobResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      reactor->Finish(std::move(refused));
+      return reactor;
+    }
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       const auto fn = digest_function_of(req->digest_function());
@@ -230,6 +249,10 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   grpc::ServerUnaryReactor* SpliceBlob(grpc::CallbackServerContext* ctx, const re::SpliceBlobRequest* req,
                                        re::SpliceBlobResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    if (auto refused = refusal(ctx); !refused.ok()) {
+      reactor->Finish(std::move(refused));
+      return reactor;
+    }
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       const auto fn = digest_function_of(req->digest_function());

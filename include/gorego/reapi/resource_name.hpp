@@ -127,9 +127,20 @@ inline std::size_t find_segment(const std::vector<std::string_view>& p, std::str
   return p.size();
 }
 
+/// Longest resource name accepted: an instance name, a keyword, a UUID, a hash and a size fit
+/// many times over; a longer one is refused before it is split or quoted in a message.
+inline constexpr std::size_t kMaxResourceName = 4096;
+
+inline Status check_length(std::string_view name) {
+  if (name.size() <= kMaxResourceName) return {};
+  return error(Code::kInvalidArgument, "resource name of {} bytes is longer than the {} accepted (it is not shown)",
+               name.size(), kMaxResourceName);
+}
+
 }  // namespace detail
 
 inline Result<ResourceName> parse_read_resource(std::string_view name) {
+  GOREGO_RETURN_IF_ERROR(detail::check_length(name));
   const auto p = detail::split(name);
   const std::size_t i = detail::find_segment(p, "blobs", "compressed-blobs");
   if (i == p.size()) {
@@ -149,6 +160,7 @@ inline Result<ResourceName> parse_read_resource(std::string_view name) {
 }
 
 inline Result<ResourceName> parse_write_resource(std::string_view name) {
+  GOREGO_RETURN_IF_ERROR(detail::check_length(name));
   const auto p = detail::split(name);
   const std::size_t i = detail::find_segment(p, "uploads");
   if (i == p.size() || i + 2 >= p.size() ||

@@ -21,6 +21,32 @@ namespace gorego::reapi {
 
 inline constexpr std::string_view kServerSpanKey = "gorego-server-span";
 
+/// Set by the server's admission interceptor (src/auth/admission.hpp) on a call it refused:
+/// "CODE:message". The handler answers that status and does nothing else.
+inline constexpr std::string_view kRefusedKey = "gorego-refused";
+/// Set by the admission interceptor on an admitted call when authentication is on: the
+/// principal's name.
+inline constexpr std::string_view kPrincipalKey = "gorego-principal";
+
+/// The status a call was refused with by admission (authentication, rights, call limits);
+/// OK when it was admitted or when nothing checks admission (a framework user's server).
+inline grpc::Status refusal(const grpc::ServerContextBase* ctx) {
+  if (ctx == nullptr) return grpc::Status::OK;
+  const auto& md = ctx->client_metadata();
+  const auto it = md.find(grpc::string_ref(kRefusedKey.data(), kRefusedKey.size()));
+  if (it == md.end()) return grpc::Status::OK;
+  const std::string_view v(it->second.data(), it->second.size());
+  const std::size_t colon = v.find(':');
+  int code = static_cast<int>(grpc::StatusCode::PERMISSION_DENIED);
+  if (colon != std::string_view::npos && colon > 0 && colon <= 2) {
+    code = 0;
+    for (char c : v.substr(0, colon)) code = code * 10 + (c - '0');
+  }
+  if (code <= 0 || code > 16) code = static_cast<int>(grpc::StatusCode::PERMISSION_DENIED);
+  return {static_cast<grpc::StatusCode>(code),
+          std::string(colon == std::string_view::npos ? v : v.substr(colon + 1))};
+}
+
 inline TraceContext incoming_context(const grpc::ServerContextBase* ctx) {
   if (ctx == nullptr) return {};
   const auto& md = ctx->client_metadata();
@@ -34,12 +60,16 @@ inline TraceContext incoming_context(const grpc::ServerContextBase* ctx) {
   return *tc;
 }
 
-/// The CallContext of an incoming call: its instance name (as the request names it) and its
-/// deadline (none when the client set none).
+/// The CallContext of an incoming call: its instance name (as the request names it), its
+/// deadline (none when the client set none) and its principal (when authentication is on).
 inline CallContext call_context(const grpc::ServerContextBase* ctx, std::string_view instance = {}) {
   CallContext c;
   c.instance_name = std::string(instance);
   if (ctx != nullptr) {
+    const auto& md = ctx->client_metadata();
+    if (const auto p = md.find(grpc::string_ref(kPrincipalKey.data(), kPrincipalKey.size())); p != md.end()) {
+      c.principal = std::make_shared<const Principal>(Principal{std::string(p->second.data(), p->second.size()), {}});
+    }
     const auto d = ctx->deadline();
     // gRPC reports "no deadline" as a time far in the future.
     if (d < std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) c.deadline = d;
@@ -54,6 +84,14 @@ inline grpc::Status busy(const Executor& pool) {
           fmt::format("server busy: {} tasks wait for the {} executor (limit {}); retry with backoff",
                       pool.queued(), pool.name(), pool.max_queued())};
 }
+
+/// A streaming reactor that only answers `status` (a call refused before it started).
+template <class Reactor>
+class RefusedStream final : public Reactor {
+ public:
+  explicit RefusedStream(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
 
 /// Admits the start of a call: posts `task` to `pool`, or finishes `reactor` busy.
 template <class Reactor, class Task>

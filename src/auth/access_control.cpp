@@ -1,0 +1,421 @@
+#include "access_control.hpp"
+
+#include <crypt.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include <gorego/core/log.hpp>
+#include <gorego/hash/sha256.hpp>
+
+namespace gorego::auth {
+
+namespace {
+
+constexpr Rights kDefaultAuthenticated = Rights(Right::kRead) | Right::kWriteCas | Right::kWriteAc;
+constexpr std::size_t kMaxRemembered = 10000;  // basic credentials
+constexpr std::string_view kAnonymous = "anonymous";
+
+/// The names auth.rights gives a meaning of their own; no credential may claim them.
+bool reserved(std::string_view name) { return name == kAnonymous || name == "authenticated"; }
+
+std::string sha256_key(std::string_view text) {
+  const Hash256 h = Sha256::of(text);
+  return {reinterpret_cast<const char*>(h.data()), h.size()};
+}
+
+/// What identifies a version of a file: a change of any of these means "read it again".
+struct Stamp {
+  std::int64_t mtime_ns = -1;
+  std::int64_t size = -1;
+  std::uint64_t inode = 0;
+  friend bool operator==(const Stamp&, const Stamp&) = default;
+};
+
+std::optional<Stamp> stamp_of(const std::filesystem::path& p) {
+  struct stat st {};
+  if (::stat(p.c_str(), &st) != 0) return std::nullopt;
+  return Stamp{static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+               static_cast<std::int64_t>(st.st_size), static_cast<std::uint64_t>(st.st_ino)};
+}
+
+Result<std::string> read_file(std::string_view key, const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return error(Code::kNotFound, "{} \"{}\" cannot be read", key, p.string());
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+/// The lines of `text` without comments ('#' first) and blank lines, with their numbers.
+std::vector<std::pair<int, std::string_view>> entries_of(std::string_view text) {
+  std::vector<std::pair<int, std::string_view>> out;
+  int number = 0;
+  std::size_t begin = 0;
+  while (begin < text.size()) {
+    std::size_t end = text.find('\n', begin);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(begin, end - begin);
+    begin = end + 1;
+    ++number;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (line.empty() || line.front() == '#') continue;
+    out.emplace_back(number, line);
+  }
+  return out;
+}
+
+bool visible_ascii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 127; });
+}
+
+std::optional<std::string> base64_decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    const int v = value(c);
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+struct AccessControl::State {
+  Stamp tokens_stamp, htpasswd_stamp;
+  std::map<std::string, Rights, std::less<>> rights;  // from auth.rights, without the reserved names
+  Rights authenticated = kDefaultAuthenticated;
+  std::shared_ptr<const Principal> anonymous;
+  std::unordered_map<std::string, std::shared_ptr<const Principal>> by_token;  // SHA-256 of the token
+  struct User {
+    std::string hash;  // bcrypt
+    std::shared_ptr<const Principal> principal;
+  };
+  std::unordered_map<std::string, User> users;
+  std::unordered_map<std::string, std::shared_ptr<const Principal>> named;  // every name known up front
+
+  // Verified basic credentials (SHA-256 of the header value) and certificate principals.
+  mutable std::mutex mu;
+  mutable std::unordered_map<std::string, std::shared_ptr<const Principal>> remembered;
+
+  [[nodiscard]] std::shared_ptr<const Principal> principal(const std::string& name) const {
+    if (auto it = named.find(name); it != named.end()) return it->second;
+    const auto r = rights.find(name);
+    return std::make_shared<const Principal>(Principal{name, r != rights.end() ? r->second : authenticated});
+  }
+};
+
+namespace {
+
+using State = AccessControl::State;
+
+/// Fills the rights of `s` from auth.rights.
+void set_rights(State& s, const AuthSettings& a, bool enabled) {
+  s.anonymous = std::make_shared<const Principal>(Principal{std::string(kAnonymous), enabled ? Rights() : Rights::all()});
+  for (const auto& [name, text] : a.rights) {
+    auto r = parse_rights("auth.rights." + name, text);
+    if (!r) continue;  // validate() already refused it
+    if (name == kAnonymous) {
+      s.anonymous = std::make_shared<const Principal>(Principal{std::string(kAnonymous), *r});
+    } else if (name == "authenticated") {
+      s.authenticated = *r;
+    } else {
+      s.rights.emplace(name, *r);
+    }
+  }
+}
+
+Status read_tokens(State& s, const std::filesystem::path& file) {
+  auto text = read_file("auth.tokens_file", file);
+  if (!text) return text.error();
+  for (const auto& [number, line] : entries_of(*text)) {
+    const std::size_t space = line.find_first_of(" \t");
+    const std::string_view name = line.substr(0, space);
+    std::string_view token = space == std::string_view::npos ? std::string_view() : line.substr(space + 1);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    if (name.empty() || token.empty() || token.find_first_of(" \t") != std::string_view::npos) {
+      return error(Code::kInvalidArgument,
+                   "auth.tokens_file \"{}\" line {}: expected \"PRINCIPAL TOKEN\" (the line is not shown)",
+                   file.string(), number);
+    }
+    if (!visible_ascii(name) || name.find(':') != std::string_view::npos || !visible_ascii(token)) {
+      return error(Code::kInvalidArgument,
+                   "auth.tokens_file \"{}\" line {}: the principal and the token must be visible ASCII, the "
+                   "principal without ':' (the line is not shown)",
+                   file.string(), number);
+    }
+    if (reserved(name)) {
+      return error(Code::kInvalidArgument, "auth.tokens_file \"{}\" line {}: \"{}\" is a reserved principal name",
+                   file.string(), number, name);
+    }
+    const std::string key(name);
+    auto principal = s.principal(key);
+    s.named.emplace(key, principal);
+    if (!s.by_token.emplace(sha256_key(token), principal).second) {
+      return error(Code::kInvalidArgument, "auth.tokens_file \"{}\" line {}: this token is already given to another line",
+                   file.string(), number);
+    }
+  }
+  return {};
+}
+
+Status read_htpasswd(State& s, const std::filesystem::path& file) {
+  auto text = read_file("auth.htpasswd_file", file);
+  if (!text) return text.error();
+  for (const auto& [number, line] : entries_of(*text)) {
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return error(Code::kInvalidArgument, "auth.htpasswd_file \"{}\" line {}: expected \"USER:HASH\"", file.string(),
+                   number);
+    }
+    const std::string user(line.substr(0, colon));
+    const std::string_view hash = line.substr(colon + 1);
+    if (!(hash.starts_with("$2y$") || hash.starts_with("$2b$") || hash.starts_with("$2a$")) || hash.size() != 60) {
+      return error(Code::kInvalidArgument,
+                   "auth.htpasswd_file \"{}\" line {}: the hash of user \"{}\" is not bcrypt ($2y$/$2b$, 60 "
+                   "characters); make it with htpasswd -B",
+                   file.string(), number, user);
+    }
+    if (reserved(user)) {
+      return error(Code::kInvalidArgument, "auth.htpasswd_file \"{}\" line {}: \"{}\" is a reserved principal name",
+                   file.string(), number, user);
+    }
+    auto principal = s.principal(user);
+    s.named.emplace(user, principal);
+    if (!s.users.emplace(user, State::User{std::string(hash), principal}).second) {
+      return error(Code::kInvalidArgument, "auth.htpasswd_file \"{}\" line {}: user \"{}\" is listed twice",
+                   file.string(), number, user);
+    }
+  }
+  return {};
+}
+
+bool bcrypt_matches(const std::string& password, const std::string& hash) {
+  struct crypt_data data {};
+  const char* out = ::crypt_rn(password.c_str(), hash.c_str(), &data, sizeof data);
+  if (out == nullptr || out[0] == '*') return false;
+  const std::string_view computed(out);
+  return computed.size() == hash.size() && CRYPTO_memcmp(computed.data(), hash.data(), hash.size()) == 0;
+}
+
+}  // namespace
+
+AccessControl::AccessControl(Options o) : opt_(std::move(o)) {
+  enabled_ = opt_.mtls || !opt_.auth.tokens_file.empty() || !opt_.auth.htpasswd_file.empty() ||
+             !opt_.auth.rights.empty();
+}
+
+AccessControl::~AccessControl() {
+  if (reloader_.joinable()) {
+    reloader_.request_stop();
+    reloader_.join();
+  }
+}
+
+Result<std::shared_ptr<AccessControl>> AccessControl::open(Options o) {
+  std::shared_ptr<AccessControl> ac(new AccessControl(std::move(o)));
+  auto s = std::make_shared<State>();
+  set_rights(*s, ac->opt_.auth, ac->enabled_);
+  for (const std::string& name : ac->opt_.allowed_clients) s->named.emplace(name, s->principal(name));
+  const AuthSettings& a = ac->opt_.auth;
+  if (!a.tokens_file.empty()) {
+    s->tokens_stamp = stamp_of(a.tokens_file).value_or(Stamp{});
+    GOREGO_RETURN_IF_ERROR(read_tokens(*s, a.tokens_file));
+  }
+  if (!a.htpasswd_file.empty()) {
+    s->htpasswd_stamp = stamp_of(a.htpasswd_file).value_or(Stamp{});
+    GOREGO_RETURN_IF_ERROR(read_htpasswd(*s, a.htpasswd_file));
+  }
+  ac->state_.store(std::move(s));
+  if (!a.tokens_file.empty() || !a.htpasswd_file.empty()) {
+    ac->reloader_ = std::jthread([raw = ac.get()](std::stop_token st) {
+      std::mutex mu;
+      std::condition_variable_any cv;
+      std::unique_lock lock(mu);
+      while (true) {
+        cv.wait_for(lock, st, raw->opt_.auth.reload_interval, [] { return false; });
+        if (st.stop_requested()) return;
+        raw->reload();
+      }
+    });
+  }
+  return ac;
+}
+
+void AccessControl::reload() {
+  const AuthSettings& a = opt_.auth;
+  const std::shared_ptr<const State> old = state_.load();
+  const auto tokens = a.tokens_file.empty() ? std::optional<Stamp>(Stamp{}) : stamp_of(a.tokens_file);
+  const auto htpasswd = a.htpasswd_file.empty() ? std::optional<Stamp>(Stamp{}) : stamp_of(a.htpasswd_file);
+  if (tokens == old->tokens_stamp && htpasswd == old->htpasswd_stamp) return;
+  auto s = std::make_shared<State>();
+  set_rights(*s, a, enabled_);
+  for (const std::string& name : opt_.allowed_clients) s->named.emplace(name, s->principal(name));
+  Status st;
+  if (!tokens || !htpasswd) {
+    st = error(Code::kNotFound, "a credentials file is gone: {}", !tokens ? a.tokens_file.string() : a.htpasswd_file.string());
+  }
+  if (st.ok() && !a.tokens_file.empty()) {
+    s->tokens_stamp = *tokens;
+    st = read_tokens(*s, a.tokens_file);
+  }
+  if (st.ok() && !a.htpasswd_file.empty()) {
+    s->htpasswd_stamp = *htpasswd;
+    st = read_htpasswd(*s, a.htpasswd_file);
+  }
+  if (!st.ok()) {
+    // Keep the entries in force, and remember the stamps that failed so that the same
+    // broken file is not re-read (and logged) every interval.
+    ++stats_.reload_errors;
+    log::error("credentials not reloaded; the previous ones stay in force", {{"error", st.message()}});
+    auto same = std::make_shared<State>();
+    same->tokens_stamp = tokens.value_or(Stamp{});
+    same->htpasswd_stamp = htpasswd.value_or(Stamp{});
+    same->rights = old->rights;
+    same->authenticated = old->authenticated;
+    same->anonymous = old->anonymous;
+    same->by_token = old->by_token;
+    same->users = old->users;
+    same->named = old->named;
+    state_.store(std::move(same));
+    return;
+  }
+  ++stats_.reloads;
+  log::info("credentials reloaded", {{"tokens", std::to_string(s->by_token.size())},
+                                     {"users", std::to_string(s->users.size())}});
+  state_.store(std::move(s));
+}
+
+Result<std::shared_ptr<const Principal>> AccessControl::authenticate(const Credentials& c) const {
+  const std::shared_ptr<const State> s = state_.load();
+  std::shared_ptr<const Principal> from_cert;
+  if (opt_.mtls) {
+    if (c.certificate_names.empty()) {
+      return error(Code::kUnauthenticated, "a client certificate is required (tls.client_ca_file is set)");
+    }
+    if (opt_.allowed_clients.empty()) {
+      from_cert = s->principal(c.certificate_names.front());
+    } else {
+      for (const std::string& name : c.certificate_names) {
+        if (std::find(opt_.allowed_clients.begin(), opt_.allowed_clients.end(), name) != opt_.allowed_clients.end()) {
+          from_cert = s->principal(name);
+          break;
+        }
+      }
+      if (!from_cert) {
+        return error(Code::kUnauthenticated, "the client certificate \"{}\" is not in tls.allowed_clients",
+                     c.certificate_names.front());
+      }
+    }
+  }
+  if (c.authorization.empty()) return from_cert ? from_cert : s->anonymous;
+
+  const std::string_view header = c.authorization;
+  const std::size_t space = header.find(' ');
+  const std::string_view scheme = header.substr(0, space);
+  std::string_view value = space == std::string_view::npos ? std::string_view() : header.substr(space + 1);
+  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  if (iequals(scheme, "Bearer")) {
+    if (auto it = s->by_token.find(sha256_key(value)); it != s->by_token.end()) return it->second;
+    return error(Code::kUnauthenticated, "the bearer token is not known (the token is not shown)");
+  }
+  if (iequals(scheme, "Basic")) {
+    const std::string key = sha256_key(header);
+    {
+      std::lock_guard lock(s->mu);
+      if (auto it = s->remembered.find(key); it != s->remembered.end()) return it->second;
+    }
+    const auto decoded = base64_decode(value);
+    const std::size_t colon = decoded ? decoded->find(':') : std::string::npos;
+    if (colon == std::string::npos) {
+      return error(Code::kUnauthenticated, "basic credentials are not base64 of \"USER:PASSWORD\"");
+    }
+    const std::string user = decoded->substr(0, colon);
+    const auto it = s->users.find(user);
+    if (it == s->users.end() || !bcrypt_matches(decoded->substr(colon + 1), it->second.hash)) {
+      return error(Code::kUnauthenticated, "basic credentials of user \"{}\" are wrong (the password is not shown)",
+                   user.size() <= 64 && visible_ascii(user) ? user : std::string("<unprintable>"));
+    }
+    std::lock_guard lock(s->mu);
+    if (s->remembered.size() >= kMaxRemembered) s->remembered.clear();
+    s->remembered.emplace(key, it->second.principal);
+    return it->second.principal;
+  }
+  return error(Code::kUnauthenticated, "the authorization header has the scheme \"{}\"; gorego takes Bearer or Basic",
+               scheme.size() <= 32 && visible_ascii(scheme) ? scheme : std::string_view("<unprintable>"));
+}
+
+Result<std::shared_ptr<const Principal>> AccessControl::admit(const Credentials& c, Right right,
+                                                              std::string_view what) const {
+  auto p = authenticate(c);
+  if (!p) {
+    ++stats_.unauthenticated;
+    log_refusal(what, "", p.error());
+    return p;
+  }
+  if (!(*p)->rights.has(right) && (*p)->name == kAnonymous) {
+    ++stats_.unauthenticated;
+    Status st = error(Code::kUnauthenticated, "{} needs credentials with the {} right (anonymous callers may: {})",
+                      what, name_of(right), to_string((*p)->rights));
+    log_refusal(what, "", st);
+    return st;
+  }
+  if (!(*p)->rights.has(right)) {
+    ++stats_.denied;
+    Status st = error(Code::kPermissionDenied, "principal \"{}\" lacks the {} right for {}", (*p)->name, name_of(right),
+                      what);
+    log_refusal(what, (*p)->name, st);
+    return st;
+  }
+  return p;
+}
+
+void AccessControl::log_refusal(std::string_view what, std::string_view principal, const Status& s) const {
+  constexpr int kPerSecond = 20;
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+  if (log_second_.exchange(now) != now) logged_in_second_ = 0;
+  if (logged_in_second_.fetch_add(1) >= kPerSecond) return;
+  log::warn("call refused", {{"call", std::string(what)},
+                             {"principal", principal.empty() ? std::string("unauthenticated") : std::string(principal)},
+                             {"code", std::string(code_name(s.code()))},
+                             {"reason", s.message()}});
+}
+
+}  // namespace gorego::auth
