@@ -16,6 +16,8 @@ packages=(
   catch2 libbenchmark-dev curl python3 procps openssl b3sum
   # real peers used by the test suite
   bazel-bootstrap openjdk-17-jdk-headless buildstream python3-grpcio prometheus
+  # Bazel's grpcs:// needs netty's OpenSSL bindings: Debian's JDK TLS path has no ALPN
+  libnetty-tcnative-jni
 )
 
 missing=()

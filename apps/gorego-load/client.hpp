@@ -28,21 +28,30 @@ namespace gorego::load {
 namespace re = gorego::reapi::re;
 namespace bs = google::bytestream;
 
-/// "grpc://host:port" or "host:port" -> "host:port".
+/// "grpc://host:port", "grpcs://host:port" or "host:port" -> "host:port".
 inline std::string grpc_address(std::string_view target) {
   if (target.starts_with("grpc://")) target.remove_prefix(7);
+  if (target.starts_with("grpcs://")) target.remove_prefix(8);
   return std::string(target);
 }
 
 /// A channel to `target`. With `own_connection` it gets its own TCP connection (a local
 /// subchannel pool); otherwise gRPC shares one connection between channels with equal
-/// arguments. No message size limits: the server's limits are the ones under test.
-inline std::shared_ptr<grpc::Channel> make_channel(const std::string& target, bool own_connection) {
+/// arguments. No message size limits: the server's limits are the ones under test. A
+/// grpcs:// target is reached over TLS, verified with `ca_pem` (empty: the system roots).
+inline std::shared_ptr<grpc::Channel> make_channel(const std::string& target, bool own_connection,
+                                                   const std::string& ca_pem = {}) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(grpc_address(target), grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (target.starts_with("grpcs://")) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ca_pem;
+    creds = grpc::SslCredentials(ssl);
+  }
+  return grpc::CreateCustomChannel(grpc_address(target), creds, args);
 }
 
 /// A channel and a stub of every service used. Stubs are thread-safe; each client thread
@@ -74,11 +83,13 @@ struct Rpc {
   std::string instance;
   std::chrono::milliseconds timeout{60000};
   bool zstd = false;  ///< ByteStream through compressed-blobs/zstd/ names
+  std::string authorization;  ///< sent as the authorization header when not empty
 
   [[nodiscard]] std::string blobs() const { return zstd ? "compressed-blobs/zstd" : "blobs"; }
 
   void prepare(grpc::ClientContext& ctx) const {
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+    if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
   }
   [[nodiscard]] std::string prefix() const { return instance.empty() ? "" : instance + "/"; }
   [[nodiscard]] std::string read_name(const Digest& d) const {

@@ -22,6 +22,8 @@ struct Options {
   std::string workload;
   std::string target = "127.0.0.1:50051";
   std::string instance;
+  std::string tls_ca_file;   ///< grpcs:// targets: the CA to verify the server with
+  std::string bearer_token;  ///< sent as "authorization: Bearer ..." with every call
   unsigned concurrency = 8;
   bool shared_channel = false;            ///< one channel for all threads instead of one each
   std::optional<double> duration;         ///< seconds

@@ -295,6 +295,8 @@ int run(int argc, char** argv) {
   app.add_option("--target", o.target, "Server address HOST:PORT (or grpc://HOST:PORT)")
       ->capture_default_str();
   app.add_option("--instance", o.instance, "REAPI instance name")->capture_default_str();
+  app.add_option("--tls-ca", o.tls_ca_file, "grpcs:// targets: PEM CA certificates to verify the server");
+  app.add_option("--token", o.bearer_token, "bearer token sent with every gRPC call");
   app.add_option("--concurrency", o.concurrency,
                  "Client threads, each making one request at a time")
       ->capture_default_str()

@@ -70,15 +70,24 @@ Result<Env> connect(const Options& o) {
   Env env;
   env.rpc = {.instance = o.instance,
              .timeout = std::chrono::milliseconds(static_cast<std::int64_t>(o.rpc_timeout * 1000)),
-             .zstd = o.zstd};
+             .zstd = o.zstd,
+             .authorization = o.bearer_token.empty() ? std::string() : "Bearer " + o.bearer_token};
+  std::string ca_pem;
+  if (!o.tls_ca_file.empty()) {
+    std::ifstream in(o.tls_ca_file);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (!in || pem.str().empty()) return error(Code::kInvalidArgument, "--tls-ca \"{}\" cannot be read", o.tls_ca_file);
+    ca_pem = pem.str();
+  }
   std::shared_ptr<grpc::Channel> shared;
   for (unsigned i = 0; i < o.concurrency; ++i) {
     std::shared_ptr<grpc::Channel> ch;
     if (o.shared_channel) {
-      if (!shared) shared = make_channel(o.target, true);
+      if (!shared) shared = make_channel(o.target, true, ca_pem);
       ch = shared;
     } else {
-      ch = make_channel(o.target, true);
+      ch = make_channel(o.target, true, ca_pem);
     }
     if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
       return error(Code::kUnavailable, "cannot connect to {} within 10 s", o.target);

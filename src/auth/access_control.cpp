@@ -324,7 +324,7 @@ void AccessControl::reload() {
 Result<std::shared_ptr<const Principal>> AccessControl::authenticate(const Credentials& c) const {
   const std::shared_ptr<const State> s = state_.load();
   std::shared_ptr<const Principal> from_cert;
-  if (opt_.mtls) {
+  if (opt_.mtls && c.over_mtls) {
     if (c.certificate_names.empty()) {
       return error(Code::kUnauthenticated, "a client certificate is required (tls.client_ca_file is set)");
     }

@@ -32,6 +32,10 @@ namespace gorego::auth {
 struct Credentials {
   std::string_view authorization;                 ///< the authorization header's value; "" when none
   std::span<const std::string> certificate_names;  ///< CN, then SANs, of a verified client certificate
+  /// The request came over the mTLS listener (the gRPC port with tls.client_ca_file), where a
+  /// certificate is required and checked against tls.allowed_clients. Plain-HTTP listeners
+  /// (the admin port, the HTTP cache) leave it false: their callers authenticate by header.
+  bool over_mtls = false;
 };
 
 class AccessControl {
@@ -57,8 +61,9 @@ class AccessControl {
   [[nodiscard]] bool enabled() const { return enabled_; }
 
   /// The principal presenting `c`: the anonymous principal without credentials;
-  /// UNAUTHENTICATED for an unknown token, wrong basic credentials, an unknown scheme, or a
-  /// client certificate whose names are not in tls.allowed_clients.
+  /// UNAUTHENTICATED for an unknown token, wrong basic credentials, an unknown scheme, or
+  /// (`over_mtls`) a missing client certificate or one whose names are not in
+  /// tls.allowed_clients. A header's principal wins over the certificate's name.
   [[nodiscard]] Result<std::shared_ptr<const Principal>> authenticate(const Credentials& c) const;
 
   /// authenticate(), then the right: PERMISSION_DENIED naming the principal, the right and

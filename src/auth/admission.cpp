@@ -93,6 +93,7 @@ class Interceptor final : public gx::Interceptor {
       }
     }
     c.certificate_names = names;
+    c.over_mtls = adm_->options().mtls;
     std::string_view what = method;
     if (what.starts_with(kRe)) what.remove_prefix(kRe.size());
     if (what.starts_with('/')) what.remove_prefix(1);

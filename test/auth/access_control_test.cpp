@@ -178,21 +178,27 @@ TEST_CASE("AccessControl: reload picks up changes and keeps the old entries when
 TEST_CASE("AccessControl: mTLS names; allowed_clients", "[auth]") {
   const std::vector<std::string> names{"build-42", "build-42.ci.example"};
   auto any = open_ok({.mtls = true});
-  auto p = any->admit({.certificate_names = names}, Right::kRead, "Read");
+  auto p = any->admit({.certificate_names = names, .over_mtls = true}, Right::kRead, "Read");
   REQUIRE(p);
   CHECK((*p)->name == "build-42");
   auto listed = open_ok({.auth = {.rights = {{"build-42.ci.example", "read"}}},
                          .mtls = true,
                          .allowed_clients = {"build-42.ci.example"}});
-  auto q = listed->admit({.certificate_names = names}, Right::kRead, "Read");
+  auto q = listed->admit({.certificate_names = names, .over_mtls = true}, Right::kRead, "Read");
   REQUIRE(q);
   CHECK((*q)->name == "build-42.ci.example");
   const std::vector<std::string> stranger{"laptop"};
-  auto r = listed->admit({.certificate_names = stranger}, Right::kRead, "Read");
+  auto r = listed->admit({.certificate_names = stranger, .over_mtls = true}, Right::kRead, "Read");
   REQUIRE_FALSE(r);
   CHECK(r.error().message() == "the client certificate \"laptop\" is not in tls.allowed_clients");
   // A token overrides the certificate's name, but not the certificate check.
-  CHECK_FALSE(listed->admit({.authorization = "Bearer x", .certificate_names = stranger}, Right::kRead, "Read"));
+  CHECK_FALSE(listed->admit({.authorization = "Bearer x", .certificate_names = stranger, .over_mtls = true},
+                            Right::kRead, "Read"));
+  // Over mTLS a certificate is required; a plain-HTTP listener (admin, HTTP cache) asks for none.
+  CHECK(listed->admit({.over_mtls = true}, Right::kRead, "Read").error().message() ==
+        "a client certificate is required (tls.client_ca_file is set)");
+  CHECK(listed->admit({}, Right::kRead, "admin /metrics").error().message().find("needs credentials") !=
+        std::string::npos);
 }
 
 TEST_CASE("Admission: the right each method needs; unknown methods need admin", "[auth]") {
