@@ -14,23 +14,9 @@ B=$2
 LOAD=$3
 ROUNDS=${4:-2}
 SECONDS_PER_RUN=${5:-5}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gorego-ab.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_listening() { # port
-    for ((i = 0; i < 300; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on $1" >&2
-    exit 1
-}
+# shellcheck source=bench_lib.sh
+source "$(cd "$(dirname "$0")" && pwd)/bench_lib.sh"
+bench_setup gorego-ab
 start() { # binary name extra-args...; sets PORT and PID
     local bin=$1 name=$2
     shift 2

@@ -4,7 +4,7 @@
 # runs against each set-up in turn, for several rounds; prints one tab-separated line per run
 # and the medians, with each set-up's ratio to plaintext. No figure is asserted.
 #
-# usage: benchmark/security_ab.sh GOREGO GOREGO_LOAD [ROUNDS] [SECONDS]
+# usage: [SECURITY_AB_ONLY=WORKLOAD] benchmark/security_ab.sh GOREGO GOREGO_LOAD [ROUNDS] [SECONDS]
 set -euo pipefail
 
 [[ $# -ge 2 ]] || { echo "usage: $0 GOREGO GOREGO_LOAD [ROUNDS] [SECONDS]" >&2; exit 2; }
@@ -13,23 +13,9 @@ LOAD=$2
 ROUNDS=${3:-2}
 SECONDS_PER_RUN=${4:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gorego-security-ab.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_listening() { # port
-    for ((i = 0; i < 300; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on $1" >&2
-    exit 1
-}
+# shellcheck source=bench_lib.sh
+source "$(cd "$(dirname "$0")" && pwd)/bench_lib.sh"
+bench_setup gorego-security-ab
 
 bash "$HERE/../test/e2e/make_test_certs.sh" "$TMP/certs"
 TOKEN=bench-token-5e1c7a92d04b
@@ -43,6 +29,12 @@ WORKLOADS=(
     "bytestream-read --size 4MiB --distinct 8"
     "bytestream-write --size 4MiB"
 )
+# SECURITY_AB_ONLY=find-missing runs just the workloads whose line starts so.
+if [[ -n ${SECURITY_AB_ONLY:-} ]]; then
+    kept=()
+    for w in "${WORKLOADS[@]}"; do [[ $w == "$SECURITY_AB_ONLY"* ]] && kept+=("$w"); done
+    WORKLOADS=("${kept[@]}")
+fi
 
 printf 'round\tsetup\tworkload\trequests_per_second\tmegabytes_per_second\tserver_us_per_request\n' >"$TMP/runs.tsv"
 for round in $(seq 1 "$ROUNDS"); do

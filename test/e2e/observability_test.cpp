@@ -241,7 +241,8 @@ TEST_CASE("metrics: exact deltas after a known sequence of RPCs, valid for promt
 
 TEST_CASE("health: live, startup and ready follow the store, and shutdown", "[process][observability]") {
   TempDir dir;
-  Server s(dir, {"--io-threads", "2"});
+  std::ofstream(dir.path() / "pprof.yaml") << "telemetry:\n  pprof: true\n";  // profiles are off by default
+  Server s(dir, {"--io-threads", "2", "--config", (dir.path() / "pprof.yaml").string()});
   REQUIRE(eventually([&] { return http_get(s.admin_port, "/health/ready").status == 200; }));
   CHECK(http_get(s.admin_port, "/health/live").status == 200);
   CHECK(http_get(s.admin_port, "/health/startup").status == 200);
@@ -270,6 +271,11 @@ TEST_CASE("health: live, startup and ready follow the store, and shutdown", "[pr
   CHECK(heap.status == 200);
   CHECK(heap.body.starts_with("heap profile:"));
   CHECK(http_get(s.admin_port, "/debug/pprof/profile?seconds=0").status == 400);
+  // Without telemetry.pprof, the profiles are not served.
+  Server off(dir, {}, "off");
+  const HttpResponse none = http_get(off.admin_port, "/debug/pprof/heap");
+  CHECK(none.status == 404);
+  CHECK(none.body.find("telemetry.pprof") != std::string::npos);
 
 }
 

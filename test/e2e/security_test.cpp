@@ -405,3 +405,29 @@ TEST_CASE("Limits: a connection past max_calls_per_connection is refused RESOURC
   const auto m = parse_metrics(http_get(s.admin_port, "/metrics").body);
   CHECK(m.at("gorego_calls_refused_total{limit=\"connection\"}") >= 1);
 }
+
+TEST_CASE("Security: a proxy calls its upstream with its own credentials, never its clients'", "[security][proxy]") {
+  TempDir dir;
+  const std::string proxy_token = "proxy-4b8e0d1c6a2f9735";
+  std::ofstream(dir.path() / "up-tokens") << "proxy " << proxy_token << "\ndev " << kCiToken << "\n";
+  std::ofstream(dir.path() / "up.yaml") << fmt::format("auth:\n  tokens_file: {}\n", (dir.path() / "up-tokens").string());
+  Server up(dir, {"--config", (dir.path() / "up.yaml").string()}, "up");
+  const std::string blob = "only the upstream has this blob";
+  REQUIRE(Caller{up.channel, bearer(kCiToken)}.write(blob).ok());
+
+  // A proxy without upstream credentials: the client's token, valid upstream, stays with
+  // the proxy (were it forwarded, the read-through would succeed).
+  Server plain(dir, {"--upstream", up.url()}, "plain");
+  std::string out;
+  CHECK_FALSE(Caller{plain.channel, bearer(kCiToken)}.read(blob, out).ok());
+  CHECK(wait_for_log(up.log, "\"principal\":\"unauthenticated\"", 10));
+
+  // With remote.bearer_token the proxy is its own principal upstream.
+  std::ofstream(dir.path() / "proxy.yaml")
+      << fmt::format("remote:\n  target: {}\n  bearer_token: {}\n", up.url(), proxy_token);
+  Server own(dir, {"--config", (dir.path() / "proxy.yaml").string()}, "own");
+  CHECK(Caller{own.channel, {}}.read(blob, out).ok());
+  CHECK(out == blob);
+  CHECK(slurp(up.log).find(proxy_token) == std::string::npos);
+  CHECK(slurp(own.log).find(proxy_token) == std::string::npos);
+}
