@@ -2,8 +2,12 @@
 // per connection (bounded), bodies streamed in 64 KiB pieces to and from the store.
 #include "http_cache.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -19,6 +23,7 @@
 #include <gorego/core/zstd.hpp>
 
 #include "auth/access_control.hpp"
+#include "auth/tls_context.hpp"
 
 namespace gorego {
 namespace {
@@ -43,10 +48,33 @@ class TimedStream {
  public:
   explicit TimedStream(int fd) : fd_(fd) {}
 
+  /// From now on every byte goes through `ssl` (set up on this stream's socket, which is
+  /// made non-blocking); the TLS handshake runs under the same deadlines.
+  bool start_tls(SSL* ssl, beast::error_code& ec) {
+    ssl_ = ssl;
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+    while (true) {
+      const int r = SSL_accept(ssl_);
+      if (r == 1) return true;
+      if (!retry(SSL_get_error(ssl_, r), ec)) return false;
+    }
+  }
+  /// Sends TLS's close_notify (without waiting for the peer's).
+  void close_tls() {
+    if (ssl_ != nullptr) SSL_shutdown(ssl_);
+  }
+
   template <class Buffers>
   std::size_t read_some(const Buffers& bufs, beast::error_code& ec) {
     const auto b = first<asio::mutable_buffer>(bufs);
     if (b.size() == 0) return ec = {}, 0;
+    if (ssl_ != nullptr) {
+      while (true) {
+        const int n = SSL_read(ssl_, b.data(), static_cast<int>(std::min<std::size_t>(b.size(), 1 << 30)));
+        if (n > 0) return ec = {}, static_cast<std::size_t>(n);
+        if (!retry(SSL_get_error(ssl_, n), ec)) return 0;
+      }
+    }
     // Try first, wait only when nothing is there: one syscall per piece on a busy upload.
     ssize_t n = ::recv(fd_, b.data(), b.size(), MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -59,6 +87,13 @@ class TimedStream {
   std::size_t write_some(const Buffers& bufs, beast::error_code& ec) {
     const auto b = first<asio::const_buffer>(bufs);
     if (b.size() == 0) return ec = {}, 0;
+    if (ssl_ != nullptr) {
+      while (true) {
+        const int n = SSL_write(ssl_, b.data(), static_cast<int>(std::min<std::size_t>(b.size(), 1 << 30)));
+        if (n > 0) return ec = {}, static_cast<std::size_t>(n);
+        if (!retry(SSL_get_error(ssl_, n), ec)) return 0;
+      }
+    }
     ssize_t n = ::send(fd_, b.data(), b.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (!wait(POLLOUT, ec)) return 0;
@@ -105,7 +140,18 @@ class TimedStream {
     ec = n == 0 ? at_zero : beast::error_code(errno, boost::system::system_category());
     return 0;
   }
+  /// After an SSL call returned `e`: waits when TLS needs the socket (true: call again), or
+  /// sets `ec` (a clean close is eof).
+  bool retry(int e, beast::error_code& ec) {
+    if (e == SSL_ERROR_WANT_READ) return wait(POLLIN, ec);
+    if (e == SSL_ERROR_WANT_WRITE) return wait(POLLOUT, ec);
+    ERR_clear_error();
+    ec = e == SSL_ERROR_ZERO_RETURN ? asio::error::make_error_code(asio::error::eof)
+                                    : asio::error::make_error_code(asio::error::connection_reset);
+    return false;
+  }
   int fd_;
+  SSL* ssl_ = nullptr;
 };
 
 /// What a request names: the tree (`cas` or `ac`), the hash and the instance prefix.
@@ -157,16 +203,37 @@ http::status status_of(Code c) {
 /// One connection: reads requests until the client closes, an error, or `Connection: close`.
 class Connection {
  public:
-  Connection(tcp::socket sock, const HttpSettings& s, HttpStore& store, const auth::AccessControl* access)
-      : socket_(std::move(sock)), sock_(socket_.native_handle()), settings_(s), store_(store), access_(access) {
+  Connection(tcp::socket sock, const HttpSettings& s, HttpStore& store, const auth::AccessControl* access,
+             std::shared_ptr<SSL_CTX> tls, bool mtls)
+      : socket_(std::move(sock)),
+        sock_(socket_.native_handle()),
+        settings_(s),
+        store_(store),
+        access_(access),
+        tls_(std::move(tls)),
+        mtls_(mtls) {
     // Beast reads at most the buffer's free capacity per call: without room, a body
     // arrives a few hundred bytes per recv.
     buf_.reserve(kReadBuffer);
   }
 
+  ~Connection() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+  }
+
   void run() {
+    if (tls_) {
+      ssl_ = SSL_new(tls_.get());
+      beast::error_code ec;
+      if (ssl_ == nullptr || SSL_set_fd(ssl_, socket_.native_handle()) != 1 || !sock_.start_tls(ssl_, ec)) {
+        log::debug("HTTP TLS handshake failed", {{"error", ec ? ec.message() : std::string("no TLS session")}});
+        return;  // a plaintext client, a certificate the CA did not sign, or gone
+      }
+      if (mtls_) certificate_names_ = auth::peer_certificate_names(ssl_);
+    }
     while (serve_one()) {
     }
+    sock_.close_tls();
     // A lingering close: the answer is sent, then what the client still sends (the body of
     // a refused upload) is read and dropped for a moment, so that closing with unread bytes
     // does not reset the connection before the client has read the answer.
@@ -216,7 +283,10 @@ class Connection {
       const bool put = req.method() == http::verb::put;
       const Right right = !put ? Right::kRead : target->ac ? Right::kWriteAc : Right::kWriteCas;
       const auto header = req[http::field::authorization];
-      auto p = access_->admit({.authorization = std::string_view(header.data(), header.size())}, right,
+      auto p = access_->admit({.authorization = std::string_view(header.data(), header.size()),
+                               .certificate_names = certificate_names_,
+                               .over_mtls = mtls_},
+                              right,
                               fmt::format("HTTP {} /{}", std::string(req.method_string()), target->ac ? "ac" : "cas"));
       if (!p) {
         const bool who = p.error().code() == Code::kUnauthenticated;
@@ -433,6 +503,10 @@ class Connection {
   const HttpSettings& settings_;
   HttpStore& store_;
   const auth::AccessControl* access_;  // null: no authentication
+  std::shared_ptr<SSL_CTX> tls_;        // null: plaintext
+  bool mtls_ = false;
+  SSL* ssl_ = nullptr;
+  std::vector<std::string> certificate_names_;  // of a verified client certificate
   beast::flat_buffer buf_;
   bool keep_ = true;
   bool challenge_ = false;  // a 401 asks for basic credentials
@@ -447,6 +521,7 @@ struct HttpCacheServer::Impl {
   HttpSettings settings;
   HttpStore& store;
   std::shared_ptr<const auth::AccessControl> access;
+  std::shared_ptr<auth::ServerTlsContext> tls;  // null: plaintext
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::thread accept_thread;
@@ -457,8 +532,9 @@ struct HttpCacheServer::Impl {
   bool stopping = false;
   int port = 0;
 
-  Impl(const HttpSettings& s, HttpStore& st, std::shared_ptr<const auth::AccessControl> a)
-      : settings(s), store(st), access(std::move(a)) {}
+  Impl(const HttpSettings& s, HttpStore& st, std::shared_ptr<const auth::AccessControl> a,
+       std::shared_ptr<auth::ServerTlsContext> t)
+      : settings(s), store(st), access(std::move(a)), tls(std::move(t)) {}
 
   void accept_loop() {
     while (true) {
@@ -480,7 +556,8 @@ struct HttpCacheServer::Impl {
       ++active;
       lock.unlock();
       std::thread([this, fd, s = std::move(sock)]() mutable {
-        auto c = std::make_unique<Connection>(std::move(s), settings, store, access.get());
+        auto c = std::make_unique<Connection>(std::move(s), settings, store, access.get(),
+                                              tls ? tls->current() : nullptr, tls && tls->mtls());
         c->run();
         {
           std::lock_guard g(mu);
@@ -497,8 +574,9 @@ struct HttpCacheServer::Impl {
 };
 
 Result<std::unique_ptr<HttpCacheServer>> HttpCacheServer::start(const HttpSettings& s, HttpStore& store,
-                                                                 std::shared_ptr<const auth::AccessControl> access) {
-  auto impl = std::make_unique<Impl>(s, store, std::move(access));
+                                                                 std::shared_ptr<const auth::AccessControl> access,
+                                                                 std::shared_ptr<auth::ServerTlsContext> tls) {
+  auto impl = std::make_unique<Impl>(s, store, std::move(access), std::move(tls));
   const auto colon = s.addr.rfind(':');
   std::string host = s.addr.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
@@ -515,7 +593,8 @@ Result<std::unique_ptr<HttpCacheServer>> HttpCacheServer::start(const HttpSettin
   impl->port = impl->acceptor.local_endpoint().port();
   Impl* raw = impl.get();
   impl->accept_thread = std::thread([raw] { raw->accept_loop(); });
-  log::info("HTTP cache listening", {{"address", fmt::format("{}:{}", host, impl->port)}});
+  log::info("HTTP cache listening",
+            {{"address", fmt::format("{}:{}", host, impl->port)}, {"tls", !impl->tls ? "off" : impl->tls->mtls() ? "mtls" : "on"}});
   return std::unique_ptr<HttpCacheServer>(new HttpCacheServer(std::move(impl)));
 }
 

@@ -23,6 +23,7 @@
 namespace gorego {
 namespace auth {
 class AccessControl;
+class ServerTlsContext;
 }
 
 /// The store as the HTTP listener sees it: synchronous calls, made on its connection
@@ -66,8 +67,11 @@ class HttpCacheServer {
   /// it cannot be bound. With an enabled `access`, each request needs the right its method
   /// asks for (GET/HEAD: read; PUT /cas: write-cas; PUT /ac: write-ac): 401 (with a Basic
   /// challenge) for missing or wrong credentials, 403 for a principal without the right.
+  /// With `tls`, every connection speaks TLS (https://) with the context current when it was
+  /// accepted; with mTLS its verified certificate names are credentials too.
   static Result<std::unique_ptr<HttpCacheServer>> start(const HttpSettings& s, HttpStore& store,
-                                                        std::shared_ptr<const auth::AccessControl> access = nullptr);
+                                                        std::shared_ptr<const auth::AccessControl> access = nullptr,
+                                                        std::shared_ptr<auth::ServerTlsContext> tls = nullptr);
   HttpCacheServer(const HttpCacheServer&) = delete;
   HttpCacheServer& operator=(const HttpCacheServer&) = delete;
   /// Stops accepting, closes every connection and joins their threads.

@@ -26,6 +26,7 @@
 #include "auth/access_control.hpp"
 #include "auth/admission.hpp"
 #include "auth/tls.hpp"
+#include "auth/tls_context.hpp"
 #include "exec/execution.hpp"
 #include "health.hpp"
 #include "http_cache.hpp"
@@ -137,7 +138,13 @@ class AssembledServer final : public Server {
       admin_ = std::move(*admin);
     }
     if (!c.http.addr.empty()) {
-      auto http = HttpCacheServer::start(c.http, stack_->http_store(), access_);
+      std::shared_ptr<auth::ServerTlsContext> http_tls;
+      if (!c.tls.cert_file.empty()) {  // the same certificate as the gRPC port
+        auto t = auth::ServerTlsContext::open(c.tls);
+        if (!t) return t.error();
+        http_tls = std::move(*t);
+      }
+      auto http = HttpCacheServer::start(c.http, stack_->http_store(), access_, std::move(http_tls));
       if (!http) return http.error();
       http_ = std::move(*http);
     }

@@ -384,7 +384,15 @@ class Worker {
         p->set_name(k);
         p->set_value(v);
       }
-      if (!stream->Write(hello)) return false;
+      if (!stream->Write(hello)) {
+        // The server ended the stream at once (refused credentials, shutting down): say why.
+        const grpc::Status s = stream->Finish();
+        if (!stop.stop_requested()) {
+          log::warn("scheduler stream failed",
+                    {{"code", std::string(code_name(static_cast<Code>(s.error_code())))}, {"error", s.error_message()}});
+        }
+        return false;
+      }
     }
     {
       std::lock_guard lock(mu_);
@@ -447,7 +455,8 @@ class Worker {
     }
     const grpc::Status s = stream->Finish();
     if (!s.ok() && !stop.stop_requested()) {
-      log::warn("scheduler stream failed", {{"code", std::to_string(s.error_code())}, {"error", s.error_message()}});
+      log::warn("scheduler stream failed",
+                {{"code", std::string(code_name(static_cast<Code>(s.error_code())))}, {"error", s.error_message()}});
     }
     return welcomed;
   }

@@ -20,13 +20,14 @@ namespace {
 
 /// A gorego-worker process.
 struct Worker {
-  Worker(const TempDir& dir, const Server& s, const std::string& id, int slots = 2)
+  Worker(const TempDir& dir, const Server& s, const std::string& id, int slots = 2,
+         std::vector<std::string> extra = {})
       : work(dir.path() / ("worker-" + id)), log(dir.path() / ("worker-" + id + ".log")) {
-    proc = std::make_unique<Process>(GOREGO_WORKER_BINARY,
-                                     std::vector<std::string>{"--scheduler", s.url(), "--work-dir", work.string(),
-                                                              "--slots", std::to_string(slots), "--id", id,
-                                                              "--property", "OSFamily=linux", "--log-level", "debug"},
-                                     log);
+    std::vector<std::string> args{"--scheduler", s.url(), "--work-dir", work.string(),
+                                  "--slots", std::to_string(slots), "--id", id,
+                                  "--property", "OSFamily=linux", "--log-level", "debug"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    proc = std::make_unique<Process>(GOREGO_WORKER_BINARY, args, log);
   }
   std::filesystem::path work, log;
   std::unique_ptr<Process> proc;
@@ -116,10 +117,11 @@ Outcome finish(Outcome o) {
 }
 
 Outcome execute(const Server& s, const re::Digest& action, bool skip_cache_lookup = false,
-                const std::string& traceparent = "") {
+                const std::string& traceparent = "", const std::string& authorization = "") {
   auto stub = re::Execution::NewStub(s.channel);
   grpc::ClientContext ctx;
   if (!traceparent.empty()) ctx.AddMetadata("traceparent", traceparent);
+  if (!authorization.empty()) ctx.AddMetadata("authorization", authorization);
   ctx.set_deadline(std::chrono::system_clock::now() + 120s);
   re::ExecuteRequest req;
   *req.mutable_action_digest() = action;
@@ -521,4 +523,37 @@ TEST_CASE("Execution: at shutdown idle workers are sent away and the server exit
   s.proc->signal(SIGTERM);
   CHECK(s.proc->wait() == 0);
   CHECK(eventually([&] { return slurp(w.log).find("shutting down") != std::string::npos; }, 10));
+}
+
+TEST_CASE("Execution: with authentication, Execute needs the execute right and workers the worker right",
+          "[process][execution][security]") {
+  TempDir dir;
+  std::ofstream(dir.path() / "tokens") << "ci tok-ci-61f0a8\nw1 tok-worker-93c2d4\n";
+  std::ofstream(dir.path() / "worker-token") << "tok-worker-93c2d4\n";
+  std::ofstream(dir.path() / "wrong-token") << "tok-not-known\n";
+  // Anonymous callers may upload the action's blobs and read /metrics (the helpers here do).
+  std::ofstream(dir.path() / "auth.yaml") << fmt::format(
+      "auth:\n  tokens_file: {}\n  rights:\n    anonymous: read+write-cas+admin\n    ci: read+write+execute\n"
+      "    w1: worker+read+write-cas\n",
+      (dir.path() / "tokens").string());
+  Server s(dir, {"--execution", "true", "--config", (dir.path() / "auth.yaml").string()});
+  // A worker with a token the server does not know is refused and never counted.
+  Worker stranger(dir, s, "stranger", 1, {"--token-file", (dir.path() / "wrong-token").string()});
+  CHECK(wait_for_log(stranger.log, "UNAUTHENTICATED", 20));
+  Worker w(dir, s, "w1", 2, {"--token-file", (dir.path() / "worker-token").string()});
+  REQUIRE(workers_connected(s, 1));
+
+  const re::Digest action = make_action(s, {.args = {"sh", "-c", "printf ran > out"}, .output_paths = {"out"}});
+  const Outcome anonymous = execute(s, action);
+  CHECK(anonymous.status.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK_THAT(anonymous.status.error_message(), Catch::Contains("execute"));
+  const Outcome o = execute(s, action, false, "", "Bearer tok-ci-61f0a8");
+  INFO(slurp(w.log));
+  REQUIRE(o.status.ok());
+  REQUIRE(o.done());
+  CHECK(o.response.result().exit_code() == 0);
+  REQUIRE(o.response.result().output_files_size() == 1);
+  CHECK(read_blob(s, o.response.result().output_files(0).digest()) == "ran");
+  CHECK(slurp(s.log).find("tok-ci-61f0a8") == std::string::npos);
+  CHECK(slurp(s.log).find("tok-worker-93c2d4") == std::string::npos);
 }

@@ -431,3 +431,66 @@ TEST_CASE("Security: a proxy calls its upstream with its own credentials, never 
   CHECK(slurp(up.log).find(proxy_token) == std::string::npos);
   CHECK(slurp(own.log).find(proxy_token) == std::string::npos);
 }
+
+namespace {
+
+/// curl's status code and body for `args` (the exit status when curl failed: no answer).
+struct Curl {
+  int code = 0;
+  std::string body;
+};
+Curl curl(const TempDir& dir, const std::string& args) {
+  const auto out = dir.path() / "curl.out";
+  const auto status = dir.path() / "curl.status";
+  const int rc = std::system(
+      fmt::format("curl -sS --max-time 20 -o {} -w '%{{http_code}}' {} > {} 2>/dev/null", out.string(), args, status.string())
+          .c_str());
+  Curl c;
+  c.body = slurp(out);
+  const std::string code = slurp(status);
+  c.code = rc == 0 && !code.empty() ? std::stoi(code) : -1;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("Security: the HTTP cache listener serves https:// with the gRPC port's certificate, mTLS and rotation",
+          "[security][tls][http]") {
+  TempDir dir;
+  Certs first(dir, "first");
+  Certs second(dir, "second");
+  const auto live = dir.path() / "live";
+  std::filesystem::create_directories(live);
+  for (const char* f : {"server.pem", "server.key", "ca.pem"}) std::filesystem::copy_file(first.dir / f, live / f);
+  const int http_port = free_port();
+  std::ofstream(dir.path() / "tls.yaml") << fmt::format(
+      "tls:\n  cert_file: {0}/server.pem\n  key_file: {0}/server.key\n  client_ca_file: {0}/ca.pem\n"
+      "  reload_interval: 1s\nhttp:\n  addr: 127.0.0.1:{1}\n",
+      live.string(), http_port);
+  Server s(dir, {"--config", (dir.path() / "tls.yaml").string()}, "", tls(first, &first));
+  const std::string blob = "sent over https";
+  std::ofstream(dir.path() / "blob") << blob;
+  const std::string url = fmt::format("https://127.0.0.1:{}/cas/{}", http_port, Sha256::digest_of(blob).hex());
+  const auto client = [](const Certs& c) {
+    return fmt::format("--cacert {} --cert {} --key {}", c.path("ca.pem"), c.path("client.pem"), c.path("client.key"));
+  };
+
+  REQUIRE(eventually([&] { return curl(dir, fmt::format("{} -T {} {}", client(first), (dir.path() / "blob").string(), url)).code == 200; }, 10));
+  const Curl got = curl(dir, fmt::format("{} {}", client(first), url));
+  CHECK(got.code == 200);
+  CHECK(got.body == blob);
+  // A blob put over https is a gRPC hit, over the gRPC port's mTLS.
+  std::string out;
+  CHECK(Caller{s.channel, {}}.read(blob, out).ok());
+  CHECK(out == blob);
+  // Plaintext to the TLS port, and TLS without a client certificate, get no answer.
+  CHECK(curl(dir, fmt::format("http://127.0.0.1:{}/status", http_port)).code != 200);
+  CHECK(curl(dir, fmt::format("--cacert {} {}", first.path("ca.pem"), url)).code == -1);
+
+  // Rotation: the server certificate and the client CA replaced by the second CA's.
+  for (const char* f : {"server.key", "server.pem", "ca.pem"}) write_file(live / f, second.pem(f));
+  CHECK(eventually([&] { return curl(dir, fmt::format("{} {}", client(second), url)).code == 200; }, 20));
+  CHECK(curl(dir, fmt::format("{} {}", client(first), url)).code == -1);
+  INFO(s.proc->log());
+  CHECK(s.proc->log().find("HTTP TLS certificate reloaded") != std::string::npos);
+}
