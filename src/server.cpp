@@ -72,7 +72,9 @@ class AssembledServer final : public Server {
         pool_({.threads = c.server.io_threads, .max_queued = c.server.io_queue, .name = "io"}),
         opt_{.max_batch_total_size_bytes = c.server.max_batch_total_size_bytes,
              .max_cas_blob_size_bytes = c.server.max_blob_size_bytes,
-             .exec_enabled = c.execution.enabled},
+             .exec_enabled = c.execution.enabled,
+             .upload_budget = std::make_shared<reapi::UploadBudget>(c.server.max_upload_bytes_per_connection,
+                                                                    c.server.max_upload_bytes)},
         caps_(opt_) {}
 
   ~AssembledServer() override { shutdown(std::chrono::system_clock::now()); }
@@ -252,6 +254,11 @@ class AssembledServer final : public Server {
                [a = admission_.get()] { return static_cast<double>(a->stats().over_connection_limit.load()); }},
               {{{"limit", "listener"}},
                [a = admission_.get()] { return static_cast<double>(a->stats().over_listener_limit.load()); }}});
+    own->gauge("gorego_upload_bytes_in_flight", "Bytes of ByteStream uploads under way, by their declared sizes",
+               [b = opt_.upload_budget] { return static_cast<double>(b->in_flight()); });
+    own->counter("gorego_uploads_refused_total",
+                 "ByteStream uploads refused RESOURCE_EXHAUSTED by server.max_upload_bytes(_per_connection)",
+                 [b = opt_.upload_budget] { return static_cast<double>(b->refused()); });
     own->gauge("gorego_calls_in_flight", "Calls admitted and not yet finished (health checks not counted)",
                [a = admission_.get()] { return static_cast<double>(a->calls_in_flight()); });
     own->add("gorego_auth_refused_total", "Requests refused by authentication or rights, by reason",

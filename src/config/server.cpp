@@ -25,6 +25,15 @@ Result<std::uint64_t> parse_batch_size(std::string_view text) {
   return size;
 }
 
+/// A SIZE in 1MiB..1PiB.
+Result<std::uint64_t> parse_upload_limit(std::string_view text) {
+  auto size = parse_size(text);
+  if (size && (*size < kMiB || *size > (std::uint64_t{1} << 50))) {
+    return invalid(fmt::format("size \"{}\" is out of range 1MiB..1PiB", text));
+  }
+  return size;
+}
+
 constexpr std::array kSettings{
     scalar<Server<&ServerSettings::listen_addr>, &parse_listen_addr, &format_string>(
         "listen_addr", "listen", "HOST:PORT",
@@ -46,6 +55,12 @@ constexpr std::array kSettings{
         "calls one connection may have in flight (RESOURCE_EXHAUSTED beyond), 1..100000"),
     scalar<Server<&ServerSettings::max_calls>, &parse_uint_in<1, 1'000'000>, &format_uint>(
         "server.max_calls", "", "N", "calls in flight on the listener (RESOURCE_EXHAUSTED beyond), 1..1000000"),
+    scalar<Server<&ServerSettings::max_upload_bytes_per_connection>, &parse_upload_limit, &format_size>(
+        "server.max_upload_bytes_per_connection", "", "SIZE",
+        "bytes of uploads one connection may have in flight (RESOURCE_EXHAUSTED beyond), 1MiB..1PiB"),
+    scalar<Server<&ServerSettings::max_upload_bytes>, &parse_upload_limit, &format_size>(
+        "server.max_upload_bytes", "", "SIZE",
+        "bytes of uploads in flight on the server (RESOURCE_EXHAUSTED beyond), 1MiB..1PiB"),
     scalar<Server<&ServerSettings::idle_timeout>, &parse_duration, &format_duration>(
         "server.idle_timeout", "", "DURATION", "close a connection idle this long; 0: never"),
 };

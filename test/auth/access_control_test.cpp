@@ -11,6 +11,7 @@
 
 #include "auth/access_control.hpp"
 #include "auth/admission.hpp"
+#include <gorego/reapi/upload_budget.hpp>
 
 using namespace gorego;
 using namespace gorego::auth;
@@ -241,4 +242,18 @@ TEST_CASE("Rights: parsing and printing", "[auth]") {
   auto bad = parse_rights("auth.rights.ci", "read+wrte");
   REQUIRE_FALSE(bad);
   CHECK(bad.error().message().find("\"wrte\"") != std::string::npos);
+}
+
+TEST_CASE("UploadBudget: per connection and overall, given back on release", "[auth]") {
+  reapi::UploadBudget b(100, 150);
+  CHECK(b.reserve("a", 60).ok());
+  CHECK(b.reserve("a", 50).code() == Code::kResourceExhausted);  // a: 110 > 100
+  CHECK(b.reserve("b", 80).ok());
+  const Status overall = b.reserve("c", 20);  // 160 > 150
+  CHECK(overall.code() == Code::kResourceExhausted);
+  CHECK(overall.message().find("server.max_upload_bytes (150)") != std::string::npos);
+  b.release("a", 60);
+  CHECK(b.in_flight() == 80);
+  CHECK(b.reserve("a", 70).ok());
+  CHECK(b.refused() == 2);
 }

@@ -126,15 +126,23 @@ auth:
     authenticated: none
 EOF
 
-declare -A ADMIN_PORT=() GRPC_PORT=()
-start_secure_gorego() { # $1 = name; its data dir is $TMP/data-NAME
+# Server C, for Bazel over https://, asks for no client certificate: Bazel 4.2's HTTP cache
+# client cannot send one (see "Bazel's HTTPS" below), and gorego's HTTP listener shares the
+# gRPC port's tls.* settings, so with client_ca_file it would refuse Bazel's handshake.
+grep -v 'client_ca_file:' "$TMP/gorego.yaml" >"$TMP/gorego-tls.yaml"
+
+# Every server also has the HTTP cache listener (http.addr), which serves HTTPS with the same
+# certificate, client CA and credentials as its gRPC port.
+declare -A ADMIN_PORT=() GRPC_PORT=() HTTP_PORT=()
+start_secure_gorego() { # $1 = name, $2 = config file; its data dir is $TMP/data-NAME
     local ports
-    mapfile -t ports < <(free_ports 2)
+    mapfile -t ports < <(free_ports 3)
     GRPC_PORT[$1]=${ports[0]}
     ADMIN_PORT[$1]=${ports[1]}
+    HTTP_PORT[$1]=${ports[2]}
     # A scalar flag given twice keeps the last: this --metrics-addr wins over start_gorego's "".
-    start_gorego "$1" "${GRPC_PORT[$1]}" "$TMP/data-$1" --config "$TMP/gorego.yaml" \
-        --metrics-addr "127.0.0.1:${ADMIN_PORT[$1]}"
+    start_gorego "$1" "${GRPC_PORT[$1]}" "$TMP/data-$1" --config "$2" \
+        --metrics-addr "127.0.0.1:${ADMIN_PORT[$1]}" --http-addr "127.0.0.1:${HTTP_PORT[$1]}"
 }
 
 # The admin port's /metrics, read as the ops principal (the admin right).
@@ -167,9 +175,18 @@ TLS_FLAGS=("--tls_certificate=$CERTS/ca.pem" "--tls_client_certificate=$CERTS/cl
 # Sets CACHE_FLAGS for a grpcs:// cache at gorego NAME with TOKEN ("" for no header) and
 # the given TLS flags. The token stays out of the test's own output: run_build logs only
 # its extra flags, not CACHE_FLAGS.
-use_cache() { # $1 = server name, $2 = token or "", rest = TLS flags
-    CACHE_FLAGS=("--remote_cache=grpcs://127.0.0.1:${GRPC_PORT[$1]}" "--disk_cache=" "${@:3}")
+cache_flags() { # $1 = cache URL, $2 = token or "", rest = TLS flags
+    CACHE_FLAGS=("--remote_cache=$1" "--disk_cache=" "${@:3}")
     [[ -z $2 ]] || CACHE_FLAGS+=("--remote_header=Authorization=Bearer $2")
+}
+use_cache() { # $1 = server name, $2 = token or "", rest = TLS flags
+    cache_flags "grpcs://127.0.0.1:${GRPC_PORT[$1]}" "${@:2}"
+}
+# The same for the HTTP cache protocol over TLS, on the server's HTTP listener. Bazel 4.2's
+# HTTP cache client sends the --remote_header values (not --remote_cache_header's) on every
+# request; with `authenticated: none` a lost header would be a 401 for every request.
+use_https_cache() { # $1 = server name, $2 = token or "", rest = TLS flags
+    cache_flags "https://127.0.0.1:${HTTP_PORT[$1]}" "${@:2}"
 }
 
 # Like run_build, but neither a failed build nor a cache warning fails the test, and with a
@@ -223,7 +240,7 @@ expect_only_write_warnings() { # $1 = name
     log "$1: $(grep -c 'WARNING: Writing to Remote Cache' "$BUILD_LOG" || true) refused-upload warnings from Bazel"
 }
 
-start_secure_gorego gorego-a
+start_secure_gorego gorego-a "$TMP/gorego.yaml"
 
 # --- 1. ci token, cold: uploads accepted ---------------------------------------
 use_cache gorego-a "$CI_TOKEN" "${TLS_FLAGS[@]}"
@@ -301,7 +318,7 @@ NOW_A=$(metric gorego-a gorego_index_blobs "")
 stop_gorego gorego-a || fail "gorego-a needed SIGKILL"
 
 # --- 6. reader token on an empty server: builds, uploads refused ------------------
-start_secure_gorego gorego-b
+start_secure_gorego gorego-b "$TMP/gorego.yaml"
 EMPTY_B=$(metric gorego-b gorego_index_blobs "")
 use_cache gorego-b "$READER_TOKEN" "${TLS_FLAGS[@]}"
 try_build build6 "$TMP/ob6"
@@ -335,6 +352,56 @@ expect_only_write_warnings build7
 shutdown_build_server "$TMP/ob7"
 
 stop_gorego gorego-b || fail "gorego-b needed SIGKILL"
+
+# --- Server C: the HTTP cache protocol over TLS ------------------------------------
+# The reader comes first, while the store is empty; then ci fills it. The --tls_* flags are
+# given as for grpcs:// though Bazel 4.2 ignores them for https:// (the trust store above
+# does --tls_certificate's work; a later Bazel would use them instead).
+start_secure_gorego gorego-c "$TMP/gorego-tls.yaml"
+EMPTY_C=$(metric gorego-c gorego_index_blobs "")
+
+# --- 8. reader token over https://: builds, uploads refused 403 ---
+use_https_cache gorego-c "$READER_TOKEN" "${TLS_FLAGS[@]}"
+try_build build8 "$TMP/ob8"
+[[ $BUILD_RC -eq 0 ]] || { tail -n 60 "$BUILD_LOG" >&2; fail "build8: a reader's build over https:// failed (exit $BUILD_RC)"; }
+expect_only_write_warnings build8
+[[ $P_HITS -eq 0 && $P_EXECUTED -eq $EXPECTED_ACTIONS ]] ||
+    fail "build8: expected $EXPECTED_ACTIONS locally executed actions and no hits, got: $P_LINE"
+shutdown_build_server "$TMP/ob8"
+DENIED_C=$(refused gorego-c permission_denied)
+[[ $DENIED_C -gt 0 ]] ||
+    fail "build8: gorego refused none of the reader's HTTP uploads (gorego_auth_refused_total{reason=\"permission_denied\"} 0)"
+UNAUTH_C=$(refused gorego-c unauthenticated)
+[[ $UNAUTH_C -eq 0 ]] || fail "build8: gorego refused $UNAUTH_C requests of the reader 401"
+STORED_C=$(metric gorego-c gorego_index_blobs "")
+[[ $STORED_C -eq $EMPTY_C ]] ||
+    fail "build8: gorego stored HTTP uploads of a reader (gorego_index_blobs $EMPTY_C -> $STORED_C)"
+grep '"msg":"call refused"' "$TMP/gorego-c.log" | grep '"call":"HTTP PUT' | grep '"principal":"reader"' |
+    grep '"code":"PERMISSION_DENIED"' >/dev/null ||
+    fail "build8: gorego-c logged no HTTP PUT of the reader refused PERMISSION_DENIED"
+log "build8: $DENIED_C HTTP uploads refused 403, gorego-c still holds $STORED_C objects"
+
+# --- 9. ci token over https://, cold: uploads accepted ---
+use_https_cache gorego-c "$CI_TOKEN" "${TLS_FLAGS[@]}"
+run_build build9 "$TMP/ob9"
+expect_cold_build build9
+cmp -s "$TMP/build1.sha256" "$TMP/build9.sha256" || fail "build9: outputs differ from build1"
+shutdown_build_server "$TMP/ob9"
+NOW_DENIED_C=$(refused gorego-c permission_denied)
+UNAUTH_C=$(refused gorego-c unauthenticated)
+[[ $NOW_DENIED_C -eq $DENIED_C && $UNAUTH_C -eq 0 ]] ||
+    fail "build9: gorego refused $((NOW_DENIED_C - DENIED_C)) HTTP requests 403 and $UNAUTH_C 401 with the ci token"
+STORED_C=$(metric gorego-c gorego_index_blobs "")
+[[ $STORED_C -gt $EMPTY_C ]] || fail "build9: gorego stored nothing uploaded over https://"
+log "build9: gorego-c holds $STORED_C objects"
+
+# --- 10. ci token over https://, fresh output base: all hits ---
+run_build build10 "$TMP/ob10"
+expect_all_hits build10
+expect_same_outputs build10 build9
+shutdown_build_server "$TMP/ob10"
+
+stop_gorego gorego-c || fail "gorego-c needed SIGKILL"
 
 # --- the server logs: what they said, and no secret -----------------------------------
 for name in gorego-a gorego-b; do

@@ -494,3 +494,45 @@ TEST_CASE("Security: the HTTP cache listener serves https:// with the gRPC port'
   INFO(s.proc->log());
   CHECK(s.proc->log().find("HTTP TLS certificate reloaded") != std::string::npos);
 }
+
+TEST_CASE("Limits: uploads past max_upload_bytes_per_connection are RESOURCE_EXHAUSTED; others go on",
+          "[security][limits]") {
+  TempDir dir;
+  std::ofstream(dir.path() / "limits.yaml") << "server:\n  max_upload_bytes_per_connection: 1MiB\n";
+  Server s(dir, {"--config", (dir.path() / "limits.yaml").string()});
+  const auto greedy = own_channel(s.address());
+  const std::string first(800'000, 'a');
+  const auto d = reapi::to_proto(Sha256::digest_of(first));
+  // An upload of 800 kB held open after its first half.
+  grpc::ClientContext ctx;
+  bs::WriteResponse resp;
+  auto open = bs::ByteStream::NewStub(greedy)->Write(&ctx, &resp);
+  bs::WriteRequest req;
+  req.set_resource_name(fmt::format("uploads/7a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d/blobs/{}/{}", d.hash(), d.size_bytes()));
+  req.set_data(first.substr(0, 400'000));
+  REQUIRE(open->Write(req));
+  REQUIRE(eventually([&] {
+    return parse_metrics(http_get(s.admin_port, "/metrics").body)["gorego_upload_bytes_in_flight"] == 800'000;
+  }, 20));
+  // A second one on the same connection would pass the 1 MiB: refused, nothing stored.
+  const std::string second(800'000, 'b');
+  const grpc::Status refused = Caller{greedy, {}}.write(second);
+  CHECK(refused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK_THAT(refused.error_message(), Catch::Contains("server.max_upload_bytes_per_connection"));
+  CHECK_FALSE(s.has(reapi::to_proto(Sha256::digest_of(second))));
+  // Another connection uploads it meanwhile.
+  CHECK(Caller{own_channel(s.address()), {}}.write(second).ok());
+  // The held upload finishes, and its bytes are given back.
+  req.set_resource_name("");
+  req.set_write_offset(400'000);
+  req.set_data(first.substr(400'000));
+  req.set_finish_write(true);
+  REQUIRE(open->Write(req));
+  open->WritesDone();
+  CHECK(open->Finish().ok());
+  CHECK(resp.committed_size() == 800'000);
+  CHECK(Caller{greedy, {}}.write(std::string(900'000, 'c')).ok());
+  const auto m = parse_metrics(http_get(s.admin_port, "/metrics").body);
+  CHECK(m.at("gorego_upload_bytes_in_flight") == 0);
+  CHECK(m.at("gorego_uploads_refused_total") == 1);
+}

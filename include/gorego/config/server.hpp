@@ -35,6 +35,12 @@ struct ServerSettings {
   /// `server.max_calls`: calls in flight on the whole listener (1..1000000); beyond it new
   /// calls are refused RESOURCE_EXHAUSTED.
   std::uint32_t max_calls = 20000;
+  /// `server.max_upload_bytes_per_connection`: bytes of ByteStream uploads one connection may
+  /// have in flight (by the sizes their resource names declare), a SIZE; one more upload is
+  /// refused RESOURCE_EXHAUSTED before anything is written.
+  std::uint64_t max_upload_bytes_per_connection = 16 * kGiB;
+  /// `server.max_upload_bytes`: the same for all connections together, a SIZE.
+  std::uint64_t max_upload_bytes = 64 * kGiB;
   /// `server.idle_timeout`: a client connection without calls for this long is closed (the
   /// client reconnects when it needs to); 0 keeps idle connections open.
   std::chrono::seconds idle_timeout{0};

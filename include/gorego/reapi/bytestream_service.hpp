@@ -74,7 +74,7 @@ class ByteStreamService final
       return new RefusedStream<grpc::ServerReadReactor<bs::WriteRequest>>(std::move(refused));
     }
     CallContext::Scope call(call_context(ctx));
-    return new WriteReactor(this, resp, incoming_context(ctx));
+    return new WriteReactor(this, resp, incoming_context(ctx), opt_.upload_budget ? ctx->peer() : std::string());
   }
 
   grpc::ServerUnaryReactor* QueryWriteStatus(grpc::CallbackServerContext* ctx,
@@ -288,11 +288,12 @@ class ByteStreamService final
 
   class WriteReactor final : public grpc::ServerReadReactor<bs::WriteRequest> {
    public:
-    WriteReactor(ByteStreamService* svc, bs::WriteResponse* resp, TraceContext tc)
-        : svc_(svc), resp_(resp), trace_(std::move(tc)), call_(CallContext::current()) {
+    WriteReactor(ByteStreamService* svc, bs::WriteResponse* resp, TraceContext tc, std::string peer)
+        : svc_(svc), resp_(resp), trace_(std::move(tc)), call_(CallContext::current()), peer_(std::move(peer)) {
       StartRead(&req_);
     }
     ~WriteReactor() override {
+      if (reserved_ > 0) svc_->opt_.upload_budget->release(peer_, reserved_);
       if (!name_.empty()) {
         std::lock_guard lock(svc_->uploads_mu_);
         svc_->uploads_.erase(name_);
@@ -334,6 +335,10 @@ class ByteStreamService final
         if (!name) return done(name.error());
         digest_ = name->digest;
         if (Status s = svc_->opt_.check_blob_size(digest_); !s.ok()) return done(s);
+        if (const auto& budget = svc_->opt_.upload_budget; budget && digest_.size > 0) {
+          if (Status s = budget->reserve(peer_, static_cast<std::uint64_t>(digest_.size)); !s.ok()) return done(s);
+          reserved_ = static_cast<std::uint64_t>(digest_.size);
+        }
         if (name->zstd()) decoder_ = std::make_unique<zstd::Decoder>(static_cast<std::uint64_t>(digest_.size));
         // An upstream's answer must not open and write the file on its own thread.
         then_on<bool>(svc_->pool_, [this](auto cb) { store().contains(digest_, std::move(cb)); },
@@ -400,6 +405,8 @@ class ByteStreamService final
     bs::WriteResponse* resp_;
     TraceContext trace_;
     CallContext call_;
+    std::string peer_;            // the client connection, for the upload budget
+    std::uint64_t reserved_ = 0;  // bytes reserved in the upload budget
     bs::WriteRequest req_;
     std::string name_;
     Digest digest_;

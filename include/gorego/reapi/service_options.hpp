@@ -3,8 +3,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include <gorego/core/digest.hpp>
+#include <gorego/reapi/upload_budget.hpp>
 
 namespace gorego::reapi {
 
@@ -23,6 +25,8 @@ struct ServiceOptions {
   bool exec_enabled = false;
   /// The execution priorities accepted (others are clamped into the range).
   std::int32_t min_priority = -1000, max_priority = 1000;
+  /// Bytes of ByteStream uploads in flight, per connection and overall; null: no limit.
+  std::shared_ptr<UploadBudget> upload_budget;
 
   /// INVALID_ARGUMENT when `d` is larger than `max_cas_blob_size_bytes` (a configured
   /// limit: retrying cannot help, unlike a full cache's RESOURCE_EXHAUSTED).
