@@ -2,6 +2,9 @@
 
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
+#include <limits>
+
 namespace gorego {
 
 Listener::Listener(Options o) : opt_(std::move(o)) {}
@@ -23,8 +26,18 @@ Status Listener::start() {
   // notice a dead peer; gRPC's default would answer pings closer than 5 minutes with GOAWAY.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
   builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, opt_.max_metadata_bytes);
-  if (opt_.idle_timeout.count() > 0) {
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, static_cast<int>(opt_.idle_timeout.count()));
+  const auto ms = [](std::chrono::milliseconds d) {
+    return static_cast<int>(std::min<std::int64_t>(d.count(), std::numeric_limits<int>::max()));
+  };
+  if (opt_.idle_timeout.count() > 0) builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, ms(opt_.idle_timeout));
+  if (opt_.max_connection_age.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, ms(opt_.max_connection_age));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, ms(opt_.max_connection_age_grace));
+  }
+  if (opt_.keepalive.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, ms(opt_.keepalive));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   }
   builder.SetMaxReceiveMessageSize(opt_.max_message_bytes);
   builder.SetMaxSendMessageSize(opt_.max_message_bytes);

@@ -25,6 +25,14 @@ class Listener {
     int max_metadata_bytes = 16 << 10;
     /// A connection without calls for this long is closed; 0: never.
     std::chrono::milliseconds idle_timeout{0};
+    /// A connection older than this is asked to go away (GOAWAY: the client opens a new
+    /// one), and its calls still running `max_connection_age_grace` later are cancelled;
+    /// 0: connections live as long as their clients want.
+    std::chrono::milliseconds max_connection_age{0};
+    std::chrono::milliseconds max_connection_age_grace{0};
+    /// The server pings a connection silent for this long and closes it when the ping is
+    /// not answered within 20 s (a client that vanished without closing); 0: no pings.
+    std::chrono::milliseconds keepalive{0};
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   };
 

@@ -106,7 +106,10 @@ class AssembledServer final : public Server {
                          .credentials = std::move(*credentials),
                          .max_message_bytes =
                              static_cast<int>(c.server.max_batch_total_size_bytes + (std::uint64_t{1} << 20)),
-                         .idle_timeout = c.server.idle_timeout};
+                         .idle_timeout = c.server.idle_timeout,
+                         .max_connection_age = c.server.max_connection_age,
+                         .max_connection_age_grace = c.server.max_connection_age_grace,
+                         .keepalive = c.server.keepalive};
     lo.interceptors.push_back(admission_->factory());
     lo.interceptors.push_back(observer_->factory());
     listener_ = std::make_unique<Listener>(std::move(lo));

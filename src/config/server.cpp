@@ -63,6 +63,14 @@ constexpr std::array kSettings{
         "bytes of uploads in flight on the server (RESOURCE_EXHAUSTED beyond), 1MiB..1PiB"),
     scalar<Server<&ServerSettings::idle_timeout>, &parse_duration, &format_duration>(
         "server.idle_timeout", "", "DURATION", "close a connection idle this long; 0: never"),
+    scalar<Server<&ServerSettings::max_connection_age>, &parse_duration, &format_duration>(
+        "server.max_connection_age", "", "DURATION",
+        "ask a connection this old to go away; its calls get max_connection_age_grace more; 0: never"),
+    scalar<Server<&ServerSettings::max_connection_age_grace>, &parse_duration, &format_duration>(
+        "server.max_connection_age_grace", "", "DURATION",
+        "how long calls of a connection past max_connection_age may still run before they are cancelled"),
+    scalar<Server<&ServerSettings::keepalive>, &parse_duration, &format_duration>(
+        "server.keepalive", "", "DURATION", "ping a connection silent this long, close it if unanswered; 0: no pings"),
 };
 
 }  // namespace

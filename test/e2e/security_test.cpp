@@ -536,3 +536,34 @@ TEST_CASE("Limits: uploads past max_upload_bytes_per_connection are RESOURCE_EXH
   CHECK(m.at("gorego_upload_bytes_in_flight") == 0);
   CHECK(m.at("gorego_uploads_refused_total") == 1);
 }
+
+TEST_CASE("Limits: max_connection_age bounds how long a stuck upload holds its call and reservation",
+          "[security][limits]") {
+  TempDir dir;
+  std::ofstream(dir.path() / "age.yaml") << "server:\n  max_connection_age: 2s\n  max_connection_age_grace: 2s\n";
+  Server s(dir, {"--config", (dir.path() / "age.yaml").string()});
+  const auto ch = own_channel(s.address());
+  const std::string blob(500'000, 's');
+  const auto d = reapi::to_proto(Sha256::digest_of(blob));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));  // without the limit: 60 s
+  bs::WriteResponse resp;
+  auto stuck = bs::ByteStream::NewStub(ch)->Write(&ctx, &resp);
+  bs::WriteRequest req;
+  req.set_resource_name(fmt::format("uploads/2b3c4d5e-6f70-4a81-9b2c-3d4e5f607182/blobs/{}/{}", d.hash(), d.size_bytes()));
+  req.set_data(blob.substr(0, 1000));  // and then nothing more: a client that stalled
+  REQUIRE(stuck->Write(req));
+  REQUIRE(eventually([&] {
+    return parse_metrics(http_get(s.admin_port, "/metrics").body)["gorego_upload_bytes_in_flight"] == 500'000;
+  }, 20));
+  const auto start = std::chrono::steady_clock::now();
+  const grpc::Status ended = stuck->Finish();  // returns once the server has cut the call
+  const auto waited = std::chrono::steady_clock::now() - start;
+  CHECK_FALSE(ended.ok());
+  CHECK(waited < std::chrono::seconds(30));
+  CHECK(eventually([&] {
+    return parse_metrics(http_get(s.admin_port, "/metrics").body)["gorego_upload_bytes_in_flight"] == 0;
+  }, 20));
+  CHECK_FALSE(s.has(d));
+  CHECK(find_missing(own_channel(s.address())).ok());  // the server serves new connections
+}

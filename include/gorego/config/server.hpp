@@ -44,6 +44,16 @@ struct ServerSettings {
   /// `server.idle_timeout`: a client connection without calls for this long is closed (the
   /// client reconnects when it needs to); 0 keeps idle connections open.
   std::chrono::seconds idle_timeout{0};
+  /// `server.max_connection_age`: a client connection older than this is asked to go away
+  /// (the client reconnects), and calls still running `server.max_connection_age_grace`
+  /// later are cancelled: the bound on how long a slow or stuck client holds its calls and
+  /// upload reservations. 0 (the default): no age limit.
+  std::chrono::seconds max_connection_age{0};
+  /// `server.max_connection_age_grace`: see max_connection_age.
+  std::chrono::seconds max_connection_age_grace{std::chrono::minutes(10)};
+  /// `server.keepalive`: the server pings a connection silent this long and closes it when
+  /// the ping goes unanswered for 20 s (a client gone without closing); 0: no pings.
+  std::chrono::seconds keepalive{std::chrono::minutes(2)};
 
   friend bool operator==(const ServerSettings&, const ServerSettings&) = default;
 };
