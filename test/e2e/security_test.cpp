@@ -567,3 +567,32 @@ TEST_CASE("Limits: max_connection_age bounds how long a stuck upload holds its c
   CHECK_FALSE(s.has(d));
   CHECK(find_missing(own_channel(s.address())).ok());  // the server serves new connections
 }
+
+TEST_CASE("Limits: absurd headers and resource names are refused early", "[security][limits]") {
+  TempDir dir;
+  Server s(dir);
+  // A 64 KiB header value: over the 16 KiB of metadata the listener accepts.
+  auto stub = re::ContentAddressableStorage::NewStub(s.channel);
+  re::FindMissingBlobsRequest req;
+  re::FindMissingBlobsResponse resp;
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("x-padding", std::string(64 << 10, 'p'));
+  const grpc::Status big = stub->FindMissingBlobs(&ctx, req, &resp);
+  CHECK_FALSE(big.ok());
+  CHECK_THAT(big.error_message(), Catch::Contains("metadata size exceeds limit"));
+  grpc::ClientContext small;  // the control: a 1 KiB header is fine
+  small.AddMetadata("x-padding", std::string(1 << 10, 'p'));
+  CHECK(stub->FindMissingBlobs(&small, req, &resp).ok());
+  // A 100 kB resource name: INVALID_ARGUMENT with the length, not the name.
+  grpc::ClientContext rctx;
+  bs::ReadRequest rr;
+  rr.set_resource_name(std::string(100'000, 'n') + "/blobs/" + std::string(64, 'a') + "/1");
+  auto reader = s.bytestream->Read(&rctx, rr);
+  bs::ReadResponse chunk;
+  while (reader->Read(&chunk)) {
+  }
+  const grpc::Status name = reader->Finish();
+  CHECK(name.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(name.error_message().size() < 200);
+  CHECK(find_missing(s.channel).ok());  // and the server goes on
+}
