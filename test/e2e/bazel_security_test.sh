@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end test of TLS, mTLS, bearer tokens and rights on gorego's gRPC listener: a real
-# Bazel client (Debian's bazel-bootstrap 4.2) with --remote_cache=grpcs://127.0.0.1:PORT,
+# End-to-end test of TLS, mTLS, bearer tokens and rights on gorego's gRPC and HTTP listeners:
+# a real Bazel client (Debian's bazel-bootstrap 4.2) with --remote_cache=grpcs://127.0.0.1:PORT,
 # --tls_certificate (the test CA), --tls_client_certificate/--tls_client_key (a client
-# certificate of that CA) and --remote_header=Authorization=Bearer TOKEN.
+# certificate of that CA) and --remote_header=Authorization=Bearer TOKEN; then with
+# --remote_cache=https://127.0.0.1:PORT and the same flags.
 #
 # usage: bazel_security_test.sh /path/to/gorego
 #
@@ -20,7 +21,18 @@
 #   6. reader token: the build succeeds, every genrule runs locally, the uploads are refused
 #      PERMISSION_DENIED (gorego_auth_refused_total) and nothing is stored (gorego_index_blobs);
 #   7. reader token again, fresh output base: no hits, since nothing was accepted.
-# Finally no server log (JSON lines on stderr) contains any of the tokens.
+# Server C (TLS without client certificates, otherwise the same; an empty store), over
+# https:// to its HTTP listener. Bazel 4.2's HTTP client ignores the --tls_* flags: it trusts
+# the JVM's trust store (the test CA's, given with --host_jvm_args) and cannot present a
+# client certificate, so an mTLS HTTP listener would fail its handshake:
+#   8. reader token: the build succeeds, every genrule runs locally, the uploads (PUT) are
+#      refused 403 (gorego_auth_refused_total{reason="permission_denied"}, a "call refused"
+#      log line of the reader) and nothing is stored;
+#   9. ci token, cold: every genrule runs locally and is uploaded; nothing refused;
+#  10. ci token, fresh output base: every genrule a remote cache hit, outputs
+#      byte-identical to 9 and an action's stderr replayed.
+# Finally every server logged its TLS mode on both listeners, and no server log (JSON lines
+# on stderr) contains any of the tokens.
 #
 # Builds with accepted credentials must not print any "Remote Cache" warning (Bazel would
 # otherwise quietly build locally). Environment knobs: see bazel_lib.sh.
@@ -50,6 +62,7 @@ SECONDS=0
 # name (not a symlink: the library derives its JNI names from its resolved file name and
 # refuses "unexpected library path" otherwise) and append that directory (the install base
 # stays first, for Bazel's own libraries).
+JVM_ARGS=() # for Bazel's JVM: --host_jvm_args, one each
 TCNATIVE=${BAZEL_E2E_TCNATIVE:-}
 if [[ -z $TCNATIVE ]]; then
     for f in /usr/lib/*/jni/libnetty-tcnative.so /usr/lib/jni/libnetty-tcnative.so; do
@@ -63,11 +76,7 @@ if [[ -n $TCNATIVE ]]; then
     INSTALL_BASE=$(sed -n 's/^startup --install_base=//p' /etc/bazel/bazelrc /etc/bazel.bazelrc 2>/dev/null |
         tail -n 1 || true) # one of the two files is missing
     INSTALL_BASE=${INSTALL_BASE:-/usr/share/bazel}
-    eval "lib_$(declare -f bazel_startup_opts)"
-    bazel_startup_opts() { # the library's options, and the directory of the linked library
-        lib_bazel_startup_opts "$1"
-        printf '%s\n' "--host_jvm_args=-Djava.library.path=$INSTALL_BASE:$TMP/jni"
-    }
+    JVM_ARGS+=("-Djava.library.path=$INSTALL_BASE:$TMP/jni")
 else
     log "no libnetty-tcnative.so found: Debian's bazel-bootstrap needs the package libnetty-tcnative-jni" \
         "for grpcs:// (or set BAZEL_E2E_TCNATIVE to the library)"
@@ -97,6 +106,32 @@ for dir in "$CERTS" "$FOREIGN"; do
     openssl pkcs8 -topk8 -nocrypt -in "$dir/client.key" -out "$dir/client.pk8.key" ||
         fail "could not convert $dir/client.key to PKCS#8"
 done
+
+# --- Bazel's HTTPS ---------------------------------------------------------
+# Bazel 4.2's HTTP cache client (HttpCacheClient) builds its TLS context with
+# SslContextBuilder.forClient() alone: it ignores --tls_certificate, --tls_client_certificate
+# and --tls_client_key. It trusts the JVM's default trust store, and it presents no client
+# certificate, so an https:// cache that requires one refuses its handshake. The test CA goes
+# into a trust store of its own that Bazel's JVM then uses (the JVM's default one is replaced,
+# not extended, which matters to no build here). The grpcs:// client is unaffected: it trusts
+# --tls_certificate only. The HTTPS client needs no netty-tcnative: without it netty takes
+# the JDK's TLS, which suffices for HTTP/1.1 (no ALPN).
+KEYTOOL=$JAVABASE/bin/keytool
+[[ -x $KEYTOOL ]] || KEYTOOL=$(command -v keytool) || fail "keytool not found (for Bazel's trust store)"
+# The store's password guards nothing here; the JVM needs one to check the store's integrity.
+"$KEYTOOL" -importcert -noprompt -alias gorego-test-ca -file "$CERTS/ca.pem" -storetype PKCS12 \
+    -keystore "$CERTS/truststore.p12" -storepass gorego-test >/dev/null 2>&1 ||
+    fail "keytool could not make a trust store of $CERTS/ca.pem"
+JVM_ARGS+=("-Djavax.net.ssl.trustStore=$CERTS/truststore.p12" "-Djavax.net.ssl.trustStoreType=PKCS12"
+           "-Djavax.net.ssl.trustStorePassword=gorego-test")
+eval "lib_$(declare -f bazel_startup_opts)"
+bazel_startup_opts() { # the library's options, and the JVM_ARGS
+    lib_bazel_startup_opts "$1"
+    local arg
+    for arg in "${JVM_ARGS[@]}"; do
+        printf '%s\n' "--host_jvm_args=$arg"
+    done
+}
 
 # --- credentials and the server configuration ------------------------------
 # Random tokens, so that finding one in a log cannot be a coincidence.
@@ -404,9 +439,13 @@ shutdown_build_server "$TMP/ob10"
 stop_gorego gorego-c || fail "gorego-c needed SIGKILL"
 
 # --- the server logs: what they said, and no secret -----------------------------------
-for name in gorego-a gorego-b; do
-    grep '"msg":"listener security"' "$TMP/$name.log" | grep '"tls":"mtls"' | grep '"auth":"on"' >/dev/null ||
-        fail "$name did not log that its listener does mTLS with authentication"
+declare -A WANT_TLS=([gorego-a]=mtls [gorego-b]=mtls [gorego-c]=on)
+for name in gorego-a gorego-b gorego-c; do
+    grep '"msg":"listener security"' "$TMP/$name.log" | grep "\"tls\":\"${WANT_TLS[$name]}\"" |
+        grep '"auth":"on"' >/dev/null ||
+        fail "$name did not log that its listener does TLS (${WANT_TLS[$name]}) with authentication"
+    grep '"msg":"HTTP cache listening"' "$TMP/$name.log" | grep "\"tls\":\"${WANT_TLS[$name]}\"" >/dev/null ||
+        fail "$name did not log that its HTTP listener does TLS (${WANT_TLS[$name]})"
     grep -q '"msg":"call refused"' "$TMP/$name.log" || fail "$name logged no refused call"
     for token in "${TOKENS[@]}"; do
         if grep -qF -- "$token" "$TMP/$name.log"; then
@@ -416,4 +455,5 @@ for name in gorego-a gorego-b; do
 done
 
 echo "bazel security e2e: $EXPECTED_ACTIONS actions over grpcs:// with mTLS and bearer tokens: all hits for" \
-    "ci and reader, a reader's uploads refused, 4 refused clients, no token in the logs (${SECONDS} s)"
+    "ci and reader, a reader's uploads refused, 4 refused clients; over https:// with bearer tokens:" \
+    "all hits for ci, a reader's uploads refused; no token in the logs (${SECONDS} s)"
