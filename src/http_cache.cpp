@@ -61,7 +61,8 @@ class TimedStream {
   }
   /// Sends TLS's close_notify (without waiting for the peer's).
   void close_tls() {
-    if (ssl_ != nullptr) SSL_shutdown(ssl_);
+    if (ssl_ != nullptr && !fatal_) SSL_shutdown(ssl_);  // not after a fatal error (OpenSSL's rule)
+    ERR_clear_error();
   }
 
   template <class Buffers>
@@ -146,12 +147,14 @@ class TimedStream {
     if (e == SSL_ERROR_WANT_READ) return wait(POLLIN, ec);
     if (e == SSL_ERROR_WANT_WRITE) return wait(POLLOUT, ec);
     ERR_clear_error();
+    fatal_ = e == SSL_ERROR_SYSCALL || e == SSL_ERROR_SSL;
     ec = e == SSL_ERROR_ZERO_RETURN ? asio::error::make_error_code(asio::error::eof)
                                     : asio::error::make_error_code(asio::error::connection_reset);
     return false;
   }
   int fd_;
   SSL* ssl_ = nullptr;
+  bool fatal_ = false;  // the TLS session failed: no close_notify may be sent
 };
 
 /// What a request names: the tree (`cas` or `ac`), the hash and the instance prefix.

@@ -154,6 +154,10 @@ class AssembledServer final : public Server {
       http_ = std::move(*http);
     }
     health_->start();
+    if (c.execution.enabled && !access_->enabled()) {
+      log::warn("execution is on without authentication: anyone who reaches the port can run commands on the "
+                "workers and connect as a worker (see docs/operations.md, Security)");
+    }
     log::info("listener security", {{"tls", c.tls.cert_file.empty() ? "off" : (mtls ? "mtls" : "on")},
                                     {"auth", access_->enabled() ? "on" : "off (everyone may do everything)"},
                                     {"pprof", c.telemetry.pprof ? "on" : "off"}});

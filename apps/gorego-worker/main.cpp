@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   app.add_option("--scheduler", o.scheduler, "gorego serving execution, grpc://HOST:PORT or grpcs://HOST:PORT")
       ->required();
   app.add_option("--tls-ca", o.tls_ca_file, "PEM CA certificates to verify grpcs:// servers; default: system roots");
+  auto* cert = app.add_option("--tls-cert", o.tls_cert_file, "PEM client certificate for mTLS with grpcs:// servers");
+  auto* key = app.add_option("--tls-key", o.tls_key_file, "PEM private key of --tls-cert");
+  cert->needs(key);
+  key->needs(cert);
   app.add_option("--token-file", token_file,
                  "file holding the bearer token sent to the scheduler and the CAS (needs the worker, read and "
                  "write-cas rights)");

@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -24,8 +25,11 @@ namespace gorego::auth {
 
 namespace {
 
-constexpr Rights kDefaultAuthenticated = Rights(Right::kRead) | Right::kWriteCas | Right::kWriteAc;
-constexpr std::size_t kMaxRemembered = 10000;  // basic credentials
+// A known principal without rights of its own may read and upload verified blobs, but not
+// write ActionResults (which every build trusts): those need an explicit grant.
+constexpr Rights kDefaultAuthenticated = Rights(Right::kRead) | Right::kWriteCas;
+constexpr std::size_t kMaxRemembered = 10000;  // basic credentials, right and wrong
+constexpr int kMaxBcrypts = 2;                 // password checks running at once
 constexpr std::string_view kAnonymous = "anonymous";
 
 /// The names auth.rights gives a meaning of their own; no credential may claim them.
@@ -132,6 +136,7 @@ struct AccessControl::State {
   // Verified basic credentials (SHA-256 of the header value) and certificate principals.
   mutable std::mutex mu;
   mutable std::unordered_map<std::string, std::shared_ptr<const Principal>> remembered;
+  mutable std::unordered_set<std::string> refused;  // basic credentials found wrong
 
   [[nodiscard]] std::shared_ptr<const Principal> principal(const std::string& name) const {
     if (auto it = named.find(name); it != named.end()) return it->second;
@@ -223,6 +228,18 @@ Status read_htpasswd(State& s, const std::filesystem::path& file) {
     }
   }
   return {};
+}
+
+/// A bcrypt hash of cost 10 of nothing anyone knows: checked against for unknown users.
+const std::string& dummy_hash() {
+  static const std::string h = [] {
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    struct crypt_data data {};
+    if (crypt_gensalt_rn("$2b$", 10, nullptr, 0, salt, sizeof salt) == nullptr) return std::string();
+    const char* out = crypt_rn("gorego: not a password", salt, &data, sizeof data);
+    return out != nullptr ? std::string(out) : std::string();
+  }();
+  return h;
 }
 
 bool bcrypt_matches(const std::string& password, const std::string& hash) {
@@ -325,21 +342,32 @@ Result<std::shared_ptr<const Principal>> AccessControl::authenticate(const Crede
   const std::shared_ptr<const State> s = state_.load();
   std::shared_ptr<const Principal> from_cert;
   if (opt_.mtls && c.over_mtls) {
-    if (c.certificate_names.empty()) {
-      return error(Code::kUnauthenticated, "a client certificate is required (tls.client_ca_file is set)");
+    // A certificate without a common name reports an empty one: never a principal.
+    std::vector<std::string_view> names;
+    for (const std::string& n : c.certificate_names) {
+      if (!n.empty()) names.push_back(n);
+    }
+    if (names.empty()) {
+      return error(Code::kUnauthenticated,
+                   "a client certificate with a name is required (tls.client_ca_file is set)");
+    }
+    for (std::string_view n : names) {
+      if (reserved(n)) {
+        return error(Code::kUnauthenticated, "the client certificate names \"{}\", a reserved principal name", n);
+      }
     }
     if (opt_.allowed_clients.empty()) {
-      from_cert = s->principal(c.certificate_names.front());
+      from_cert = s->principal(std::string(names.front()));
     } else {
-      for (const std::string& name : c.certificate_names) {
+      for (std::string_view name : names) {
         if (std::find(opt_.allowed_clients.begin(), opt_.allowed_clients.end(), name) != opt_.allowed_clients.end()) {
-          from_cert = s->principal(name);
+          from_cert = s->principal(std::string(name));
           break;
         }
       }
       if (!from_cert) {
         return error(Code::kUnauthenticated, "the client certificate \"{}\" is not in tls.allowed_clients",
-                     c.certificate_names.front());
+                     names.front());
       }
     }
   }
@@ -355,29 +383,49 @@ Result<std::shared_ptr<const Principal>> AccessControl::authenticate(const Crede
     return error(Code::kUnauthenticated, "the bearer token is not known (the token is not shown)");
   }
   if (iequals(scheme, "Basic")) {
-    const std::string key = sha256_key(header);
-    {
-      std::lock_guard lock(s->mu);
-      if (auto it = s->remembered.find(key); it != s->remembered.end()) return it->second;
-    }
     const auto decoded = base64_decode(value);
     const std::size_t colon = decoded ? decoded->find(':') : std::string::npos;
     if (colon == std::string::npos) {
       return error(Code::kUnauthenticated, "basic credentials are not base64 of \"USER:PASSWORD\"");
     }
+    // Keyed by the decoded pair: other spellings of the same header cannot force bcrypt again.
+    const std::string key = sha256_key(*decoded);
+    {
+      std::lock_guard lock(s->mu);
+      if (auto it = s->remembered.find(key); it != s->remembered.end()) return it->second;
+      if (s->refused.contains(key)) {
+        return error(Code::kUnauthenticated, "basic credentials are wrong (the user and password are not shown)");
+      }
+    }
     const std::string user = decoded->substr(0, colon);
     const auto it = s->users.find(user);
-    if (it == s->users.end() || !bcrypt_matches(decoded->substr(colon + 1), it->second.hash)) {
-      return error(Code::kUnauthenticated, "basic credentials of user \"{}\" are wrong (the password is not shown)",
-                   user.size() <= 64 && visible_ascii(user) ? user : std::string("<unprintable>"));
+    // bcrypt runs on the caller's thread (gRPC's): a few at a time, and as long for an
+    // unknown user as for a known one, so that timing does not tell which users exist.
+    if (bcrypts_.fetch_add(1) >= kMaxBcrypts) {
+      --bcrypts_;
+      return error(Code::kUnavailable, "too many password checks at once; retry with backoff");
     }
+    const bool ok = bcrypt_matches(decoded->substr(colon + 1), it != s->users.end() ? it->second.hash : dummy_hash());
+    --bcrypts_;
     std::lock_guard lock(s->mu);
+    if (!ok || it == s->users.end()) {
+      if (s->refused.size() >= kMaxRemembered) s->refused.clear();
+      s->refused.insert(key);
+      return error(Code::kUnauthenticated, "basic credentials are wrong (the user and password are not shown)");
+    }
     if (s->remembered.size() >= kMaxRemembered) s->remembered.clear();
     s->remembered.emplace(key, it->second.principal);
     return it->second.principal;
   }
+  // Only a word of letters is shown as the scheme: a header of a bare token would be all scheme.
+  const bool word = !scheme.empty() && scheme.size() <= 16 &&
+                    std::all_of(scheme.begin(), scheme.end(), [](char ch) { return std::isalpha(static_cast<unsigned char>(ch)) != 0; });
+  if (space == std::string_view::npos || !word) {
+    return error(Code::kUnauthenticated,
+                 "the authorization header is not \"Bearer TOKEN\" or \"Basic CREDENTIALS\" (it is not shown)");
+  }
   return error(Code::kUnauthenticated, "the authorization header has the scheme \"{}\"; gorego takes Bearer or Basic",
-               scheme.size() <= 32 && visible_ascii(scheme) ? scheme : std::string_view("<unprintable>"));
+               scheme);
 }
 
 Result<std::shared_ptr<const Principal>> AccessControl::admit(const Credentials& c, Right right,

@@ -8,8 +8,10 @@
 /// of their own when their size, mtime or inode change; a file that no longer parses keeps
 /// the previous contents in force and is logged. Token lookups go through a SHA-256 of the
 /// token, so no comparison with a stored secret depends on how many bytes match. Basic
-/// credentials are checked with bcrypt once and then remembered (by a SHA-256 of the header)
-/// until the next reload, so bcrypt's cost is paid per user, not per call.
+/// credentials are checked with bcrypt once and then remembered, right or wrong (by a SHA-256
+/// of the decoded USER:PASSWORD), until the next reload, so bcrypt's cost is paid once per
+/// pair, not per call; at most two run at once (more callers get UNAVAILABLE), and an unknown
+/// user costs a bcrypt too, so timing does not tell which users exist.
 ///
 /// Thread-safe: every method may be called from any thread.
 
@@ -89,6 +91,7 @@ class AccessControl {
   mutable Stats stats_;
   mutable std::atomic<std::int64_t> log_second_{0};
   mutable std::atomic<int> logged_in_second_{0};
+  mutable std::atomic<int> bcrypts_{0};
   std::jthread reloader_;
 };
 

@@ -118,7 +118,8 @@ std::vector<std::string> peer_certificate_names(SSL* ssl) {
   X509* cert = SSL_get0_peer_certificate(ssl);
   if (cert == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return out;
   char cn[256] = {};
-  if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0) out.emplace_back(cn);
+  // The common name first, empty when there is none, as gRPC reports it (AccessControl skips it).
+  out.emplace_back(X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn) > 0 ? cn : "");
   auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   if (sans != nullptr) {
     for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
@@ -126,6 +127,9 @@ std::vector<std::string> peer_certificate_names(SSL* ssl) {
       if (n->type == GEN_DNS) {
         const auto* s = n->d.dNSName;
         out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)), static_cast<std::size_t>(ASN1_STRING_length(s)));
+      } else if (n->type == GEN_EMAIL || n->type == GEN_URI) {  // as gRPC reports them (SPIFFE IDs)
+        const auto* v = n->type == GEN_EMAIL ? n->d.rfc822Name : n->d.uniformResourceIdentifier;
+        out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(v)), static_cast<std::size_t>(ASN1_STRING_length(v)));
       } else if (n->type == GEN_IPADD && (n->d.iPAddress->length == 4 || n->d.iPAddress->length == 16)) {
         char text[INET6_ADDRSTRLEN] = {};
         const int family = n->d.iPAddress->length == 4 ? AF_INET : AF_INET6;

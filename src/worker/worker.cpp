@@ -301,6 +301,8 @@ class Worker {
          .instance_name = opt_.instance_name,
          .timeout = std::chrono::minutes(30),
          .tls_ca_file = opt_.cas.starts_with("grpcs://") ? opt_.tls_ca_file : std::string(),
+         .tls_cert_file = opt_.cas.starts_with("grpcs://") ? opt_.tls_cert_file : std::string(),
+         .tls_key_file = opt_.cas.starts_with("grpcs://") ? opt_.tls_key_file : std::string(),
          .bearer_token = opt_.bearer_token});
     if (!client) {
       log::error("cannot reach the CAS", {{"cas", opt_.cas}, {"error", client.error().message()}});
@@ -316,19 +318,29 @@ class Worker {
     for (std::uint32_t i = 0; i < opt_.slots; ++i) slots_.emplace_back([this] { slot(); });
 
     const bool tls = opt_.scheduler.starts_with("grpcs://");
+    if (!tls && !opt_.bearer_token.empty()) {
+      log::warn("the bearer token goes to the scheduler in plaintext (grpc://); use grpcs:// on untrusted networks",
+                {{"scheduler", opt_.scheduler}});
+    }
     std::string address = opt_.scheduler.substr(opt_.scheduler.find("://") + 3);
     std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
     if (tls) {
       grpc::SslCredentialsOptions ssl;
-      if (!opt_.tls_ca_file.empty()) {
-        std::ifstream in(opt_.tls_ca_file);
-        std::stringstream pem;
-        pem << in.rdbuf();
-        if (!in || pem.str().empty()) {
-          log::error("cannot read the CA file", {{"file", opt_.tls_ca_file}});
-          return 2;
+      const auto pem = [](const std::string& file, std::string& out) {
+        std::ifstream in(file);
+        std::stringstream text;
+        text << in.rdbuf();
+        out = text.str();
+        if (!in || out.empty()) {
+          log::error("cannot read a TLS file", {{"file", file}});
+          return false;
         }
-        ssl.pem_root_certs = pem.str();
+        return true;
+      };
+      if (!opt_.tls_ca_file.empty() && !pem(opt_.tls_ca_file, ssl.pem_root_certs)) return 2;
+      if (!opt_.tls_cert_file.empty() &&
+          (!pem(opt_.tls_cert_file, ssl.pem_cert_chain) || !pem(opt_.tls_key_file, ssl.pem_private_key))) {
+        return 2;
       }
       creds = grpc::SslCredentials(ssl);
     }

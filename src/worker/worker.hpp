@@ -18,6 +18,7 @@ struct WorkerOptions {
   std::string scheduler;                   ///< grpc:// or grpcs://HOST:PORT of the gorego serving execution
   std::string cas;                         ///< grpc:// or grpcs://HOST:PORT of the CAS; empty: the scheduler's
   std::string tls_ca_file;                 ///< PEM CA to verify grpcs:// servers; empty: the system roots
+  std::string tls_cert_file, tls_key_file; ///< PEM client certificate and key for mTLS; empty: none
   std::string bearer_token;                ///< sent as "authorization: Bearer ..." to both; empty: none
   std::string instance_name;               ///< sent with CAS calls
   std::filesystem::path work_dir = "gorego-worker";  ///< actions/ and cache/ live here

@@ -94,8 +94,9 @@ TEST_CASE("AccessControl: bearer tokens, rights and their defaults", "[auth]") {
   REQUIRE_FALSE(denied);
   CHECK(denied.error().code() == Code::kPermissionDenied);
   CHECK(denied.error().message() == "principal \"reader\" lacks the write-ac right for UpdateActionResult");
-  // A principal without an entry gets `authenticated`'s rights: read+write by default.
+  // A principal without an entry gets `authenticated`'s rights: read+write-cas by default.
   CHECK(ac->admit({.authorization = "Bearer tok-other-789"}, Right::kWriteCas, "Write"));
+  CHECK_FALSE(ac->admit({.authorization = "Bearer tok-other-789"}, Right::kWriteAc, "UpdateActionResult"));
   CHECK_FALSE(ac->admit({.authorization = "Bearer tok-other-789"}, Right::kExecute, "Execute"));
   // Unknown tokens and missing credentials.
   auto unknown = ac->admit({.authorization = "Bearer tok-ci-12"}, Right::kRead, "Read");
@@ -106,8 +107,12 @@ TEST_CASE("AccessControl: bearer tokens, rights and their defaults", "[auth]") {
   REQUIRE_FALSE(anonymous);
   CHECK(anonymous.error().code() == Code::kUnauthenticated);
   CHECK(anonymous.error().message() == "FindMissingBlobs needs credentials with the read right (anonymous callers may: none)");
-  CHECK(ac->stats().unauthenticated == 2);
-  CHECK(ac->stats().denied == 2);
+  // A bare token (no scheme) is refused without being quoted.
+  auto bare = ac->admit({.authorization = "tok-ci-123"}, Right::kRead, "Read");
+  REQUIRE_FALSE(bare);
+  CHECK(bare.error().message().find("tok-ci-123") == std::string::npos);
+  CHECK(ac->stats().unauthenticated == 3);
+  CHECK(ac->stats().denied == 3);
 }
 
 TEST_CASE("AccessControl: anonymous and authenticated defaults are configurable", "[auth]") {
@@ -120,7 +125,7 @@ TEST_CASE("AccessControl: htpasswd with bcrypt; verified credentials are remembe
   Dir d;
   write(d.path / "htpasswd", "alice:" + bcrypt("wonderland") + "\nbob:" + bcrypt("builder") + "\n");
   auto ac = open_ok({.auth = {.htpasswd_file = d.path / "htpasswd", .rights = {{"bob", "read"}}}});
-  auto alice = ac->admit({.authorization = basic("alice:wonderland")}, Right::kWriteAc, "UpdateActionResult");
+  auto alice = ac->admit({.authorization = basic("alice:wonderland")}, Right::kWriteCas, "Write");
   REQUIRE(alice);
   CHECK((*alice)->name == "alice");
   CHECK(ac->admit({.authorization = basic("alice:wonderland")}, Right::kRead, "Read"));  // remembered
@@ -128,6 +133,9 @@ TEST_CASE("AccessControl: htpasswd with bcrypt; verified credentials are remembe
   REQUIRE_FALSE(wrong);
   CHECK(wrong.error().code() == Code::kUnauthenticated);
   CHECK(wrong.error().message().find("wonderlan") == std::string::npos);
+  CHECK(wrong.error().message().find("alice") == std::string::npos);  // nor which users exist
+  // The same pair spelt differently (scheme case, padding) is remembered as the same.
+  CHECK(ac->admit({.authorization = "basic  " + basic("alice:wonderland").substr(6)}, Right::kRead, "Read"));
   CHECK_FALSE(ac->admit({.authorization = basic("carol:x")}, Right::kRead, "Read"));
   CHECK_FALSE(ac->admit({.authorization = "Basic !!!"}, Right::kRead, "Read"));
   CHECK(ac->admit({.authorization = basic("bob:builder")}, Right::kWriteCas, "Write").error().code() ==
@@ -195,9 +203,16 @@ TEST_CASE("AccessControl: mTLS names; allowed_clients", "[auth]") {
   // A token overrides the certificate's name, but not the certificate check.
   CHECK_FALSE(listed->admit({.authorization = "Bearer x", .certificate_names = stranger, .over_mtls = true},
                             Right::kRead, "Read"));
+  // A certificate without a common name (gRPC reports an empty one) is not the principal "".
+  const std::vector<std::string> unnamed{""};
+  CHECK(any->admit({.certificate_names = unnamed, .over_mtls = true}, Right::kRead, "Read").error().code() ==
+        Code::kUnauthenticated);
+  const std::vector<std::string> reserved{"anonymous"};
+  CHECK(any->admit({.certificate_names = reserved, .over_mtls = true}, Right::kRead, "Read").error().code() ==
+        Code::kUnauthenticated);
   // Over mTLS a certificate is required; a plain-HTTP listener (admin, HTTP cache) asks for none.
   CHECK(listed->admit({.over_mtls = true}, Right::kRead, "Read").error().message() ==
-        "a client certificate is required (tls.client_ca_file is set)");
+        "a client certificate with a name is required (tls.client_ca_file is set)");
   CHECK(listed->admit({}, Right::kRead, "admin /metrics").error().message().find("needs credentials") !=
         std::string::npos);
 }
@@ -256,4 +271,5 @@ TEST_CASE("UploadBudget: per connection and overall, given back on release", "[a
   CHECK(b.in_flight() == 80);
   CHECK(b.reserve("a", 70).ok());
   CHECK(b.refused() == 2);
+  CHECK(b.reserve("d", 101).code() == Code::kInvalidArgument);  // can never fit a connection
 }

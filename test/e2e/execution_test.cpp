@@ -557,3 +557,35 @@ TEST_CASE("Execution: with authentication, Execute needs the execute right and w
   CHECK(slurp(s.log).find("tok-ci-61f0a8") == std::string::npos);
   CHECK(slurp(s.log).find("tok-worker-93c2d4") == std::string::npos);
 }
+
+TEST_CASE("Execution: a worker connects over mTLS with its own client certificate", "[process][execution][security]") {
+  TempDir dir;
+  const auto certs = dir.path() / "certs";
+  REQUIRE(std::system(fmt::format("bash {}/test/e2e/make_test_certs.sh {}", GOREGO_SOURCE_DIR, certs.string()).c_str()) ==
+          0);
+  grpc::SslCredentialsOptions client;
+  client.pem_root_certs = slurp(certs / "ca.pem");
+  client.pem_cert_chain = slurp(certs / "client.pem");
+  client.pem_private_key = slurp(certs / "client.key");
+  // The client certificate's principal may do everything a worker and a test client need.
+  std::ofstream(dir.path() / "mtls.yaml") << fmt::format(
+      "tls:\n  cert_file: {0}/server.pem\n  key_file: {0}/server.key\n  client_ca_file: {0}/ca.pem\n"
+      "auth:\n  rights:\n    gorego test client: all\n",
+      certs.string());
+  Server s(dir, {"--execution", "true", "--config", (dir.path() / "mtls.yaml").string()}, "",
+           grpc::SslCredentials(client));
+  const auto wlog = dir.path() / "worker-tls.log";
+  Process worker(GOREGO_WORKER_BINARY,
+                 {"--scheduler", "grpcs://" + s.address(), "--work-dir", (dir.path() / "worker-tls").string(), "--slots",
+                  "1", "--id", "tls", "--property", "OSFamily=linux", "--tls-ca", (certs / "ca.pem").string(),
+                  "--tls-cert", (certs / "client.pem").string(), "--tls-key", (certs / "client.key").string()},
+                 wlog);
+  REQUIRE(wait_for_log(wlog, "connected to the scheduler", 30));
+  const re::Digest action = make_action(s, {.args = {"sh", "-c", "printf tls > out"}, .output_paths = {"out"}});
+  const Outcome o = execute(s, action);
+  INFO(slurp(wlog));
+  REQUIRE(o.status.ok());
+  REQUIRE(o.done());
+  REQUIRE(o.response.result().output_files_size() == 1);
+  CHECK(read_blob(s, o.response.result().output_files(0).digest()) == "tls");
+}

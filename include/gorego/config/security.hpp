@@ -51,7 +51,7 @@ struct AuthSettings {
   std::filesystem::path htpasswd_file;
   /// `auth.rights`: principal -> rights. Two names are reserved: `anonymous` (callers without
   /// credentials; default `none`) and `authenticated` (any known principal without an entry
-  /// of its own; default `read+write`).
+  /// of its own; default `read+write-cas`: ActionCache writes need an explicit grant).
   std::map<std::string, std::string> rights;
   /// `auth.reload_interval`: how often the credentials files are checked for changes.
   std::chrono::seconds reload_interval{10};

@@ -4,7 +4,7 @@
 /// `server.max_upload_bytes`). An upload reserves the size its resource name declares when
 /// its first message arrives and gives it back when it ends, however it ends; one that would
 /// pass a limit is refused RESOURCE_EXHAUSTED naming the limit, before anything is written,
-/// while other clients' uploads go on. So a client cannot hold more than its share of the
+/// while other clients' uploads go on; one larger than a limit on its own is INVALID_ARGUMENT. So a client cannot hold more than its share of the
 /// disk's temporary space and of the upload slots, however many streams it opens.
 ///
 /// Thread-safe.
@@ -25,6 +25,12 @@ class UploadBudget {
 
   /// Reserves `bytes` for an upload on connection `peer`.
   [[nodiscard]] Status reserve(const std::string& peer, std::uint64_t bytes) {
+    // One that could never fit is the client's problem, not a busy server's.
+    if (bytes > per_connection_ || bytes > overall_) {
+      return error(Code::kInvalidArgument, "an upload of {} bytes is larger than {} ({} bytes)", bytes,
+                   bytes > per_connection_ ? "server.max_upload_bytes_per_connection" : "server.max_upload_bytes",
+                   bytes > per_connection_ ? per_connection_ : overall_);
+    }
     std::lock_guard lock(mu_);
     if (total_ + bytes > overall_) {
       ++refused_;
