@@ -36,7 +36,8 @@ void send(mg_connection* c, int status, std::string_view type, std::string_view 
 
 const AdminServer& server_of(void* cbdata) { return *static_cast<const AdminServer*>(cbdata); }
 
-/// Whether the request may go on; when not, the 401 or 403 has been sent and `*status` is it.
+/// Whether the request may go on; when not, the 401, 403 (or 503: too many password checks)
+/// has been sent and `*status` is it.
 bool allowed(mg_connection* c, void* cbdata, int* status) {
   const auto& authorize = server_of(cbdata).handlers().authorize;
   if (!authorize) return true;
@@ -45,7 +46,7 @@ bool allowed(mg_connection* c, void* cbdata, int* status) {
   const Status st = authorize(header != nullptr ? std::string_view(header) : std::string_view(),
                               fmt::format("admin {}", ri->local_uri));
   if (st.ok()) return true;
-  *status = st.code() == Code::kUnauthenticated ? 401 : 403;
+  *status = st.code() == Code::kUnauthenticated ? 401 : st.code() == Code::kPermissionDenied ? 403 : 503;
   send(c, *status, "text/plain; charset=utf-8", st.message() + "\n");
   return false;
 }

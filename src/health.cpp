@@ -3,10 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <condition_variable>
+#include <chrono>
 #include <cstring>
 
 #include <gorego/core/log.hpp>
+#include <gorego/core/stop.hpp>
 
 namespace gorego {
 
@@ -59,16 +60,8 @@ void HealthMonitor::check(bool ping_upstream) {
 }
 
 void HealthMonitor::run(const std::stop_token& st) {
-  std::mutex mu;
-  std::condition_variable_any cv;
-  while (!st.stop_requested()) {
-    {
-      std::unique_lock lock(mu);
-      // Quick checks until the first time ready (the index walk ends), then every second.
-      const auto period = ready_ ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100);
-      cv.wait_for(lock, st, period, [] { return false; });
-    }
-    if (st.stop_requested()) return;
+  // Quick checks until the first time ready (the index walk ends), then every second.
+  while (!sleep_unless_stopped(st, ready_ ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100))) {
     check(/*ping_upstream=*/true);
   }
 }

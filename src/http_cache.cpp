@@ -199,6 +199,8 @@ http::status status_of(Code c) {
     case Code::kResourceExhausted: return http::status::insufficient_storage;
     case Code::kUnavailable: return http::status::service_unavailable;
     case Code::kFailedPrecondition: return http::status::conflict;
+    case Code::kUnauthenticated: return http::status::unauthorized;
+    case Code::kPermissionDenied: return http::status::forbidden;
     default: return http::status::internal_server_error;
   }
 }
@@ -292,12 +294,11 @@ class Connection {
                               right,
                               fmt::format("HTTP {} /{}", std::string(req.method_string()), target->ac ? "ac" : "cas"));
       if (!p) {
-        const bool who = p.error().code() == Code::kUnauthenticated;
-        challenge_ = who;
+        challenge_ = p.error().code() == Code::kUnauthenticated;
+        const http::status st = status_of(p.error().code());  // 401, 403, or 503 (too many password checks)
         // A refused upload's body is not read: the lingering close takes care of it.
         if (put) keep_ = false;
-        return put ? reply(who ? http::status::unauthorized : http::status::forbidden, p.error().message(), version_, false)
-                   : reply_error(head, who ? http::status::unauthorized : http::status::forbidden, p.error().message());
+        return put ? reply(st, p.error().message(), version_, false) : reply_error(head, st, p.error().message());
       }
     }
     switch (req.method()) {

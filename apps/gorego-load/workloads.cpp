@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include <google/protobuf/util/message_differencer.h>
+
+#include <gorego/core/files.hpp>
 
 #include "harness.hpp"
 
@@ -74,11 +74,9 @@ Result<Env> connect(const Options& o) {
              .authorization = o.bearer_token.empty() ? std::string() : "Bearer " + o.bearer_token};
   std::string ca_pem;
   if (!o.tls_ca_file.empty()) {
-    std::ifstream in(o.tls_ca_file);
-    std::stringstream pem;
-    pem << in.rdbuf();
-    if (!in || pem.str().empty()) return error(Code::kInvalidArgument, "--tls-ca \"{}\" cannot be read", o.tls_ca_file);
-    ca_pem = pem.str();
+    auto pem = read_whole_file(o.tls_ca_file, "--tls-ca");
+    if (!pem) return pem.error();
+    ca_pem = std::move(*pem);
   }
   std::shared_ptr<grpc::Channel> shared;
   for (unsigned i = 0; i < o.concurrency; ++i) {

@@ -1,24 +1,22 @@
 #include "access_control.hpp"
 
 #include <crypt.h>
-#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
 
+#include <gorego/core/files.hpp>
 #include <gorego/core/log.hpp>
+#include <gorego/core/stop.hpp>
 #include <gorego/hash/sha256.hpp>
 
 namespace gorego::auth {
@@ -38,29 +36,6 @@ bool reserved(std::string_view name) { return name == kAnonymous || name == "aut
 std::string sha256_key(std::string_view text) {
   const Hash256 h = Sha256::of(text);
   return {reinterpret_cast<const char*>(h.data()), h.size()};
-}
-
-/// What identifies a version of a file: a change of any of these means "read it again".
-struct Stamp {
-  std::int64_t mtime_ns = -1;
-  std::int64_t size = -1;
-  std::uint64_t inode = 0;
-  friend bool operator==(const Stamp&, const Stamp&) = default;
-};
-
-std::optional<Stamp> stamp_of(const std::filesystem::path& p) {
-  struct stat st {};
-  if (::stat(p.c_str(), &st) != 0) return std::nullopt;
-  return Stamp{static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
-               static_cast<std::int64_t>(st.st_size), static_cast<std::uint64_t>(st.st_ino)};
-}
-
-Result<std::string> read_file(std::string_view key, const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return error(Code::kNotFound, "{} \"{}\" cannot be read", key, p.string());
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
 }
 
 /// The lines of `text` without comments ('#' first) and blank lines, with their numbers.
@@ -121,7 +96,7 @@ bool iequals(std::string_view a, std::string_view b) {
 }  // namespace
 
 struct AccessControl::State {
-  Stamp tokens_stamp, htpasswd_stamp;
+  AccessControl::Stamps stamps;  // of the files read
   std::map<std::string, Rights, std::less<>> rights;  // from auth.rights, without the reserved names
   Rights authenticated = kDefaultAuthenticated;
   std::shared_ptr<const Principal> anonymous;
@@ -133,7 +108,7 @@ struct AccessControl::State {
   std::unordered_map<std::string, User> users;
   std::unordered_map<std::string, std::shared_ptr<const Principal>> named;  // every name known up front
 
-  // Verified basic credentials (SHA-256 of the header value) and certificate principals.
+  // Basic credentials checked with bcrypt (SHA-256 of the decoded USER:PASSWORD).
   mutable std::mutex mu;
   mutable std::unordered_map<std::string, std::shared_ptr<const Principal>> remembered;
   mutable std::unordered_set<std::string> refused;  // basic credentials found wrong
@@ -166,7 +141,7 @@ void set_rights(State& s, const AuthSettings& a, bool enabled) {
 }
 
 Status read_tokens(State& s, const std::filesystem::path& file) {
-  auto text = read_file("auth.tokens_file", file);
+  auto text = read_whole_file(file, "auth.tokens_file");
   if (!text) return text.error();
   for (const auto& [number, line] : entries_of(*text)) {
     const std::size_t space = line.find_first_of(" \t");
@@ -200,7 +175,7 @@ Status read_tokens(State& s, const std::filesystem::path& file) {
 }
 
 Status read_htpasswd(State& s, const std::filesystem::path& file) {
-  auto text = read_file("auth.htpasswd_file", file);
+  auto text = read_whole_file(file, "auth.htpasswd_file");
   if (!text) return text.error();
   for (const auto& [number, line] : entries_of(*text)) {
     const std::size_t colon = line.find(':');
@@ -250,6 +225,24 @@ bool bcrypt_matches(const std::string& password, const std::string& hash) {
   return computed.size() == hash.size() && CRYPTO_memcmp(computed.data(), hash.data(), hash.size()) == 0;
 }
 
+/// The stamps of the credentials files: nullopt for one not configured, or gone.
+AccessControl::Stamps stamps_of(const AuthSettings& a) {
+  const auto of = [](const std::filesystem::path& f) { return f.empty() ? std::nullopt : stamp_of(f); };
+  return {of(a.tokens_file), of(a.htpasswd_file)};
+}
+
+/// Reads the state: the rights, then the credentials files (their stamps taken first, so a
+/// file changed while it is read is read again at the next check).
+Result<std::shared_ptr<State>> load_state(const AccessControl::Options& o, bool enabled) {
+  auto s = std::make_shared<State>();
+  s->stamps = stamps_of(o.auth);
+  set_rights(*s, o.auth, enabled);
+  for (const std::string& name : o.allowed_clients) s->named.emplace(name, s->principal(name));
+  if (!o.auth.tokens_file.empty()) GOREGO_RETURN_IF_ERROR(read_tokens(*s, o.auth.tokens_file));
+  if (!o.auth.htpasswd_file.empty()) GOREGO_RETURN_IF_ERROR(read_htpasswd(*s, o.auth.htpasswd_file));
+  return s;
+}
+
 }  // namespace
 
 AccessControl::AccessControl(Options o) : opt_(std::move(o)) {
@@ -266,76 +259,33 @@ AccessControl::~AccessControl() {
 
 Result<std::shared_ptr<AccessControl>> AccessControl::open(Options o) {
   std::shared_ptr<AccessControl> ac(new AccessControl(std::move(o)));
-  auto s = std::make_shared<State>();
-  set_rights(*s, ac->opt_.auth, ac->enabled_);
-  for (const std::string& name : ac->opt_.allowed_clients) s->named.emplace(name, s->principal(name));
-  const AuthSettings& a = ac->opt_.auth;
-  if (!a.tokens_file.empty()) {
-    s->tokens_stamp = stamp_of(a.tokens_file).value_or(Stamp{});
-    GOREGO_RETURN_IF_ERROR(read_tokens(*s, a.tokens_file));
-  }
-  if (!a.htpasswd_file.empty()) {
-    s->htpasswd_stamp = stamp_of(a.htpasswd_file).value_or(Stamp{});
-    GOREGO_RETURN_IF_ERROR(read_htpasswd(*s, a.htpasswd_file));
-  }
-  ac->state_.store(std::move(s));
-  if (!a.tokens_file.empty() || !a.htpasswd_file.empty()) {
+  auto s = load_state(ac->opt_, ac->enabled_);
+  if (!s) return s.error();
+  ac->state_.store(std::move(*s));
+  if (!ac->opt_.auth.tokens_file.empty() || !ac->opt_.auth.htpasswd_file.empty()) {
     ac->reloader_ = std::jthread([raw = ac.get()](std::stop_token st) {
-      std::mutex mu;
-      std::condition_variable_any cv;
-      std::unique_lock lock(mu);
-      while (true) {
-        cv.wait_for(lock, st, raw->opt_.auth.reload_interval, [] { return false; });
-        if (st.stop_requested()) return;
-        raw->reload();
-      }
+      while (!sleep_unless_stopped(st, raw->opt_.auth.reload_interval)) raw->reload();
     });
   }
   return ac;
 }
 
 void AccessControl::reload() {
-  const AuthSettings& a = opt_.auth;
-  const std::shared_ptr<const State> old = state_.load();
-  const auto tokens = a.tokens_file.empty() ? std::optional<Stamp>(Stamp{}) : stamp_of(a.tokens_file);
-  const auto htpasswd = a.htpasswd_file.empty() ? std::optional<Stamp>(Stamp{}) : stamp_of(a.htpasswd_file);
-  if (tokens == old->tokens_stamp && htpasswd == old->htpasswd_stamp) return;
-  auto s = std::make_shared<State>();
-  set_rights(*s, a, enabled_);
-  for (const std::string& name : opt_.allowed_clients) s->named.emplace(name, s->principal(name));
-  Status st;
-  if (!tokens || !htpasswd) {
-    st = error(Code::kNotFound, "a credentials file is gone: {}", !tokens ? a.tokens_file.string() : a.htpasswd_file.string());
-  }
-  if (st.ok() && !a.tokens_file.empty()) {
-    s->tokens_stamp = *tokens;
-    st = read_tokens(*s, a.tokens_file);
-  }
-  if (st.ok() && !a.htpasswd_file.empty()) {
-    s->htpasswd_stamp = *htpasswd;
-    st = read_htpasswd(*s, a.htpasswd_file);
-  }
-  if (!st.ok()) {
-    // Keep the entries in force, and remember the stamps that failed so that the same
-    // broken file is not re-read (and logged) every interval.
+  const Stamps now = stamps_of(opt_.auth);
+  // Unchanged, or the same broken (or gone) files as last time: nothing to read or log.
+  if (now == state_.load()->stamps || failed_ == now) return;
+  auto s = load_state(opt_, enabled_);
+  if (!s) {
+    failed_ = now;
     ++stats_.reload_errors;
-    log::error("credentials not reloaded; the previous ones stay in force", {{"error", st.message()}});
-    auto same = std::make_shared<State>();
-    same->tokens_stamp = tokens.value_or(Stamp{});
-    same->htpasswd_stamp = htpasswd.value_or(Stamp{});
-    same->rights = old->rights;
-    same->authenticated = old->authenticated;
-    same->anonymous = old->anonymous;
-    same->by_token = old->by_token;
-    same->users = old->users;
-    same->named = old->named;
-    state_.store(std::move(same));
+    log::error("credentials not reloaded; the previous ones stay in force", {{"error", s.error().message()}});
     return;
   }
+  failed_.reset();
   ++stats_.reloads;
-  log::info("credentials reloaded", {{"tokens", std::to_string(s->by_token.size())},
-                                     {"users", std::to_string(s->users.size())}});
-  state_.store(std::move(s));
+  log::info("credentials reloaded", {{"tokens", std::to_string((*s)->by_token.size())},
+                                     {"users", std::to_string((*s)->users.size())}});
+  state_.store(std::move(*s));
 }
 
 Result<std::shared_ptr<const Principal>> AccessControl::authenticate(const Credentials& c) const {
@@ -432,7 +382,7 @@ Result<std::shared_ptr<const Principal>> AccessControl::admit(const Credentials&
                                                               std::string_view what) const {
   auto p = authenticate(c);
   if (!p) {
-    ++stats_.unauthenticated;
+    if (p.error().code() == Code::kUnauthenticated) ++stats_.unauthenticated;  // not a busy bcrypt
     log_refusal(what, "", p.error());
     return p;
   }

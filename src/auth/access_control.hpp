@@ -17,6 +17,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
+#include <utility>
 #include <memory>
 #include <span>
 #include <string>
@@ -24,6 +26,7 @@
 #include <thread>
 
 #include <gorego/config/security.hpp>
+#include <gorego/core/files.hpp>
 #include <gorego/core/call_context.hpp>
 #include <gorego/core/rights.hpp>
 #include <gorego/core/status.hpp>
@@ -80,6 +83,8 @@ class AccessControl {
   [[nodiscard]] const Stats& stats() const { return stats_; }
 
   struct State;
+  /// The stamps of the tokens and htpasswd files (nullopt: not configured, or gone).
+  using Stamps = std::pair<std::optional<FileStamp>, std::optional<FileStamp>>;
 
  private:
   explicit AccessControl(Options o);
@@ -92,6 +97,9 @@ class AccessControl {
   mutable std::atomic<std::int64_t> log_second_{0};
   mutable std::atomic<int> logged_in_second_{0};
   mutable std::atomic<int> bcrypts_{0};
+  /// The stamps of the credentials files that last failed to load, so that they are not read
+  /// again until they change; the reload thread's alone.
+  std::optional<Stamps> failed_;
   std::jthread reloader_;
 };
 

@@ -1,18 +1,14 @@
 #include "auth/tls_context.hpp"
 
-#include <sys/stat.h>
-
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
 
-#include <condition_variable>
-#include <mutex>
-
 #include <fmt/format.h>
 
 #include <gorego/core/log.hpp>
+#include <gorego/core/stop.hpp>
 
 namespace gorego::auth {
 
@@ -31,20 +27,6 @@ std::string openssl_error() {
   return buf;
 }
 
-/// What identifies the versions of the files: mtime, size and inode of each.
-std::string stamp_of(const TlsSettings& t) {
-  std::string out;
-  for (const auto* p : {&t.cert_file, &t.key_file, &t.client_ca_file}) {
-    struct stat st {};
-    if (p->empty() || ::stat(p->c_str(), &st) != 0) {
-      out += "-;";
-      continue;
-    }
-    out += fmt::format("{}.{}:{}:{};", st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_size, st.st_ino);
-  }
-  return out;
-}
-
 Result<std::shared_ptr<SSL_CTX>> build(const TlsSettings& t) {
   std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), CtxFree{});
   if (!ctx) return error(Code::kInternal, "cannot make a TLS context: {}", openssl_error());
@@ -53,10 +35,13 @@ Result<std::shared_ptr<SSL_CTX>> build(const TlsSettings& t) {
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), t.cert_file.c_str()) != 1) {
     return error(Code::kInvalidArgument, "tls.cert_file \"{}\": {}", t.cert_file.string(), openssl_error());
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx.get(), t.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+  // OpenSSL checks the key against the certificate as it loads it.
+  const bool loaded = SSL_CTX_use_PrivateKey_file(ctx.get(), t.key_file.c_str(), SSL_FILETYPE_PEM) == 1;
+  if (!loaded && ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
     return error(Code::kInvalidArgument, "tls.key_file \"{}\": {}", t.key_file.string(), openssl_error());
   }
-  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+  if (!loaded || SSL_CTX_check_private_key(ctx.get()) != 1) {
+    ERR_clear_error();
     return error(Code::kInvalidArgument, "tls.key_file \"{}\" is not the key of tls.cert_file \"{}\"",
                  t.key_file.string(), t.cert_file.string());
   }
@@ -72,21 +57,25 @@ Result<std::shared_ptr<SSL_CTX>> build(const TlsSettings& t) {
 
 }  // namespace
 
+Status check_tls_files(const TlsSettings& tls) {
+  if (tls.cert_file.empty()) return {};
+  auto ctx = build(tls);
+  return ctx ? Status() : ctx.error();
+}
+
+ServerTlsContext::Stamps ServerTlsContext::stamps() const {
+  return {stamp_of(tls_.cert_file), stamp_of(tls_.key_file),
+          tls_.client_ca_file.empty() ? std::nullopt : stamp_of(tls_.client_ca_file)};
+}
+
 Result<std::shared_ptr<ServerTlsContext>> ServerTlsContext::open(const TlsSettings& tls) {
   std::shared_ptr<ServerTlsContext> c(new ServerTlsContext(tls));
-  c->stamp_ = stamp_of(tls);
+  c->stamps_ = c->stamps();
   auto ctx = build(tls);
   if (!ctx) return ctx.error();
   c->ctx_.store(std::move(*ctx));
   c->reloader_ = std::jthread([raw = c.get()](std::stop_token st) {
-    std::mutex mu;
-    std::condition_variable_any cv;
-    std::unique_lock lock(mu);
-    while (true) {
-      cv.wait_for(lock, st, raw->tls_.reload_interval, [] { return false; });
-      if (st.stop_requested()) return;
-      raw->reload();
-    }
+    while (!sleep_unless_stopped(st, raw->tls_.reload_interval)) raw->reload();
   });
   return c;
 }
@@ -99,8 +88,8 @@ ServerTlsContext::~ServerTlsContext() {
 }
 
 void ServerTlsContext::reload() {
-  const std::string stamp = stamp_of(tls_);
-  if (stamp == stamp_) return;
+  const Stamps now = stamps();
+  if (now == stamps_) return;
   auto ctx = build(tls_);
   if (!ctx) {
     // Perhaps caught between the certificate and the key being replaced: the next interval
@@ -108,7 +97,7 @@ void ServerTlsContext::reload() {
     log::warn("HTTP TLS certificate not reloaded; the previous one stays in force", {{"error", ctx.error().message()}});
     return;
   }
-  stamp_ = stamp;
+  stamps_ = now;
   ctx_.store(std::move(*ctx));
   log::info("HTTP TLS certificate reloaded", {{"cert_file", tls_.cert_file.string()}});
 }

@@ -11,13 +11,16 @@
 
 #include <openssl/ssl.h>
 
+#include <array>
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <gorego/config/security.hpp>
+#include <gorego/core/files.hpp>
 #include <gorego/core/status.hpp>
 
 namespace gorego::auth {
@@ -38,12 +41,20 @@ class ServerTlsContext {
   void reload();
 
  private:
+  /// Of the certificate, the key and the client CA (nullopt: not configured, or gone).
+  using Stamps = std::array<std::optional<FileStamp>, 3>;
   explicit ServerTlsContext(TlsSettings tls) : tls_(std::move(tls)) {}
+  [[nodiscard]] Stamps stamps() const;
   TlsSettings tls_;
   std::atomic<std::shared_ptr<SSL_CTX>> ctx_;
-  std::string stamp_;  // of the files the current context was built from (reload thread only)
+  Stamps stamps_;  // of the files the current context was built from (reload thread only)
   std::jthread reloader_;
 };
+
+/// Whether the `tls.*` files make a server TLS context (OK when TLS is off):
+/// INVALID_ARGUMENT naming the file (unreadable, no certificate, a key that is not the
+/// certificate's). The gRPC listener checks its files with this at start.
+[[nodiscard]] Status check_tls_files(const TlsSettings& tls);
 
 /// The subject common name, then the DNS and IP subject alternative names, of the verified
 /// peer certificate of `ssl` (empty without one).

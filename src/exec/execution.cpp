@@ -26,6 +26,7 @@
 #include <prometheus/registry.h>
 
 #include <gorego/core/log.hpp>
+#include <gorego/core/stop.hpp>
 #include <gorego/reapi/convert.hpp>
 #include <gorego/reapi/rpc_context.hpp>
 
@@ -464,10 +465,7 @@ struct Execution::Impl {
     grpc::ServerUnaryReactor* GetOperation(grpc::CallbackServerContext* ctx, const lr::GetOperationRequest* req,
                                            lr::Operation* resp) override {
       auto* reactor = ctx->DefaultReactor();
-      if (auto refused = reapi::refusal(ctx); !refused.ok()) {
-        reactor->Finish(std::move(refused));
-        return reactor;
-      }
+      if (reapi::finish_if_refused(ctx, reactor)) return reactor;
       auto e = x_.sched.state(req->name());
       if (!e) {
         reactor->Finish({grpc::StatusCode::NOT_FOUND, fmt::format("operation \"{}\" is unknown", req->name())});
@@ -482,10 +480,7 @@ struct Execution::Impl {
                                               const lr::CancelOperationRequest* req,
                                               google::protobuf::Empty* /*resp*/) override {
       auto* reactor = ctx->DefaultReactor();
-      if (auto refused = reapi::refusal(ctx); !refused.ok()) {
-        reactor->Finish(std::move(refused));
-        return reactor;
-      }
+      if (reapi::finish_if_refused(ctx, reactor)) return reactor;
       reactor->Finish(to_grpc(x_.sched.cancel(req->name())));
       return reactor;
     }
@@ -801,15 +796,8 @@ std::vector<grpc::Service*> Execution::services() {
 
 void Execution::start() {
   impl_->ticker = std::jthread([x = impl_.get()](std::stop_token st) {
-    std::mutex mu;
-    std::condition_variable_any cv;
     auto next_keepalive = Clock::now() + x->opt.keepalive;
-    while (!st.stop_requested()) {
-      {
-        std::unique_lock lock(mu);
-        cv.wait_for(lock, st, std::chrono::seconds(1), [] { return false; });
-      }
-      if (st.stop_requested()) return;
+    while (!sleep_unless_stopped(st, std::chrono::seconds(1))) {
       x->sched.tick();
       if (Clock::now() >= next_keepalive) {
         x->sched.refresh();

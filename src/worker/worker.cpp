@@ -17,12 +17,13 @@
 #include <map>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "gorego/worker/v1/worker.grpc.pb.h"
 
 #include <gorego/core/executor.hpp>
+#include <gorego/core/files.hpp>
 #include <gorego/core/log.hpp>
 #include <gorego/eviction/lru.hpp>
 #include <gorego/reapi/convert.hpp>
@@ -326,21 +327,16 @@ class Worker {
     std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
     if (tls) {
       grpc::SslCredentialsOptions ssl;
-      const auto pem = [](const std::string& file, std::string& out) {
-        std::ifstream in(file);
-        std::stringstream text;
-        text << in.rdbuf();
-        out = text.str();
-        if (!in || out.empty()) {
-          log::error("cannot read a TLS file", {{"file", file}});
-          return false;
+      for (auto [file, what, out] : {std::tuple{&opt_.tls_ca_file, "--tls-ca", &ssl.pem_root_certs},
+                                     std::tuple{&opt_.tls_cert_file, "--tls-cert", &ssl.pem_cert_chain},
+                                     std::tuple{&opt_.tls_key_file, "--tls-key", &ssl.pem_private_key}}) {
+        if (file->empty()) continue;
+        auto pem = read_whole_file(*file, what);
+        if (!pem) {
+          log::error("cannot read a TLS file", {{"error", pem.error().message()}});
+          return 2;
         }
-        return true;
-      };
-      if (!opt_.tls_ca_file.empty() && !pem(opt_.tls_ca_file, ssl.pem_root_certs)) return 2;
-      if (!opt_.tls_cert_file.empty() &&
-          (!pem(opt_.tls_cert_file, ssl.pem_cert_chain) || !pem(opt_.tls_key_file, ssl.pem_private_key))) {
-        return 2;
+        *out = std::move(*pem);
       }
       creds = grpc::SslCredentials(ssl);
     }

@@ -352,31 +352,39 @@ NOW_A=$(metric gorego-a gorego_index_blobs "")
 
 stop_gorego gorego-a || fail "gorego-a needed SIGKILL"
 
+# A reader's build (CACHE_FLAGS set) against server $2, whose store held $3 objects: the build
+# succeeds with every action run locally and outputs identical to build1; the reader's
+# uploads are refused PERMISSION_DENIED (none UNAUTHENTICATED), the store does not grow, and
+# the server logs a refusal of the reader (whose line also matches $4 when given). Sets DENIED.
+reader_build_refused() { # $1 = build name (buildN), $2 = server, $3 = objects before, $4 = log pattern or ""
+    local b=$1 server=$2 empty=$3 pattern=$4 unauth stored
+    try_build "$b" "$TMP/ob${b#build}"
+    [[ $BUILD_RC -eq 0 ]] || { tail -n 60 "$BUILD_LOG" >&2; fail "$b: a reader's build failed (exit $BUILD_RC)"; }
+    expect_only_write_warnings "$b"
+    [[ $P_HITS -eq 0 && $P_EXECUTED -eq $EXPECTED_ACTIONS ]] ||
+        fail "$b: expected $EXPECTED_ACTIONS locally executed actions and no hits, got: $P_LINE"
+    outputs_sha256 >"$TMP/$b.sha256"
+    cmp -s "$TMP/build1.sha256" "$TMP/$b.sha256" || fail "$b: outputs differ from build1"
+    shutdown_build_server "$TMP/ob${b#build}"
+    DENIED=$(refused "$server" permission_denied)
+    [[ $DENIED -gt 0 ]] ||
+        fail "$b: gorego refused none of the reader's uploads (gorego_auth_refused_total{reason=\"permission_denied\"} 0)"
+    unauth=$(refused "$server" unauthenticated)
+    [[ $unauth -eq 0 ]] || fail "$b: gorego refused $unauth calls of the reader UNAUTHENTICATED"
+    stored=$(metric "$server" gorego_index_blobs "")
+    [[ $stored -eq $empty ]] || fail "$b: gorego stored uploads of a reader (gorego_index_blobs $empty -> $stored)"
+    # (The last grep reads all its input, not -q: with pipefail, an early exit could fail the first.)
+    grep '"msg":"call refused"' "$TMP/$server.log" | grep -F -- "$pattern" | grep '"principal":"reader"' |
+        grep '"code":"PERMISSION_DENIED"' >/dev/null ||
+        fail "$b: $server logged no call of the reader refused PERMISSION_DENIED"
+    log "$b: $DENIED uploads refused PERMISSION_DENIED, $server still holds $stored objects"
+}
+
 # --- 6. reader token on an empty server: builds, uploads refused ------------------
 start_secure_gorego gorego-b "$TMP/gorego.yaml"
 EMPTY_B=$(metric gorego-b gorego_index_blobs "")
 use_cache gorego-b "$READER_TOKEN" "${TLS_FLAGS[@]}"
-try_build build6 "$TMP/ob6"
-[[ $BUILD_RC -eq 0 ]] || { tail -n 60 "$BUILD_LOG" >&2; fail "build6: a reader's build failed (exit $BUILD_RC)"; }
-expect_only_write_warnings build6
-[[ $P_HITS -eq 0 && $P_EXECUTED -eq $EXPECTED_ACTIONS ]] ||
-    fail "build6: expected $EXPECTED_ACTIONS locally executed actions and no hits, got: $P_LINE"
-outputs_sha256 >"$TMP/build6.sha256"
-cmp -s "$TMP/build1.sha256" "$TMP/build6.sha256" || fail "build6: outputs differ from build1"
-shutdown_build_server "$TMP/ob6"
-DENIED_B=$(refused gorego-b permission_denied)
-[[ $DENIED_B -gt 0 ]] ||
-    fail "build6: gorego refused none of the reader's uploads (gorego_auth_refused_total{reason=\"permission_denied\"} 0)"
-UNAUTH_B=$(refused gorego-b unauthenticated)
-[[ $UNAUTH_B -eq 0 ]] || fail "build6: gorego refused $UNAUTH_B calls of the reader UNAUTHENTICATED"
-STORED_B=$(metric gorego-b gorego_index_blobs "")
-[[ $STORED_B -eq $EMPTY_B ]] ||
-    fail "build6: gorego stored uploads of a reader (gorego_index_blobs $EMPTY_B -> $STORED_B)"
-# (The last grep reads all its input, not -q: with pipefail, an early exit could fail the first.)
-grep '"msg":"call refused"' "$TMP/gorego-b.log" | grep '"principal":"reader"' |
-    grep '"code":"PERMISSION_DENIED"' >/dev/null ||
-    fail "build6: gorego-b logged no call of the reader refused PERMISSION_DENIED"
-log "build6: $DENIED_B uploads refused PERMISSION_DENIED, gorego-b still holds $STORED_B objects"
+reader_build_refused build6 gorego-b "$EMPTY_B" ""
 
 # --- 7. reader token again: nothing to hit ---------------------------------------
 try_build build7 "$TMP/ob7"
@@ -397,24 +405,8 @@ EMPTY_C=$(metric gorego-c gorego_index_blobs "")
 
 # --- 8. reader token over https://: builds, uploads refused 403 ---
 use_https_cache gorego-c "$READER_TOKEN" "${TLS_FLAGS[@]}"
-try_build build8 "$TMP/ob8"
-[[ $BUILD_RC -eq 0 ]] || { tail -n 60 "$BUILD_LOG" >&2; fail "build8: a reader's build over https:// failed (exit $BUILD_RC)"; }
-expect_only_write_warnings build8
-[[ $P_HITS -eq 0 && $P_EXECUTED -eq $EXPECTED_ACTIONS ]] ||
-    fail "build8: expected $EXPECTED_ACTIONS locally executed actions and no hits, got: $P_LINE"
-shutdown_build_server "$TMP/ob8"
-DENIED_C=$(refused gorego-c permission_denied)
-[[ $DENIED_C -gt 0 ]] ||
-    fail "build8: gorego refused none of the reader's HTTP uploads (gorego_auth_refused_total{reason=\"permission_denied\"} 0)"
-UNAUTH_C=$(refused gorego-c unauthenticated)
-[[ $UNAUTH_C -eq 0 ]] || fail "build8: gorego refused $UNAUTH_C requests of the reader 401"
-STORED_C=$(metric gorego-c gorego_index_blobs "")
-[[ $STORED_C -eq $EMPTY_C ]] ||
-    fail "build8: gorego stored HTTP uploads of a reader (gorego_index_blobs $EMPTY_C -> $STORED_C)"
-grep '"msg":"call refused"' "$TMP/gorego-c.log" | grep '"call":"HTTP PUT' | grep '"principal":"reader"' |
-    grep '"code":"PERMISSION_DENIED"' >/dev/null ||
-    fail "build8: gorego-c logged no HTTP PUT of the reader refused PERMISSION_DENIED"
-log "build8: $DENIED_C HTTP uploads refused 403, gorego-c still holds $STORED_C objects"
+reader_build_refused build8 gorego-c "$EMPTY_C" '"call":"HTTP PUT'
+DENIED_C=$DENIED
 
 # --- 9. ci token over https://, cold: uploads accepted ---
 use_https_cache gorego-c "$CI_TOKEN" "${TLS_FLAGS[@]}"

@@ -39,10 +39,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
                                             const re::GetActionResultRequest* req,
                                             re::ActionResult* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     if constexpr (requires(const Digest& d) { store_.get_action_in_memory(d); }) {
       TraceContext::Scope scope(incoming_context(ctx));
@@ -82,10 +79,7 @@ class ActionCacheService final : public re::ActionCache::CallbackService {
                                                const re::UpdateActionResultRequest* req,
                                                re::ActionResult* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] { update(*req, *resp, reactor); });
     return reactor;

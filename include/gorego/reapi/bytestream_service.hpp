@@ -81,10 +81,7 @@ class ByteStreamService final
                                              const bs::QueryWriteStatusRequest* req,
                                              bs::QueryWriteStatusResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
     CallContext::Scope call(call_context(ctx));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       {

@@ -55,12 +55,9 @@ class CapabilitiesService final : public re::Capabilities::CallbackService {
   grpc::ServerUnaryReactor* GetCapabilities(grpc::CallbackServerContext* ctx,
                                             const re::GetCapabilitiesRequest* /*req*/,
                                             re::ServerCapabilities* resp) override {
-    *resp = capabilities();
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
+    *resp = capabilities();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }

@@ -45,10 +45,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::FindMissingBlobsRequest* req,
                                              re::FindMissingBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     auto work = [this, reactor, req, resp] {
       const auto fn = digest_function_of(req->digest_function());
@@ -81,10 +78,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                              const re::BatchUpdateBlobsRequest* req,
                                              re::BatchUpdateBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       const auto fn = digest_function_of(req->digest_function());
@@ -139,10 +133,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
                                            const re::BatchReadBlobsRequest* req,
                                            re::BatchReadBlobsResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     if constexpr (requires(std::span<const Digest> ds) { store_.get_all_in_memory(ds); }) {
       TraceContext::Scope scope(incoming_context(ctx));
@@ -210,10 +201,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   grpc::ServerUnaryReactor* SplitBlob(grpc::CallbackServerContext* ctx, const re::SplitBlobRequest* req,
                                       re::SplitBlobResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       const auto fn = digest_function_of(req->digest_function());
@@ -249,10 +237,7 @@ class CasService final : public re::ContentAddressableStorage::CallbackService {
   grpc::ServerUnaryReactor* SpliceBlob(grpc::CallbackServerContext* ctx, const re::SpliceBlobRequest* req,
                                        re::SpliceBlobResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
-    if (auto refused = refusal(ctx); !refused.ok()) {
-      reactor->Finish(std::move(refused));
-      return reactor;
-    }
+    if (finish_if_refused(ctx, reactor)) return reactor;
     CallContext::Scope call(call_context(ctx, req->instance_name()));
     admit(pool_, incoming_context(ctx), reactor, [this, reactor, req, resp] {
       const auto fn = digest_function_of(req->digest_function());

@@ -9,6 +9,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <charconv>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -36,15 +37,20 @@ inline grpc::Status refusal(const grpc::ServerContextBase* ctx) {
   const auto it = md.find(grpc::string_ref(kRefusedKey.data(), kRefusedKey.size()));
   if (it == md.end()) return grpc::Status::OK;
   const std::string_view v(it->second.data(), it->second.size());
-  const std::size_t colon = v.find(':');
-  int code = static_cast<int>(grpc::StatusCode::PERMISSION_DENIED);
-  if (colon != std::string_view::npos && colon > 0 && colon <= 2) {
-    code = 0;
-    for (char c : v.substr(0, colon)) code = code * 10 + (c - '0');
+  int code = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), code);
+  if (ec != std::errc{} || end == v.data() + v.size() || *end != ':' || code <= 0 || code > 16) {
+    return {grpc::StatusCode::PERMISSION_DENIED, std::string(v)};  // not ours: refuse all the same
   }
-  if (code <= 0 || code > 16) code = static_cast<int>(grpc::StatusCode::PERMISSION_DENIED);
-  return {static_cast<grpc::StatusCode>(code),
-          std::string(colon == std::string_view::npos ? v : v.substr(colon + 1))};
+  return {static_cast<grpc::StatusCode>(code), std::string(end + 1, v.data() + v.size())};
+}
+
+/// Answers a refused unary call (see refusal()); whether it was refused.
+inline bool finish_if_refused(const grpc::ServerContextBase* ctx, grpc::ServerUnaryReactor* reactor) {
+  grpc::Status refused = refusal(ctx);
+  if (refused.ok()) return false;
+  reactor->Finish(std::move(refused));
+  return true;
 }
 
 inline TraceContext incoming_context(const grpc::ServerContextBase* ctx) {

@@ -4,8 +4,9 @@
 /// `server.max_upload_bytes`). An upload reserves the size its resource name declares when
 /// its first message arrives and gives it back when it ends, however it ends; one that would
 /// pass a limit is refused RESOURCE_EXHAUSTED naming the limit, before anything is written,
-/// while other clients' uploads go on; one larger than a limit on its own is INVALID_ARGUMENT. So a client cannot hold more than its share of the
-/// disk's temporary space and of the upload slots, however many streams it opens.
+/// while other clients' uploads go on; one larger than a limit on its own is INVALID_ARGUMENT.
+/// So a client cannot hold more than its share of the disk's temporary space, however many
+/// streams it opens.
 ///
 /// Thread-safe.
 
