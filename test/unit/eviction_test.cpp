@@ -205,6 +205,34 @@ TEST_CASE("AtimeJanitor: force_update_atime marks reads so read blobs survive", 
   CHECK(evicted >= 5);  // freed down to the low watermark, not just one blob
 }
 
+TEST_CASE("AtimeJanitor: a presence check counts as use, though it leaves the file's atime alone", "[disk][eviction]") {
+  TempDir dir;
+  test::DiskAtime store(ShardedDisk::Options{.root = dir.path(), .fsync = false},
+                        AtimeJanitor::Options{.scan_interval = std::chrono::hours(1), .low_watermark = 0.5},
+                        {.max_bytes = 10 * 4096});
+  REQUIRE(store.start().ok());
+  store.wait_walked();
+  std::vector<Digest> ds;
+  for (int i = 0; i < 10; ++i) {
+    const std::string b = make_blob(i, 4000);
+    ds.push_back(Sha256::digest_of(b));
+    REQUIRE(store.put(ds.back(), b).ok());
+  }
+  // By file atime blob 0 is the oldest, by far; then a client asks only whether it is there
+  // (FindMissingBlobs before a build): no read, so no atime update, on any mount.
+  for (std::size_t i = 0; i < ds.size(); ++i) {
+    const struct timespec t[2] = {{static_cast<time_t>(1000 + i), 0}, {static_cast<time_t>(1000 + i), 0}};
+    REQUIRE(::utimensat(AT_FDCWD, store.backend().path({ds[i], Tree::kCas}).c_str(), t, 0) == 0);
+  }
+  REQUIRE(store.find_missing(std::span(ds.data(), 1)).empty());
+  const std::string extra = make_blob(99, 4000);
+  REQUIRE(store.put(Sha256::digest_of(extra), extra).ok());  // needs room: a scan runs
+  CHECK(store.contains(ds[0]));
+  int evicted = 0;
+  for (const Digest& d : ds) evicted += store.contains(d) ? 0 : 1;
+  CHECK(evicted >= 5);
+}
+
 TEST_CASE("Local: with verify_reads first, bytes found on disk at start are re-hashed on first read", "[disk]") {
   TempDir dir;
   const std::string a = make_blob(6, 20000);

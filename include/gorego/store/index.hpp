@@ -100,6 +100,28 @@ class Index {
     return Hit{slot->verified(), nullptr};
   }
 
+  /// The last-access stamp of `k` when indexed; records no access.
+  [[nodiscard]] std::optional<std::uint64_t> stamp(const ObjectKey& k) const {
+    const Shard& s = shard(k);
+    std::shared_lock lock(s.mu);
+    if (k.tree == Tree::kAc) {
+      auto it = s.ac.find(k.digest);
+      if (it == s.ac.end()) return std::nullopt;
+      return std::atomic_ref(const_cast<std::uint64_t&>(it->second.stamp)).load(std::memory_order_relaxed);
+    }
+    const Slot* slot = s.cas.find(k.digest);
+    if (slot == nullptr) return std::nullopt;
+    return std::atomic_ref(const_cast<std::uint64_t&>(slot->stamp)).load(std::memory_order_relaxed);
+  }
+  /// The wall-clock time (ns since the epoch) of stamp `s`: the inverse of stamp_of_wall_time.
+  static std::int64_t wall_time_of_stamp(std::uint64_t s) {
+    const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+    const std::uint64_t n = now();
+    return wall - static_cast<std::int64_t>(n > s ? n - s : 0);
+  }
+
   [[nodiscard]] bool contains(const ObjectKey& k) const {
     const Shard& s = shard(k);
     std::shared_lock lock(s.mu);

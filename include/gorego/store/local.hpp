@@ -596,9 +596,15 @@ class Local {
   /// What a policy's `select_victims` sees: the backend's scan and the index.
   struct VictimSource {
     Local* self;
+    /// The backend's scan, with each access time raised to the index's last access: the
+    /// index sees uses that leave a file's atime alone (presence checks, memory-cache
+    /// hits, relatime and noatime mounts).
     template <class F>
     void for_each_entry(F&& fn) {
-      self->backend_.for_each_entry(std::forward<F>(fn));
+      self->backend_.for_each_entry([&](const ObjectKey& k, std::uint64_t bytes, std::int64_t atime) {
+        if (auto s = self->index_.stamp(k)) atime = std::max(atime, Index::wall_time_of_stamp(*s));
+        fn(k, bytes, atime);
+      });
     }
     template <class F>
     void for_each_indexed(F&& fn) {
