@@ -169,6 +169,7 @@ class AssembledServer final : public Server {
   [[nodiscard]] int http_port() const override { return http_ ? http_->port() : 0; }
 
   void begin_shutdown() override {
+    if (admission_) admission_->begin_drain();
     if (health_) health_->begin_shutdown();
     if (listener_) listener_->set_serving(false);
   }
@@ -191,6 +192,12 @@ class AssembledServer final : public Server {
           stack_->cancel_upstream();
         }
       });
+      // New calls are refused with UNAVAILABLE (begin_shutdown) while those in flight finish;
+      // gRPC's shutdown starts once none is left, or at the deadline, and then cancels what
+      // still runs.
+      while (admission_->calls_in_flight() > 0 && std::chrono::system_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
       listener_->shutdown(deadline);
       listening_ = false;
     }

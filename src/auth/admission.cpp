@@ -74,6 +74,10 @@ class Interceptor final : public gx::Interceptor {
     const std::optional<Right> right = Admission::right_of(method);
     grpc::ServerContextBase* ctx = info_->server_context();
     if (ctx != nullptr && right) {  // health checks are not counted: probes must get through
+      if (adm_->draining()) {
+        return refuse(md, error(Code::kUnavailable, "the server is shutting down; retry (another replica or the "
+                                                    "restarted server answers)"));
+      }
       peer_ = ctx->peer();
       std::string why;
       if (!adm_->enter(peer_, &why)) return refuse(md, error(Code::kResourceExhausted, "{}", why));

@@ -61,10 +61,18 @@ class Admission {
 
   [[nodiscard]] const Options& options() const { return opt_; }
 
+  /// From now on every new call but a health check is refused with UNAVAILABLE (the server
+  /// is shutting down; clients retry, elsewhere or after the restart). Calls already
+  /// admitted go on. Gives gRPC's own shutdown nothing to answer with CANCELLED, which
+  /// clients do not retry.
+  void begin_drain() { draining_.store(true, std::memory_order_relaxed); }
+  [[nodiscard]] bool draining() const { return draining_.load(std::memory_order_relaxed); }
+
  private:
   Options opt_;
   mutable Stats stats_;
   std::atomic<std::uint32_t> calls_{0};
+  std::atomic<bool> draining_{false};
   std::mutex mu_;
   std::unordered_map<std::string, std::uint32_t> per_peer_;
 };

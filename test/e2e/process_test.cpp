@@ -44,6 +44,57 @@ TEST_CASE("gorego: SIGTERM shuts down gracefully with exit status 0", "[process]
   CHECK_THAT(slurp(s.log), Catch::Matchers::Contains("stopped"));
 }
 
+TEST_CASE("gorego: an upload in flight at SIGTERM finishes within the grace; new calls are refused", "[process]") {
+  TempDir dir;
+  const std::string blob = make_blob(77, 3 * 65536 + 123);
+  const auto d = reapi::to_proto(Sha256::digest_of(blob));
+  const std::string name = fmt::format("uploads/0d6c1e2a-3b4c-4d5e-8f90-a1b2c3d4e5f6/blobs/{}/{}", d.hash(), d.size_bytes());
+  {
+    Server s(dir);
+    grpc::ClientContext ctx;
+    bs::WriteResponse resp;
+    auto w = s.bytestream->Write(&ctx, &resp);
+    const auto send = [&](std::size_t off, bool last) {
+      bs::WriteRequest req;
+      req.set_resource_name(name);
+      req.set_write_offset(static_cast<std::int64_t>(off));
+      req.set_data(blob.substr(off, last ? std::string::npos : 65536));
+      req.set_finish_write(last);
+      return w->Write(req);
+    };
+    REQUIRE(send(0, false));
+    REQUIRE(send(65536, false));
+    REQUIRE(eventually([&] {  // the server holds the partial upload
+      return parse_metrics(http_get(s.admin_port, "/metrics").body)["gorego_upload_bytes_in_flight"] > 0;
+    }, 10));
+    s.proc->signal(SIGTERM);
+    REQUIRE(eventually([&] { return http_get(s.admin_port, "/health/ready").status == 503; }, 10));
+    // A call that starts now is refused with UNAVAILABLE, which clients retry (gRPC's own
+    // shutdown would answer CANCELLED, which they do not).
+    auto fresh = grpc::CreateChannel(s.address(), grpc::InsecureChannelCredentials());
+    auto fresh_cas = re::ContentAddressableStorage::NewStub(fresh);
+    grpc::ClientContext late;
+    late.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    re::FindMissingBlobsRequest fm;
+    *fm.add_blob_digests() = d;
+    re::FindMissingBlobsResponse fm_resp;
+    const grpc::Status refused = fresh_cas->FindMissingBlobs(&late, fm, &fm_resp);
+    CHECK(refused.error_code() == grpc::StatusCode::UNAVAILABLE);
+    // The upload that was in flight completes.
+    REQUIRE(send(2 * 65536, false));
+    REQUIRE(send(3 * 65536, true));
+    w->WritesDone();
+    const grpc::Status st = w->Finish();
+    INFO(st.error_message());
+    INFO(s.proc->log());
+    CHECK(st.ok());
+    CHECK(resp.committed_size() == d.size_bytes());
+    CHECK(s.proc->wait() == 0);
+  }
+  Server again(dir);
+  CHECK(again.read_verified(d));  // acknowledged, so durable
+}
+
 namespace {
 /// Once `enough()`, kills `s` with SIGKILL while `writers` are still busy, then stops them.
 template <class F>
