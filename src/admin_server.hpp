@@ -50,6 +50,7 @@ class AdminServer {
   Handlers handlers_;
   mg_context* ctx_ = nullptr;
   int port_ = 0;
+  std::string host_;  ///< the listening address's host, to wake the accept loop at stop
 };
 
 /// gperftools profiles in the pprof format: a CPU profile of the next `seconds`, and a
