@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared code of the benchmark scripts (ab.sh, security_ab.sh); source it, do not run it.
+# Shared code of the benchmark scripts (ab.sh, security_ab.sh, journal_ab.sh, idle_exit.sh); source it, do not run it.
 # bench_setup NAME makes $TMP and the EXIT trap that kills every PID in PIDS and removes $TMP.
 
 bench_setup() { # $1 = prefix of the temporary directory
@@ -20,4 +20,14 @@ wait_listening() { # port
     done
     echo "nothing listens on $1" >&2
     exit 1
+}
+
+bench_row() { # round, set-up, gorego-load --json output: appends one line to $TMP/runs.tsv
+    python3 - "$@" >>"$TMP/runs.tsv" <<'PY'
+import json, sys
+r = json.loads(sys.argv[3])
+cpu = r["server_cpu"] or {}
+print("\t".join([sys.argv[1], sys.argv[2], r["workload"], f'{r["requests_per_second"]:.1f}',
+                 f'{r["megabytes_per_second"] or 0:.1f}', f'{cpu.get("us_per_request", float("nan")):.1f}']))
+PY
 }

@@ -59,13 +59,7 @@ for round in $(seq 1 "$ROUNDS"); do
             # shellcheck disable=SC2086
             json=$("$LOAD" "${client[@]}" --server-pid "$PID" --duration "$SECONDS_PER_RUN" --concurrency 8 \
                 --json --workload $w)
-            python3 - "$round" "$setup" "$json" >>"$TMP/runs.tsv" <<'PY'
-import json, sys
-r = json.loads(sys.argv[3])
-cpu = r["server_cpu"] or {}
-print("\t".join([sys.argv[1], sys.argv[2], r["workload"], f'{r["requests_per_second"]:.1f}',
-                 f'{r["megabytes_per_second"] or 0:.1f}', f'{cpu.get("us_per_request", float("nan")):.1f}']))
-PY
+            bench_row "$round" "$setup" "$json"
             tail -1 "$TMP/runs.tsv"
         done
         kill -TERM "$PID"

@@ -22,6 +22,9 @@ Status Listener::start() {
   std::shared_ptr<grpc::ServerCredentials> creds =
       opt_.credentials ? opt_.credentials : grpc::InsecureServerCredentials();
   builder.AddListeningPort(opt_.address, creds, &port_);
+  // gRPC binds with SO_REUSEPORT by default: a second server on the same port would start
+  // and take half the connections. A port in use must stop the start instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   // Clients that keep long streams open (Execute, gorego-worker) ping every 20 s or so to
   // notice a dead peer; gRPC's default would answer pings closer than 5 minutes with GOAWAY.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);

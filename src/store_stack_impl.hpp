@@ -145,9 +145,16 @@ class StoreStackImpl final : public StoreStack {
                                            .header = r.header,
                                            .headers = r.headers});
       if (!client) return client.error();
+      if (r.mode == RemoteMode::kBack && r.journal) {
+        GOREGO_RETURN_IF_ERROR(
+            store_.remote().use_journal(config_.storage.data_dir / "write-back.journal", config_.storage.fsync));
+      }
       store_.remote().connect(std::move(*client),
                               {.mode = r.mode == RemoteMode::kBack ? WriteMode::kBack : WriteMode::kThrough,
-                               .queue_size = r.queue_size});
+                               .queue_size = r.queue_size,
+                               // An outage of any length: the upload waits in the queue (and
+                               // the journal) until the upstream is back.
+                               .attempts = 0});
     }
     store_.set_executor(&pool);
     return store_.start();

@@ -158,6 +158,9 @@ constexpr std::array kSettings{
         "through: ack an upload once the upstream has it; back: once local, upload later"),
     scalar<Remote<&RemoteSettings::queue_size>, &parse_uint_in<1, 1'000'000>, &format_uint>(
         "remote.queue_size", "", "N", "capacity of the write-back queue (mode back), 1..1000000"),
+    scalar<Remote<&RemoteSettings::journal>, &parse_bool, &format_bool>(
+        "remote.journal", "", "BOOL",
+        "keep the write-back queue (mode back) in a journal in the data dir, replayed at start"),
     scalar<Remote<&RemoteSettings::tls_ca_file>, &parse_string, &format_path>(
         "remote.tls_ca_file", "", "FILE",
         "PEM CA certificates to verify a grpcs:// upstream; empty: the system roots"),

@@ -3,6 +3,9 @@
 // start-up on a full cache.
 #include <catch2/catch.hpp>
 
+#include <sys/mount.h>
+
+#include <cstring>
 #include <map>
 
 #include "harness.hpp"
@@ -33,6 +36,26 @@ TEST_CASE("gorego: a bad configuration exits non-zero naming the problem", "[pro
   std::ofstream(dir.path() / "file") << "not a directory";
   CHECK(run({"--listen", "127.0.0.1:0", "--data-dir", (dir.path() / "file" / "sub").string()}, dir, out) != 0);
   CHECK_THAT(out, Catch::Matchers::Contains((dir.path() / "file").string()));
+}
+
+TEST_CASE("gorego: a gRPC port already in use stops the start, naming the address", "[process]") {
+  TempDir dir;
+  Server first(dir, {}, "first");
+  TempDir other;
+  const auto log = other.path() / "second.log";
+  Process second({"--listen", first.address(), "--data-dir", (other.path() / "data").string(), "--metrics-addr", ""},
+                 log);
+  // Before the fix the second one served too (SO_REUSEPORT), taking half the connections.
+  REQUIRE(eventually([&] {
+    const std::string l = slurp(log);
+    return l.find("cannot start") != std::string::npos || l.find("\"serving\"") != std::string::npos;
+  }));
+  const std::string l = slurp(log);
+  INFO(l);
+  REQUIRE_THAT(l, Catch::Matchers::Contains("cannot start"));
+  CHECK_THAT(l, Catch::Matchers::Contains(first.address()));
+  CHECK(second.wait() != 0);
+  CHECK(first.upload("still served by the first"));
 }
 
 TEST_CASE("gorego: SIGTERM shuts down gracefully with exit status 0", "[process]") {
@@ -254,4 +277,105 @@ TEST_CASE("gorego: answers correctly right after start on a full cache", "[proce
   REQUIRE(missing.size() == 1);
   CHECK(missing[0].hash() == ds.back().hash());
   CHECK(s.read_verified(ds.front()));
+}
+
+namespace {
+/// A size-limited tmpfs at `at` for the lifetime of the object (the tests run as root).
+class SmallDisk {
+ public:
+  SmallDisk(const std::filesystem::path& at, const std::string& size) : at_(at) {
+    std::filesystem::create_directories(at_);
+    mounted_ = ::mount("gorego-test", at_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+    if (!mounted_) WARN("cannot mount a tmpfs (not root?): " << std::strerror(errno));
+  }
+  ~SmallDisk() {
+    if (mounted_) ::umount2(at_.c_str(), MNT_DETACH);
+  }
+  [[nodiscard]] bool mounted() const { return mounted_; }
+
+ private:
+  std::filesystem::path at_;
+  bool mounted_ = false;
+};
+
+grpc::Status upload_status(const Server& s, const std::string& data) {
+  const auto d = reapi::to_proto(Sha256::digest_of(data));
+  std::vector<std::string> pieces;
+  for (std::size_t off = 0; off < data.size(); off += 65536) pieces.push_back(data.substr(off, 65536));
+  std::int64_t committed = 0;
+  return write_pieces(s, fmt::format("uploads/6a7b8c9d-0e1f-4a2b-8c3d-4e5f6a7b8c9d/blobs/{}/{}", d.hash(), d.size_bytes()),
+                      pieces, committed);
+}
+
+/// Fills the filesystem of `path` with one file until not a page is left.
+void fill(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  REQUIRE(fd >= 0);
+  const std::string chunk(1 << 20, 'f');
+  for (std::size_t n : {std::size_t{1} << 20, std::size_t{4096}, std::size_t{1}}) {
+    while (::write(fd, chunk.data(), n) > 0) {
+    }
+  }
+  ::close(fd);
+}
+}  // namespace
+
+TEST_CASE("gorego: on a full disk uploads get RESOURCE_EXHAUSTED, nothing half-written shows, and it recovers",
+          "[process][diskfull]") {
+  TempDir dir;
+  SmallDisk disk(dir.path() / "mnt", "40m");
+  if (!disk.mounted()) return;
+  // The cache's own limit is far above the filesystem's size: only ENOSPC can stop writes.
+  Server s(dir, {"--data-dir", (dir.path() / "mnt" / "data").string(), "--max-size", "1GiB"});
+  std::vector<std::string> acked;
+  grpc::Status full;
+  std::string refused;
+  for (int i = 0; i < 80 && full.ok(); ++i) {
+    std::string b = make_blob(9000 + i, (1 << 20) + i);
+    full = upload_status(s, b);
+    if (full.ok()) acked.push_back(std::move(b));
+    else refused = std::move(b);
+  }
+  INFO(full.error_message());
+  REQUIRE_FALSE(full.ok());  // 80 MiB cannot fit in 40
+  CHECK(full.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  CHECK_THAT(full.error_message(), Catch::Matchers::Contains("disk full"));
+  CHECK(acked.size() >= 20);
+  const auto refused_digest = reapi::to_proto(Sha256::digest_of(refused));
+  // The refused upload is not visible, and leaves no file behind.
+  CHECK(s.find_missing({refused_digest}).size() == 1);
+  CHECK(gorego::testing::upload_leftovers(dir.path() / "mnt" / "data") == 0);
+  // Every acknowledged blob still there reads back intact (eviction may have made room).
+  std::size_t present = 0;
+  for (const auto& b : acked) {
+    const auto d = reapi::to_proto(Sha256::digest_of(b));
+    if (!s.has(d)) continue;
+    ++present;
+    CHECK(s.read_verified(d));
+  }
+  CHECK(present > 0);
+  // Eviction made room: the client's retry succeeds.
+  CHECK(upload_status(s, refused).ok());
+  CHECK(s.read_verified(refused_digest));
+
+  // Something else fills the disk: uploads may fail, nothing breaks; once the space is back
+  // the server is ready again and takes uploads, without a restart.
+  fill(dir.path() / "mnt" / "filler");
+  for (int i = 0; i < 5; ++i) {
+    const std::string b = make_blob(9500 + i, 300000);
+    const grpc::Status st = upload_status(s, b);
+    INFO(st.error_message());
+    CHECK((st.ok() || st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED));
+    if (st.ok()) CHECK(s.read_verified(reapi::to_proto(Sha256::digest_of(b))));
+  }
+  fill(dir.path() / "mnt" / "filler2");  // whatever eviction freed, it is taken again
+  CHECK(eventually([&] { return http_get(s.admin_port, "/health/ready").status == 503; }, 10));
+  std::filesystem::remove(dir.path() / "mnt" / "filler");
+  std::filesystem::remove(dir.path() / "mnt" / "filler2");
+  CHECK(eventually([&] { return http_get(s.admin_port, "/health/ready").status == 200; }, 10));
+  const std::string after = make_blob(9999, 2 << 20);
+  CHECK(upload_status(s, after).ok());
+  CHECK(s.read_verified(reapi::to_proto(Sha256::digest_of(after))));
+  s.proc->signal(SIGTERM);
+  CHECK(s.proc->wait() == 0);
 }

@@ -3,6 +3,10 @@
 // proxy, singleflight counted at the upstream, and upstream faults.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <regex>
 #include <thread>
 
@@ -140,6 +144,58 @@ TEST_CASE("Proxy: mode back acknowledges locally and uploads in the background",
   REQUIRE(get_action(proxy, action, got).ok());  // served at once, from the local tier
   CHECK(eventually([&] { return up.has(digest_of(blob)); }));
   CHECK(eventually([&] { re::ActionResult r; return get_action(up, action, r).ok(); }));
+}
+
+TEST_CASE("Proxy: mode back uploads what it acknowledged even after kill -9 (the write-back journal)",
+          "[proxy][crash]") {
+  TempDir dir;
+  // The upstream's port takes connections but never answers, so each queued upload waits
+  // (no attempt fails and is given up) until the proxy is killed.
+  const int up_port = free_port();
+  const int mute = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(mute >= 0);
+  const int one = 1;
+  ::setsockopt(mute, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(up_port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(mute, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(mute, 64) == 0);
+  const std::vector<std::string> proxy_args{"--upstream", fmt::format("grpc://127.0.0.1:{}", up_port),
+                                            "--upstream-mode", "back"};
+  std::vector<std::string> blobs;
+  std::vector<re::Digest> actions;
+  {
+    Server proxy(dir, proxy_args, "proxy");
+    for (int i = 0; i < 12; ++i) {
+      blobs.push_back(make_blob(400 + i, i % 3 == 0 ? (1 << 20) + i : 1000 + i * 37));
+      REQUIRE(proxy.upload(blobs.back()));  // acknowledged: stored locally, queued
+    }
+    for (int i = 0; i < 4; ++i) {
+      actions.push_back(digest_of(fmt::format("journal action {}", i)));
+      REQUIRE(update_action(proxy, actions.back(), result_with(digest_of(blobs[i]))).ok());
+    }
+    proxy.proc->signal(SIGKILL);
+    proxy.proc->wait();
+  }
+  ::close(mute);
+  auto up_proc = std::make_unique<Process>(
+      std::vector<std::string>{"--listen", fmt::format("127.0.0.1:{}", up_port), "--data-dir",
+                               (dir.path() / "up-data").string(), "--metrics-addr",
+                               fmt::format("127.0.0.1:{}", free_port())},
+      dir.path() / "up.log");
+  Server up(up_port, std::move(up_proc), dir.path() / "up.log");
+  Server proxy(dir, proxy_args, "proxy");  // the same data directory: replays the journal
+  std::vector<re::Digest> ds;
+  for (const auto& b : blobs) ds.push_back(digest_of(b));
+  INFO(slurp(proxy.log));
+  CHECK(eventually([&] { return up.find_missing(ds).empty(); }));
+  for (const auto& d : ds) CHECK(up.read_verified(d));
+  for (const auto& action : actions) {
+    CHECK(eventually([&] { re::ActionResult r; return get_action(up, action, r).ok(); }));
+  }
+  CHECK_THAT(slurp(proxy.log), Catch::Matchers::Contains("write-back journal replayed"));
 }
 
 TEST_CASE("Proxy: 100 concurrent readers of one uncached blob cost one upstream read", "[proxy]") {

@@ -106,7 +106,7 @@ struct Outcome {
 
 /// One eviction pass of the local tier.
 struct EvictionRun {
-  enum class Trigger : std::uint8_t { kJanitor, kLimit };
+  enum class Trigger : std::uint8_t { kJanitor, kLimit, kDiskFull };  ///< kDiskFull: the filesystem said ENOSPC
   Trigger trigger = Trigger::kLimit;
   std::uint64_t objects = 0;
   std::uint64_t bytes = 0;

@@ -11,7 +11,9 @@
 ///   (an upstream cache is; a peer that caches part of the keyspace is not). The first
 ///   active authority in the chain answers FindMissingBlobs; with none, the local tier does.
 /// - `mode()`: when a write through it is acknowledged (`kThrough`: once it accepted;
-///   `kBack`: once the local tier stored it, the upload queued with `enqueue`).
+///   `kBack`: once the local tier stored it, the upload of its key queued with `enqueue`,
+///   which a tier may make durable before it returns; such a tier offers `replay(make)`,
+///   which queues again what an earlier run left, building each job with `make(key)`).
 /// - `stats()`: its counters (errors by code, write-back queue), for logs and metrics;
 ///   `should_warn()` rate-limits warnings repeated per request during an outage.
 /// Complexity: every member is O(1) and never blocks, except `enqueue` on a full queue,
@@ -30,6 +32,7 @@
 #include <string_view>
 
 #include <gorego/concepts/remote_client.hpp>
+#include <gorego/core/digest.hpp>
 #include <gorego/core/status.hpp>
 
 namespace gorego {
@@ -44,6 +47,7 @@ struct TierStats {
   std::atomic<std::uint64_t> uploaded{0};
   std::atomic<std::uint64_t> dropped{0};  ///< queue full, retries exhausted, or stop
   std::atomic<std::uint64_t> upstream_errors{0};
+  std::atomic<std::uint64_t> journal_errors{0};  ///< write-back journal writes that failed
   /// upstream_errors by gRPC status code (index = code, 0..16).
   std::array<std::atomic<std::uint64_t>, 17> errors_by_code{};
 
@@ -55,14 +59,14 @@ struct TierStats {
 };
 
 template <class T>
-concept EnabledTier = requires(T& t, std::string what, std::function<Status()> job) {
+concept EnabledTier = requires(T& t, const ObjectKey& key, std::function<Status()> job) {
   { t.active() } -> std::same_as<bool>;
   requires RemoteClient<std::remove_cvref_t<decltype(t.client())>>;
   { t.authority() } -> std::same_as<bool>;
   { t.mode() } -> std::same_as<WriteMode>;
   { t.stats() } -> std::same_as<TierStats&>;
   { t.should_warn() } -> std::same_as<bool>;
-  { t.enqueue(what, job) } -> std::same_as<void>;
+  { t.enqueue(key, job) } -> std::same_as<void>;
 };
 
 /// A chain of tiers (`Tiers<...>`): `tiers()` is a tuple of references to its tiers, in read

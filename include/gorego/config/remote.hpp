@@ -49,6 +49,10 @@ struct RemoteSettings {
   /// `remote.queue_size`: capacity of the write-back queue of `remote.mode` "back",
   /// 1..1000000.
   std::uint32_t queue_size = 10000;
+  /// `remote.journal`: keep the write-back queue in `<data_dir>/write-back.journal`, synced
+  /// before an upload is acknowledged (with `storage.fsync`), so acknowledged uploads reach
+  /// the upstream after a crash or a stop that ran out of time.
+  bool journal = true;
   /// `remote.tls_ca_file`: PEM roots to verify a grpcs:// upstream with; empty: the system
   /// roots. Not checked for existence here.
   std::filesystem::path tls_ca_file;

@@ -338,7 +338,14 @@ class ByteStreamService final
         }
         if (name->zstd()) decoder_ = std::make_unique<zstd::Decoder>(static_cast<std::uint64_t>(digest_.size));
         // An upstream's answer must not open and write the file on its own thread.
-        then_on<bool>(svc_->pool_, [this](auto cb) { store().contains(digest_, std::move(cb)); },
+        then_on<bool>(svc_->pool_,
+                      [this](auto cb) {
+                        if constexpr (requires { store().present_for_upload(digest_, std::move(cb)); }) {
+                          store().present_for_upload(digest_, std::move(cb));
+                        } else {
+                          store().contains(digest_, std::move(cb));
+                        }
+                      },
                       [this, done](bool present) mutable {
           if (present) {
             // Early return: the blob is already here. The spec's answer is the blob's size

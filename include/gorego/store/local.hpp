@@ -226,11 +226,13 @@ class Local {
         if (data.empty()) return {};
         return error(Code::kInvalidArgument, "{} bytes written to the empty blob", data.size());
       }
-      return inner_->append(data);
+      Status s = inner_->append(data);
+      if (!s.ok()) return owner_->on_write_error(std::move(s), reserved_);
+      return s;
     }
     Status commit() {
       if (!inner_) return {};
-      GOREGO_RETURN_IF_ERROR(inner_->commit());
+      if (Status s = inner_->commit(); !s.ok()) return owner_->on_write_error(std::move(s), reserved_);
       owner_->commit_index(key_, inner_->written(), std::exchange(reserved_, 0));
       if (std::exchange(writing_, false)) owner_->index_.end_write(key_);
       return {};
@@ -298,9 +300,11 @@ class Local {
     const std::uint64_t fp = backend_.footprint(data.size());
     GOREGO_RETURN_IF_ERROR(reserve(fp, d));
     const WriteScope writing(index_, key);
-    if (Status s = backend_.put(d, data); !s.ok()) {
+    Status s = backend_.put(d, data);
+    if (!s.ok() && on_write_error(s, fp).code() == Code::kResourceExhausted) s = backend_.put(d, data);  // once, after room was made
+    if (!s.ok()) {
       unreserve(fp);
-      return s;
+      return on_write_error(std::move(s), fp, /*evict=*/false);
     }
     commit_index(key, data.size(), fp);
     cache_.put(d, data);
@@ -340,6 +344,7 @@ class Local {
         cache_.put(todo[j].digest, todo[j].data);
       } else {
         unreserve(fps[j]);
+        res[j] = on_write_error(std::move(res[j]), fps[j]);
       }
       index_.end_write({todo[j].digest, Tree::kCas});
       out[where[j]] = std::move(res[j]);
@@ -423,9 +428,11 @@ class Local {
     const std::uint64_t fp = backend_.footprint(bytes.size());
     GOREGO_RETURN_IF_ERROR(reserve(fp, d));
     const WriteScope writing(index_, key);
-    if (Status s = backend_.put_action(d, bytes); !s.ok()) {
+    Status s = backend_.put_action(d, bytes);
+    if (!s.ok() && on_write_error(s, fp).code() == Code::kResourceExhausted) s = backend_.put_action(d, bytes);
+    if (!s.ok()) {
       unreserve(fp);
-      return s;
+      return on_write_error(std::move(s), fp, /*evict=*/false);
     }
     commit_index(key, bytes.size(), fp, bytes);
     return {};
@@ -592,6 +599,32 @@ class Local {
   }
 
   void unreserve(std::uint64_t fp) { usage_.fetch_sub(fp); }
+
+  /// A backend write failed with `s`. When the filesystem is full (RESOURCE_EXHAUSTED from
+  /// ENOSPC or a quota, below the cache's own limit) and `evict`, makes room for the next
+  /// writes: evicts twice the write's footprint or 2 % of the cache, whichever is more,
+  /// so that a client's retry, or the caller's own, fits. Returns `s` with that said.
+  Status on_write_error(Status s, std::uint64_t fp, bool evict_room = true) {
+    if (s.code() != Code::kResourceExhausted || s.message().find("disk full") != std::string_view::npos) return s;
+    std::size_t evicted = 0;
+    if (evict_room && loaded_) {
+      const std::uint64_t want = std::max<std::uint64_t>(2 * fp, usage_bytes() / 50);
+      evicted = evict(want, EvictionRun::Trigger::kDiskFull);
+    }
+    if (should_warn_disk_full()) {
+      log::warn("disk full: a write failed; evicting to make room",
+                {{"error", s.message()}, {"evicted_objects", std::to_string(evicted)}});
+    }
+    return error(Code::kResourceExhausted, "disk full: {}; {} cached objects evicted to make room, retry", s.message(),
+                 evicted);
+  }
+
+  bool should_warn_disk_full() {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto last = last_disk_full_warn_.load(std::memory_order_relaxed);
+    if (now - last < std::chrono::nanoseconds(std::chrono::seconds(10)).count()) return false;
+    return last_disk_full_warn_.compare_exchange_strong(last, now);
+  }
 
   /// What a policy's `select_victims` sees: the backend's scan and the index.
   struct VictimSource {
@@ -853,6 +886,7 @@ class Local {
   Index index_;
   BlobCache cache_;
   std::atomic<std::uint64_t> usage_{0};  // footprint of indexed objects and reservations
+  std::atomic<std::int64_t> last_disk_full_warn_{0};  // rate limit of the disk-full warning
   std::mutex evict_mu_;                  // one eviction pass at a time; guards rng_
   std::mt19937_64 rng_{std::random_device{}()};
   std::atomic<bool> loaded_{false};

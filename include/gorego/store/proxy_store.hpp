@@ -214,7 +214,13 @@ class ProxyStore {
         std::apply([&](auto&... i) { (evicted_one(i, run), ...); }, instr_);
       });
     }
-    if constexpr (requires { local_.start(); }) return local_.start();
+    if constexpr (requires { local_.start(); }) GOREGO_RETURN_IF_ERROR(local_.start());
+    // Write-back uploads an earlier run acknowledged but did not finish.
+    for_each_tier([&](auto& t) {
+      if constexpr (requires { t.replay([](const ObjectKey&) { return std::function<Status()>(); }); }) {
+        if (t.active()) t.replay([&](const ObjectKey& k) { return write_back_job(t, k); });
+      }
+    });
     return {};
   }
   void stop() {
@@ -269,6 +275,17 @@ class ProxyStore {
   }
   bool contains(const Digest& d) {
     return detail::wait_for<bool>([&](auto cb) { contains(d, std::move(cb)); });
+  }
+
+  /// `done(bool)`: whether an upload of `d` may finish early because the store has it.
+  /// With a tier in mode `back` the local tier decides (the upload is for it), so a slow
+  /// or hung upstream never delays an upload it would not have to take part in.
+  template <class Done>
+  void present_for_upload(const Digest& d, Done&& done) {
+    bool back = false;
+    for_each_tier([&](auto& t) { back = back || (t.active() && t.mode() == WriteMode::kBack); });
+    if (!back) return contains(d, std::forward<Done>(done));
+    done(local_.contains(d));
   }
 
   /// `done(std::vector<Digest>)`: the digests of `ds` that are missing.
@@ -509,7 +526,7 @@ class ProxyStore {
         [&, d](auto& t, Callback<Status> landed) { t.client().put_action(d, bytes, std::move(landed)); },
         [&, d](auto& t) {
           if (!s.ok()) return;  // a queued upload would have nothing to send
-          t.enqueue(fmt::format("action {}", d), [&t, d, copy = std::string(bytes)] {
+          t.enqueue(ObjectKey{d, Tree::kAc}, [&t, d, copy = std::string(bytes)] {
             return detail::wait_for<Status>([&](auto cb) { t.client().put_action(d, copy, std::move(cb)); });
           });
         });
@@ -825,10 +842,24 @@ class ProxyStore {
         },
         [&, d](auto& t) {
           if (!local_ok) return;  // a queued upload would have nothing to send
-          t.enqueue(fmt::format("blob {}", d), [this, &t, d] {
-            return detail::wait_for<Status>([&](auto cb) { upload_from_local(t, d, std::move(cb)); });
-          });
+          t.enqueue(ObjectKey{d, Tree::kCas}, write_back_job(t, ObjectKey{d, Tree::kCas}));
         });
+  }
+
+  /// The write-back upload of `k` to tier `t`, from the local copy (run by the tier's
+  /// write-back worker, which may wait).
+  template <class T>
+  std::function<Status()> write_back_job(T& t, const ObjectKey& k) {
+    if (k.tree == Tree::kCas) {
+      return [this, &t, d = k.digest] {
+        return detail::wait_for<Status>([&](auto cb) { upload_from_local(t, d, std::move(cb)); });
+      };
+    }
+    return [this, &t, d = k.digest]() -> Status {
+      auto bytes = local_.get_action(d);
+      if (!bytes) return bytes.error();
+      return detail::wait_for<Status>([&](auto cb) { t.client().put_action(d, *bytes, std::move(cb)); });
+    };
   }
 
   /// Uploads the local copy of `d` to tier `t`: by batch when small, streamed from disk when

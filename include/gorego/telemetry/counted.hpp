@@ -87,11 +87,12 @@ class Counted {
                   .Register(*registry_)),
         present_(&digests_.Add({{"result", "present"}})),
         missing_(&digests_.Add({{"result", "missing"}})) {
-    for (const char* trigger : {"janitor", "limit"}) {
-      const std::size_t i = trigger[0] == 'j' ? 0 : 1;
+    std::size_t i = 0;  // in the order of EvictionRun::Trigger
+    for (const char* trigger : {"janitor", "limit", "disk_full"}) {
       evicted_objects_by_trigger_[i] = &evictions_.Add({{"trigger", trigger}});
       evicted_bytes_by_trigger_[i] = &evicted_bytes_.Add({{"trigger", trigger}});
       runs_by_trigger_[i] = &runs_.Add({{"trigger", trigger}});
+      ++i;
     }
   }
   Counted(const Counted&) = delete;
@@ -120,7 +121,7 @@ class Counted {
   }
 
   void on_eviction(const EvictionRun& run) {
-    const std::size_t i = run.trigger == EvictionRun::Trigger::kJanitor ? 0 : 1;
+    const auto i = static_cast<std::size_t>(run.trigger);
     runs_by_trigger_[i]->Increment();
     evicted_objects_by_trigger_[i]->Increment(static_cast<double>(run.objects));
     evicted_bytes_by_trigger_[i]->Increment(static_cast<double>(run.bytes));
@@ -182,6 +183,9 @@ class Counted {
       gauges_->counter("gorego_writeback_dropped_total",
                        "Queued uploads given up (queue full, retries exhausted, or shutdown)",
                        sum([](TierStats& st) -> auto& { return st.dropped; }));
+      gauges_->counter("gorego_writeback_journal_errors_total",
+                       "Write-back journal writes or syncs that failed: those uploads were queued in memory only",
+                       sum([](TierStats& st) -> auto& { return st.journal_errors; }));
       gauges_->counter("gorego_singleflight_saved_fetches_total",
                        "Upstream fetches saved because a concurrent read of the same blob was already fetching it",
                        [&store] {
@@ -256,9 +260,9 @@ class Counted {
   prometheus::Family<prometheus::Counter>& runs_;
   prometheus::Counter* present_;
   prometheus::Counter* missing_;
-  std::array<prometheus::Counter*, 2> evicted_objects_by_trigger_{};
-  std::array<prometheus::Counter*, 2> evicted_bytes_by_trigger_{};
-  std::array<prometheus::Counter*, 2> runs_by_trigger_{};
+  std::array<prometheus::Counter*, 3> evicted_objects_by_trigger_{};
+  std::array<prometheus::Counter*, 3> evicted_bytes_by_trigger_{};
+  std::array<prometheus::Counter*, 3> runs_by_trigger_{};
   std::array<std::atomic<prometheus::Counter*>, kTopLevelOps * kTiers * kResults> requests_cells_{};
   std::array<std::atomic<prometheus::Histogram*>, kTopLevelOps * kTiers> latency_cells_{};
   std::array<std::atomic<prometheus::Histogram*>, kTopLevelOps> size_cells_{};
